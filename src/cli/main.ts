@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+/** The s3sftp command: `serve` runs the server, `hash-password` makes a passwordHash. */
+import { readFileSync } from 'node:fs';
+import { pino } from 'pino';
+import { loadConfig, ConfigError } from '../config/load.ts';
+import { startServer, StartupError } from '../server.ts';
+import { hashPasswordCommand } from './hash-password.ts';
+
+const USAGE = `usage:
+  s3sftp serve [--config FILE]     run the SFTP server (every setting can also come from S3SFTP_* variables)
+  s3sftp hash-password [--bcrypt]  read a password on stdin, print a hash for spec.passwordHash
+  s3sftp --version`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...args] = argv;
+  switch (command) {
+    case 'serve':
+      return serve(args);
+    case 'hash-password':
+      return hashPasswordCommand(process.stdin, process.stdout, args);
+    case '--version':
+    case 'version':
+      process.stdout.write(`${version()}\n`);
+      return 0;
+    case '--help':
+    case '-h':
+    case 'help':
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    default:
+      process.stderr.write(`${command ? `unknown command "${command}"\n` : ''}${USAGE}\n`);
+      return 2;
+  }
+}
+
+async function serve(args: string[]): Promise<number> {
+  let file: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === '--config' || arg === '-c') file = args[++i];
+    else if (arg?.startsWith('--config=')) file = arg.slice('--config='.length);
+    else {
+      process.stderr.write(`serve: unknown argument "${arg}"\n${USAGE}\n`);
+      return 2;
+    }
+  }
+  let config;
+  try {
+    config = loadConfig({ file, env: process.env });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`s3sftp: invalid configuration\n${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const log = pino({
+    level: config.log.level,
+    redact: { paths: ['password', '*.password', 'secretAccessKey', '*.secretAccessKey', 'sessionToken', '*.sessionToken'], censor: '[redacted]' },
+  });
+  let server;
+  try {
+    server = await startServer(config, log);
+  } catch (err) {
+    if (err instanceof StartupError) {
+      log.fatal({ err: err.cause }, err.message);
+      process.stderr.write(`s3sftp: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'shutting down');
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  await server.close();
+  return 0;
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`s3sftp: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,104 @@
+/**
+ * The per-session handle table. Handles are opaque 4-byte ids; every handle
+ * owns a promise chain so that READ and WRITE replies on one handle go out in
+ * request order (OpenSSH's scp in SFTP mode silently truncates files otherwise).
+ */
+import type { FileInfo, FileReader, FileWriter } from '../storage/storage.ts';
+import { InvalidRequestError } from '../storage/errors.ts';
+
+export interface ReadHandle {
+  kind: 'read';
+  path: string;
+  info: FileInfo;
+  reader: FileReader;
+}
+
+export interface WriteHandle {
+  kind: 'write';
+  path: string;
+  writer: FileWriter;
+  /** The target existed and was opened without TRUNC: writes past 0 would be a resume. */
+  resumeRisk: boolean;
+  opened: Date;
+}
+
+export interface DirHandle {
+  kind: 'dir';
+  path: string;
+  pages: AsyncIterator<FileInfo[]>;
+  /** Entries fetched but not yet sent (a page may exceed one NAME reply). */
+  pending: FileInfo[];
+  done: boolean;
+}
+
+export type Handle = ReadHandle | WriteHandle | DirHandle;
+
+interface Slot {
+  handle: Handle;
+  queue: Promise<void>;
+}
+
+export class HandleTable {
+  #slots = new Map<number, Slot>();
+  #next = 1;
+  readonly #max: number;
+
+  constructor(maxOpen = 256) {
+    this.#max = maxOpen;
+  }
+
+  get size(): number {
+    return this.#slots.size;
+  }
+
+  add(handle: Handle): Buffer {
+    if (this.#slots.size >= this.#max) {
+      throw new InvalidRequestError(`too many open handles (limit ${this.#max})`);
+    }
+    const id = this.#next;
+    this.#next = this.#next >= 0xffffffff ? 1 : this.#next + 1;
+    this.#slots.set(id, { handle, queue: Promise.resolve() });
+    return encode(id);
+  }
+
+  get(raw: Buffer): Handle | undefined {
+    const id = decode(raw);
+    return id === undefined ? undefined : this.#slots.get(id)?.handle;
+  }
+
+  /** Runs `work` after everything queued earlier on this handle has finished. */
+  enqueue(raw: Buffer, work: () => Promise<void>): boolean {
+    const id = decode(raw);
+    const slot = id === undefined ? undefined : this.#slots.get(id);
+    if (!slot) return false;
+    slot.queue = slot.queue.then(work, work);
+    return true;
+  }
+
+  /** Removes a handle once its queued work is done; resolves with it. */
+  async remove(raw: Buffer): Promise<Handle | undefined> {
+    const id = decode(raw);
+    const slot = id === undefined ? undefined : this.#slots.get(id);
+    if (!slot || id === undefined) return undefined;
+    this.#slots.delete(id);
+    await slot.queue.catch(() => undefined);
+    return slot.handle;
+  }
+
+  /** Empties the table (connection closed) and returns what was open. */
+  drain(): Handle[] {
+    const handles = [...this.#slots.values()].map((s) => s.handle);
+    this.#slots.clear();
+    return handles;
+  }
+}
+
+function encode(id: number): Buffer {
+  const buf = Buffer.alloc(4);
+  buf.writeUInt32BE(id);
+  return buf;
+}
+
+function decode(raw: Buffer): number | undefined {
+  return raw.length === 4 ? raw.readUInt32BE() : undefined;
+}

@@ -1,0 +1,438 @@
+/**
+ * One SFTP session: turns ssh2's raw SFTP requests into storage calls.
+ *
+ * ssh2 hands us parsed requests and nothing else; the handle table, the
+ * permission checks and the mapping of errors to status codes live here. This
+ * module never talks to S3 directly: everything goes through `Storage`.
+ */
+import type { Attributes, SFTPWrapper } from 'ssh2';
+import type { Logger } from 'pino';
+import type { Storage, FileInfo } from '../storage/storage.ts';
+import type { Permission, User } from '../users/user.ts';
+import type { SetstatMode } from '../config/types.ts';
+import {
+  AlreadyExistsError,
+  InvalidRequestError,
+  NotFoundError,
+  PermissionDeniedError,
+  UnsupportedError,
+  WrongTypeError,
+} from '../storage/errors.ts';
+import { normalizePath, basename } from '../storage/paths.ts';
+import { toAttrs, toEntry } from './attrs.ts';
+import { decodeOpenFlags } from './open-flags.ts';
+import { HandleTable, type Handle, type WriteHandle } from './handles.ts';
+import { STATUS, toStatus } from './status.ts';
+
+/** Largest READ we answer; OpenSSH clients accept 256 KiB packets, minus headers. */
+const MAX_READ_BYTES = 255 * 1024;
+/** Entries per NAME reply, so replies stay well under every client's packet limit. */
+const NAMES_PER_REPLY = 100;
+
+/** What a session reports about its transfers (audit log, metrics). */
+export interface SessionEvents {
+  transferDone?(t: { direction: 'upload' | 'download'; path: string; bytes: number; seconds: number; ok: boolean }): void;
+  operation?(o: { op: 'mkdir' | 'rmdir' | 'remove' | 'rename' | 'setstat'; path: string; target?: string; ok: boolean }): void;
+}
+
+export interface SftpSessionOptions {
+  sftp: SFTPWrapper;
+  storage: Storage;
+  user: User;
+  setstatMode: SetstatMode;
+  log: Logger;
+  events?: SessionEvents;
+  clock?: () => Date;
+  maxOpenHandles?: number;
+}
+
+type ExtendedHandler = (reqid: number, data: Buffer | undefined) => Promise<void>;
+
+export class SftpSession {
+  readonly #sftp: SFTPWrapper;
+  readonly #storage: Storage;
+  readonly #user: User;
+  readonly #setstatMode: SetstatMode;
+  readonly #log: Logger;
+  readonly #events: SessionEvents;
+  readonly #clock: () => Date;
+  readonly #handles: HandleTable;
+  #closed = false;
+
+  constructor(opts: SftpSessionOptions) {
+    this.#sftp = opts.sftp;
+    this.#storage = opts.storage;
+    this.#user = opts.user;
+    this.#setstatMode = opts.setstatMode;
+    this.#log = opts.log;
+    this.#events = opts.events ?? {};
+    this.#clock = opts.clock ?? (() => new Date());
+    this.#handles = new HandleTable(opts.maxOpenHandles);
+    this.#register();
+  }
+
+  /** Ends the session: open uploads are aborted (nothing partial becomes visible). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const open = this.#handles.drain();
+    await Promise.all(open.map((h) => this.#discard(h)));
+  }
+
+  #register(): void {
+    const s = this.#sftp;
+    s.on('OPEN', (id: number, path: string, flags: number, attrs: Attributes) => this.#run(id, () => this.#open(id, path, flags, attrs)));
+    s.on('READ', (id: number, h: Buffer, offset: number, len: number) => this.#onHandle(id, h, () => this.#read(id, h, offset, len)));
+    s.on('WRITE', (id: number, h: Buffer, offset: number, data: Buffer) => this.#onHandle(id, h, () => this.#write(id, h, offset, data)));
+    s.on('CLOSE', (id: number, h: Buffer) => this.#run(id, () => this.#close(id, h)));
+    s.on('FSTAT', (id: number, h: Buffer) => this.#onHandle(id, h, () => this.#fstat(id, h)));
+    s.on('FSETSTAT', (id: number, h: Buffer, attrs: Attributes) => this.#onHandle(id, h, () => this.#fsetstat(id, h, attrs)));
+    s.on('STAT', (id: number, path: string) => this.#run(id, () => this.#stat(id, path)));
+    s.on('LSTAT', (id: number, path: string) => this.#run(id, () => this.#stat(id, path)));
+    s.on('SETSTAT', (id: number, path: string, attrs: Attributes) => this.#run(id, () => this.#setstat(id, path, attrs)));
+    s.on('OPENDIR', (id: number, path: string) => this.#run(id, () => this.#opendir(id, path)));
+    s.on('READDIR', (id: number, h: Buffer) => this.#onHandle(id, h, () => this.#readdir(id, h)));
+    s.on('REALPATH', (id: number, path: string) => this.#run(id, () => this.#realpath(id, path)));
+    s.on('MKDIR', (id: number, path: string) => this.#run(id, () => this.#mkdir(id, path)));
+    s.on('RMDIR', (id: number, path: string) => this.#run(id, () => this.#rmdir(id, path)));
+    s.on('REMOVE', (id: number, path: string) => this.#run(id, () => this.#remove(id, path)));
+    s.on('RENAME', (id: number, from: string, to: string) => this.#run(id, () => this.#rename(id, from, to, false)));
+    s.on('READLINK', (id: number) => this.#unsupported(id, 'symbolic links are not supported on S3 storage'));
+    s.on('SYMLINK', (id: number) => this.#unsupported(id, 'symbolic links are not supported on S3 storage'));
+    s.on('EXTENDED', (id: number, name: string, data: Buffer | undefined) => this.#run(id, () => this.#extended(id, name, data)));
+  }
+
+  // ---- plumbing -----------------------------------------------------------
+
+  /** Runs a request handler; any error becomes a status reply, never a crash. */
+  #run(id: number, work: () => Promise<void>): void {
+    work().catch((err: unknown) => this.#fail(id, err));
+  }
+
+  /** Queues work behind earlier requests on the same handle, so replies keep request order. */
+  #onHandle(id: number, handle: Buffer, work: () => Promise<void>): void {
+    const queued = this.#handles.enqueue(handle, () => work().catch((err: unknown) => this.#fail(id, err)));
+    if (!queued) this.#status(id, STATUS.FAILURE, 'invalid handle');
+  }
+
+  #fail(id: number, err: unknown): void {
+    const st = toStatus(err);
+    if (st.internal) this.#log.error({ err }, 'request failed');
+    else this.#log.debug({ err: (err as Error)?.message }, 'request refused');
+    this.#status(id, st.code, st.message);
+  }
+
+  #status(id: number, code: number, message?: string): void {
+    if (this.#closed) return;
+    this.#sftp.status(id, code, message);
+  }
+
+  #unsupported(id: number, message: string): void {
+    this.#status(id, STATUS.OP_UNSUPPORTED, message);
+  }
+
+  #require(permission: Permission): void {
+    if (!this.#user.permissions.has(permission)) {
+      throw new PermissionDeniedError(`permission denied: "${permission}" is not granted to this user`);
+    }
+  }
+
+  #path(raw: string): string {
+    return normalizePath(raw);
+  }
+
+  /** Stat that answers undefined instead of NotFoundError. */
+  async #statOrUndefined(path: string): Promise<FileInfo | undefined> {
+    try {
+      return await this.#storage.stat(path);
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+  }
+
+  // ---- files ---------------------------------------------------------------
+
+  async #open(id: number, rawPath: string, pflags: number, attrs: Attributes): Promise<void> {
+    const path = this.#path(rawPath);
+    const flags = decodeOpenFlags(pflags);
+    if (flags.read && flags.write) {
+      throw new UnsupportedError('opening a file for reading and writing at once is not supported on S3 storage');
+    }
+    if (flags.append) {
+      throw new UnsupportedError('appending to a file is not supported on S3 storage; upload the whole file again');
+    }
+    if (flags.write) return this.#openWrite(id, path, flags, attrs);
+    if (!flags.read) throw new InvalidRequestError('open needs READ or WRITE');
+    this.#require('download');
+    const info = await this.#storage.stat(path);
+    if (info.isDirectory) throw new WrongTypeError(`${path} is a directory`);
+    const reader = await this.#storage.openRead(path);
+    this.#sftp.handle(id, this.#handles.add({ kind: 'read', path, info, reader }));
+  }
+
+  async #openWrite(
+    id: number,
+    path: string,
+    flags: ReturnType<typeof decodeOpenFlags>,
+    attrs: Attributes,
+  ): Promise<void> {
+    this.#require('upload');
+    if (path === '/') throw new WrongTypeError('/ is a directory');
+    const existing = await this.#statOrUndefined(path);
+    if (existing?.isDirectory) throw new WrongTypeError(`${path} is a directory`);
+    if (existing && flags.exclusive) throw new AlreadyExistsError(`${path} already exists`);
+    if (existing) this.#require('overwrite');
+    if (!existing && !flags.create) throw new NotFoundError(`${path}: no such file`);
+    const writer = await this.#storage.openWrite(path, { exclusive: flags.exclusive });
+    const handle: WriteHandle = {
+      kind: 'write',
+      path,
+      writer,
+      resumeRisk: existing !== undefined && !flags.truncate,
+      opened: this.#clock(),
+    };
+    if (attrs.mtime !== undefined && this.#setstatMode === 2) writer.setMtime(new Date(attrs.mtime * 1000));
+    this.#sftp.handle(id, this.#handles.add(handle));
+  }
+
+  async #read(id: number, raw: Buffer, offset: number, length: number): Promise<void> {
+    const handle = this.#handles.get(raw);
+    if (handle?.kind !== 'read') throw new InvalidRequestError('handle is not open for reading');
+    const data = await handle.reader.read(offset, Math.min(length, MAX_READ_BYTES));
+    if (data.length === 0) this.#status(id, STATUS.EOF);
+    else if (!this.#closed) this.#sftp.data(id, data);
+  }
+
+  async #write(id: number, raw: Buffer, offset: number, data: Buffer): Promise<void> {
+    const handle = this.#handles.get(raw);
+    if (handle?.kind !== 'write') throw new InvalidRequestError('handle is not open for writing');
+    if (handle.resumeRisk && offset > 0 && handle.writer.bytesReceived === 0) {
+      throw new UnsupportedError('resuming an upload into an existing file is not supported on S3 storage; upload it again from the start');
+    }
+    handle.resumeRisk = false;
+    await handle.writer.write(offset, data);
+    this.#status(id, STATUS.OK);
+  }
+
+  async #close(id: number, raw: Buffer): Promise<void> {
+    const handle = await this.#handles.remove(raw);
+    if (!handle) throw new InvalidRequestError('invalid handle');
+    if (handle.kind === 'write') await this.#commit(handle);
+    else if (handle.kind === 'read') await handle.reader.close();
+    this.#status(id, STATUS.OK);
+  }
+
+  async #commit(handle: WriteHandle): Promise<void> {
+    const started = handle.opened.getTime();
+    const report = (ok: boolean) =>
+      this.#events.transferDone?.({
+        direction: 'upload',
+        path: handle.path,
+        bytes: handle.writer.bytesReceived,
+        seconds: (this.#clock().getTime() - started) / 1000,
+        ok,
+      });
+    try {
+      await handle.writer.commit();
+      report(true);
+    } catch (err) {
+      report(false);
+      await handle.writer.abort().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async #discard(handle: Handle): Promise<void> {
+    try {
+      if (handle.kind === 'write') {
+        await handle.writer.abort();
+        this.#events.transferDone?.({
+          direction: 'upload',
+          path: handle.path,
+          bytes: handle.writer.bytesReceived,
+          seconds: (this.#clock().getTime() - handle.opened.getTime()) / 1000,
+          ok: false,
+        });
+      } else if (handle.kind === 'read') {
+        await handle.reader.close();
+      } else {
+        await handle.pages.return?.();
+      }
+    } catch (err) {
+      this.#log.warn({ err, path: handle.path }, 'cleanup of an open handle failed');
+    }
+  }
+
+  // ---- attributes ------------------------------------------------------------
+
+  async #stat(id: number, rawPath: string): Promise<void> {
+    const info = await this.#storage.stat(this.#path(rawPath));
+    if (!this.#closed) this.#sftp.attrs(id, toAttrs(info));
+  }
+
+  async #fstat(id: number, raw: Buffer): Promise<void> {
+    const handle = this.#handles.get(raw);
+    if (!handle) throw new InvalidRequestError('invalid handle');
+    let info: FileInfo;
+    if (handle.kind === 'read') info = handle.info;
+    else if (handle.kind === 'write') {
+      info = { name: basename(handle.path), isDirectory: false, size: handle.writer.bytesReceived, mtime: this.#clock(), uploading: true };
+    } else info = await this.#storage.stat(handle.path);
+    if (!this.#closed) this.#sftp.attrs(id, toAttrs(info));
+  }
+
+  /**
+   * setstatMode 0 refuses what S3 cannot do honestly; 1 ignores every change;
+   * 2 keeps modification times (object metadata) and ignores the rest.
+   */
+  #checkSetstat(attrs: Attributes, currentSize?: number): { mtime?: Date } {
+    if (this.#setstatMode === 1) return {};
+    const changesSize = attrs.size !== undefined && attrs.size !== currentSize;
+    if (changesSize) throw new UnsupportedError('changing a file size (truncate) is not supported on S3 storage');
+    const changesMode = attrs.mode !== undefined || attrs.uid !== undefined || attrs.gid !== undefined;
+    const changesTime = attrs.mtime !== undefined;
+    if (this.#setstatMode === 0 && (changesMode || changesTime)) {
+      throw new UnsupportedError(
+        'changing permissions, owner or times is not supported (server setstatMode 0; mode 2 keeps modification times)',
+      );
+    }
+    return changesTime ? { mtime: new Date((attrs.mtime as number) * 1000) } : {};
+  }
+
+  async #setstat(id: number, rawPath: string, attrs: Attributes): Promise<void> {
+    const path = this.#path(rawPath);
+    const info = await this.#storage.stat(path);
+    if (attrs.size !== undefined && this.#setstatMode !== 1) {
+      throw new UnsupportedError('changing a file size (truncate) is not supported on S3 storage');
+    }
+    const { mtime } = this.#checkSetstat(attrs, info.size);
+    if (mtime && !info.isDirectory && !info.uploading) {
+      this.#require('overwrite');
+      await this.#storage.setMtime(path, mtime);
+      this.#events.operation?.({ op: 'setstat', path, ok: true });
+    }
+    this.#status(id, STATUS.OK);
+  }
+
+  async #fsetstat(id: number, raw: Buffer, attrs: Attributes): Promise<void> {
+    const handle = this.#handles.get(raw);
+    if (!handle) throw new InvalidRequestError('invalid handle');
+    const size = handle.kind === 'write' ? handle.writer.bytesReceived : handle.kind === 'read' ? handle.info.size : 0;
+    const { mtime } = this.#checkSetstat(attrs, size);
+    if (mtime && handle.kind === 'write') handle.writer.setMtime(mtime);
+    else if (mtime && handle.kind === 'read') {
+      this.#require('overwrite');
+      await this.#storage.setMtime(handle.path, mtime);
+    }
+    this.#status(id, STATUS.OK);
+  }
+
+  // ---- directories -------------------------------------------------------------
+
+  async #opendir(id: number, rawPath: string): Promise<void> {
+    this.#require('list');
+    const path = this.#path(rawPath);
+    const info = await this.#storage.stat(path);
+    if (!info.isDirectory) throw new WrongTypeError(`${path} is not a directory`);
+    const pages = this.#storage.list(path)[Symbol.asyncIterator]();
+    this.#sftp.handle(id, this.#handles.add({ kind: 'dir', path, pages, pending: [], done: false }));
+  }
+
+  async #readdir(id: number, raw: Buffer): Promise<void> {
+    const handle = this.#handles.get(raw);
+    if (handle?.kind !== 'dir') throw new InvalidRequestError('handle is not an open directory');
+    while (handle.pending.length === 0 && !handle.done) {
+      const page = await handle.pages.next();
+      if (page.done) handle.done = true;
+      else handle.pending.push(...page.value);
+    }
+    if (handle.pending.length === 0) return this.#status(id, STATUS.EOF);
+    const batch = handle.pending.splice(0, NAMES_PER_REPLY);
+    const now = this.#clock();
+    if (!this.#closed) this.#sftp.name(id, batch.map((info) => toEntry(info, this.#user.username, now)));
+  }
+
+  async #realpath(id: number, rawPath: string): Promise<void> {
+    const path = this.#path(rawPath);
+    const dir: FileInfo = { name: path, isDirectory: true, size: 0, mtime: this.#clock() };
+    if (!this.#closed) this.#sftp.name(id, [{ filename: path, longname: path, attrs: toAttrs(dir) }]);
+  }
+
+  async #mkdir(id: number, rawPath: string): Promise<void> {
+    this.#require('create_dirs');
+    await this.#audited('mkdir', this.#path(rawPath), undefined, (p) => this.#storage.mkdir(p));
+    this.#status(id, STATUS.OK);
+  }
+
+  async #rmdir(id: number, rawPath: string): Promise<void> {
+    this.#require('delete');
+    const path = this.#path(rawPath);
+    if (path === '/') throw new PermissionDeniedError('the root directory cannot be removed');
+    await this.#audited('rmdir', path, undefined, (p) => this.#storage.rmdir(p));
+    this.#status(id, STATUS.OK);
+  }
+
+  async #remove(id: number, rawPath: string): Promise<void> {
+    this.#require('delete');
+    await this.#audited('remove', this.#path(rawPath), undefined, (p) => this.#storage.remove(p));
+    this.#status(id, STATUS.OK);
+  }
+
+  async #rename(id: number, rawFrom: string, rawTo: string, overwrite: boolean): Promise<void> {
+    this.#require('rename');
+    const from = this.#path(rawFrom);
+    const to = this.#path(rawTo);
+    if (from === '/' || to === '/') throw new PermissionDeniedError('the root directory cannot be renamed');
+    if (overwrite) this.#require('overwrite');
+    if (to === from) return this.#status(id, STATUS.OK);
+    if (to.startsWith(from + '/')) throw new InvalidRequestError('cannot move a directory into itself');
+    await this.#audited('rename', from, to, () => this.#storage.rename(from, to, { overwrite }));
+    this.#status(id, STATUS.OK);
+  }
+
+  async #audited(
+    op: 'mkdir' | 'rmdir' | 'remove' | 'rename',
+    path: string,
+    target: string | undefined,
+    work: (path: string) => Promise<void>,
+  ): Promise<void> {
+    try {
+      await work(path);
+      this.#events.operation?.({ op, path, target, ok: true });
+    } catch (err) {
+      this.#events.operation?.({ op, path, target, ok: false });
+      throw err;
+    }
+  }
+
+  // ---- extensions ----------------------------------------------------------------
+
+  #extensions: Record<string, ExtendedHandler> = {
+    'posix-rename@openssh.com': async (id, data) => {
+      const [from, to] = readStrings(data, 2);
+      await this.#rename(id, from, to, true);
+    },
+  };
+
+  async #extended(id: number, name: string, data: Buffer | undefined): Promise<void> {
+    const handler = this.#extensions[name];
+    if (!handler) return this.#unsupported(id, `extension ${JSON.stringify(name.slice(0, 64))} is not supported`);
+    await handler(id, data);
+  }
+}
+
+/** Reads `count` SSH strings (uint32 length + UTF-8 bytes) from an extension payload. */
+function readStrings(data: Buffer | undefined, count: number): string[] {
+  const out: string[] = [];
+  let p = 0;
+  for (let i = 0; i < count; i++) {
+    if (!data || p + 4 > data.length) throw new InvalidRequestError('malformed extension request');
+    const len = data.readUInt32BE(p);
+    p += 4;
+    if (p + len > data.length) throw new InvalidRequestError('malformed extension request');
+    out.push(data.toString('utf8', p, p + len));
+    p += len;
+  }
+  return out;
+}

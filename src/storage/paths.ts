@@ -1,0 +1,54 @@
+/**
+ * User-visible path handling shared by every protocol layer. A client path is
+ * untrusted: it may be relative, contain "." / ".." segments, repeated or
+ * trailing slashes. normalizePath() turns it into the one absolute form the
+ * Storage interface accepts, and that form can never name anything above "/",
+ * which is what keeps a user inside their key prefix.
+ */
+import { InvalidRequestError } from './errors.ts';
+
+/**
+ * The absolute, normalised form of `raw`: relative paths resolve against `cwd`
+ * (itself absolute), "." and ".." are resolved (".." stops at "/"), repeated
+ * slashes collapse and a trailing slash is dropped. Throws InvalidRequestError
+ * on a NUL byte, which no store can represent and C-based clients truncate at.
+ */
+export function normalizePath(raw: string, cwd = '/'): string {
+  if (raw.includes('\0') || cwd.includes('\0')) {
+    throw new InvalidRequestError('path contains a NUL byte');
+  }
+  const input = raw.startsWith('/') ? raw : `${cwd}/${raw}`;
+  const out: string[] = [];
+  for (const segment of input.split('/')) {
+    if (segment === '' || segment === '.') continue;
+    if (segment === '..') {
+      out.pop();
+      continue;
+    }
+    out.push(segment);
+  }
+  return `/${out.join('/')}`;
+}
+
+/** Last segment of a normalised path; "/" for the root. */
+export function basename(path: string): string {
+  if (path === '/') return '/';
+  return path.slice(path.lastIndexOf('/') + 1);
+}
+
+/** Parent of a normalised path; the root is its own parent. */
+export function dirname(path: string): string {
+  const cut = path.lastIndexOf('/');
+  return cut <= 0 ? '/' : path.slice(0, cut);
+}
+
+/** Appends one name to a normalised directory path. */
+export function join(dir: string, name: string): string {
+  return dir === '/' ? `/${name}` : `${dir}/${name}`;
+}
+
+/** True when `path` is `ancestor` itself or lies below it (both normalised). */
+export function isWithin(path: string, ancestor: string): boolean {
+  if (ancestor === '/') return true;
+  return path === ancestor || path.startsWith(`${ancestor}/`);
+}
