@@ -1,0 +1,586 @@
+/**
+ * Reads the configuration once: one optional YAML file, then S3SFTP_* env vars
+ * on top, then defaults. Everything is validated in one pass so an operator
+ * sees every problem at once, and the result is deep-frozen.
+ *
+ * KEYS below is the single source of truth for key names, defaults, env var
+ * names and docs; describeConfigKeys() exposes it for generated docs.
+ */
+
+import { readFileSync } from 'node:fs';
+import { isIPv6 } from 'node:net';
+import { parseDocument } from 'yaml';
+import type { Config } from './types.ts';
+import { formatSize, parseDuration, parseSize } from './units.ts';
+
+/** One thing wrong with the configuration. `key` is the dotted path, or "" for the file itself. */
+export interface ConfigProblem {
+  key: string;
+  /** Set when the bad value came from this env var rather than the file. */
+  env?: string;
+  message: string;
+}
+
+/** The configuration is invalid; `problems` lists everything wrong, the message shows them one per line. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  readonly problems: readonly ConfigProblem[];
+  constructor(problems: ConfigProblem[]) {
+    const lines = problems.map((p) => {
+      const label = p.key ? `${p.key}${p.env ? ` (env ${p.env})` : ''}: ` : '';
+      return `  ${label}${p.message}`;
+    });
+    const count = problems.length === 1 ? '1 problem' : `${problems.length} problems`;
+    super(`invalid configuration (${count}):\n${lines.join('\n')}`);
+    this.problems = Object.freeze(problems.map((p) => Object.freeze({ ...p })));
+  }
+}
+
+/** Where a loaded config comes from; `env` is usually process.env. */
+export interface LoadConfigOptions {
+  file?: string;
+  env: Record<string, string | undefined>;
+}
+
+/** A default as it would be written in the YAML file; undefined means the key is required. */
+export type ConfigDefault = string | number | boolean | readonly string[] | undefined;
+
+/** One documented key, for generated docs. */
+export interface ConfigKeyDescription {
+  key: string;
+  env: string;
+  default: ConfigDefault;
+  required: boolean;
+  doc: string;
+}
+
+type Parsed = { value: unknown } | { error: string };
+
+interface KeySpec {
+  key: string;
+  doc: string;
+  default: ConfigDefault;
+  /** Parses a raw value from YAML (any type) or from env (always a string). */
+  parse: (raw: unknown) => Parsed;
+  /** Never echo the value in error messages. */
+  secret?: boolean;
+}
+
+// ---------------------------------------------------------------------------
+// Field parsers. Each returns an error phrased to follow the value:
+// `<key>: "<value>" <error>`.
+
+function str(check?: (s: string) => string | undefined): (raw: unknown) => Parsed {
+  return (raw) => {
+    if (typeof raw !== 'string') return { error: 'must be a string' };
+    const problem = check?.(raw);
+    return problem ? { error: problem } : { value: raw };
+  };
+}
+
+function int(min: number, max: number): (raw: unknown) => Parsed {
+  return (raw) => {
+    const n = typeof raw === 'string' && /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : raw;
+    if (typeof n !== 'number' || !Number.isSafeInteger(n)) {
+      return { error: `is not a whole number; use an integer from ${min} to ${max}` };
+    }
+    if (n < min) return { error: `is too small; use at least ${min}` };
+    if (n > max) return { error: `is too big; use at most ${max}` };
+    return { value: n };
+  };
+}
+
+/** One of a fixed set of values; `labels` explain numeric modes in the message. */
+function choice(values: readonly (string | number)[], labels?: readonly string[]): (raw: unknown) => Parsed {
+  const allowed = values.map((v, i) => {
+    const shown = v === '' ? '"" (empty)' : String(v);
+    return labels?.[i] ? `${shown} (${labels[i]})` : shown;
+  });
+  const list = allowed.length > 1 ? `${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}` : (allowed[0] ?? '');
+  return (raw) => {
+    for (const v of values) {
+      if (raw === v || (typeof v === 'number' && typeof raw === 'string' && raw.trim() === String(v))) {
+        return { value: v };
+      }
+    }
+    return { error: `is not allowed; use ${list}` };
+  };
+}
+
+function bool(raw: unknown): Parsed {
+  if (typeof raw === 'boolean') return { value: raw };
+  if (typeof raw === 'string') {
+    const s = raw.trim().toLowerCase();
+    if (['true', '1', 'yes', 'on'].includes(s)) return { value: true };
+    if (['false', '0', 'no', 'off'].includes(s)) return { value: false };
+  }
+  return { error: 'is not a boolean; use true or false' };
+}
+
+function size(min: number, minWhy: string, max?: number, maxWhy?: string): (raw: unknown) => Parsed {
+  return (raw) => {
+    const r = parseSize(raw);
+    if ('error' in r) return r;
+    if (r.value < min) return { error: `is too small; use at least ${formatSize(min)} (${minWhy})` };
+    if (max !== undefined && r.value > max) {
+      return { error: `is too big; use at most ${formatSize(max)} (${maxWhy})` };
+    }
+    return r;
+  };
+}
+
+function duration(raw: unknown): Parsed {
+  return parseDuration(raw);
+}
+
+/** A list of non-empty strings; env (and a plain YAML string) give it comma-separated. */
+function stringList(raw: unknown): Parsed {
+  const items = typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter((s) => s !== '') : raw;
+  if (!Array.isArray(items)) return { error: 'must be a list of strings (comma-separated in env)' };
+  for (const [i, item] of items.entries()) {
+    if (typeof item !== 'string' || item.trim() === '') {
+      return { error: `has an invalid entry at index ${i}; every entry must be a non-empty string` };
+    }
+  }
+  return { value: items.map((s: string) => s.trim()) };
+}
+
+const LISTEN_HINT = 'use host:port, e.g. 0.0.0.0:2022 or [::1]:2022';
+
+function listen(raw: unknown): Parsed {
+  if (typeof raw === 'number') return { error: `is only a port; ${LISTEN_HINT}` };
+  if (typeof raw !== 'string') return { error: `must be a string; ${LISTEN_HINT}` };
+  const text = raw.trim();
+  let host: string;
+  let port: string;
+  const bracketed = /^\[([^\]]*)\]:(.*)$/.exec(text);
+  if (bracketed) {
+    host = bracketed[1] ?? '';
+    port = bracketed[2] ?? '';
+    if (!isIPv6(host)) return { error: `has an invalid IPv6 address in brackets; ${LISTEN_HINT}` };
+  } else {
+    const colon = text.lastIndexOf(':');
+    if (colon < 0) return { error: `has no port; ${LISTEN_HINT}` };
+    host = text.slice(0, colon);
+    port = text.slice(colon + 1);
+    if (host.includes(':')) return { error: `has an IPv6 address without brackets; write it as [${host}]:${port}` };
+    if (host === '') return { error: `has no host; use 0.0.0.0:${port || 2022} to listen on every interface` };
+    if (!/^[A-Za-z0-9.-]+$/.test(host)) return { error: `has an invalid host; ${LISTEN_HINT}` };
+  }
+  if (!/^\d{1,5}$/.test(port) || Number(port) > 65535) {
+    return { error: 'has an invalid port; use a port from 0 to 65535 (0 picks a free one)' };
+  }
+  return { value: { host, port: Number(port) } };
+}
+
+function bucketName(s: string): string | undefined {
+  if (s === '') return 'is required; set the bucket name in the config file or S3SFTP_S3_BUCKET';
+  if (/^s3:\/\//i.test(s)) return 'is a URL; write only the bucket name, e.g. my-bucket';
+  if (s.includes('/')) return `contains "/"; write only the bucket name and give users a keyPrefix instead`;
+  if (/\s/.test(s)) return 'contains whitespace; bucket names never do';
+  return undefined;
+}
+
+function endpointUrl(s: string): string | undefined {
+  if (s === '') return undefined;
+  let url: URL;
+  try {
+    url = new URL(s);
+  } catch {
+    return 'is not a URL; use e.g. https://s3.example.com or http://minio:9000, or "" for AWS';
+  }
+  // new URL('minio:9000') parses with protocol "minio:", so check the scheme explicitly.
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    return 'must start with http:// or https://, e.g. http://minio:9000';
+  }
+  return undefined;
+}
+
+const nonEmpty = (what: string) => (s: string) => (s.trim() === '' ? `must not be empty; ${what}` : undefined);
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+const MiB = 2 ** 20;
+const GiB = 2 ** 30;
+
+const CANNED_ACLS = [
+  '',
+  'private',
+  'public-read',
+  'public-read-write',
+  'authenticated-read',
+  'aws-exec-read',
+  'bucket-owner-read',
+  'bucket-owner-full-control',
+] as const;
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+function transferKeys(dir: 'upload' | 'download'): KeySpec[] {
+  const up = dir === 'upload';
+  return [
+    {
+      key: `s3.${dir}.partSize`,
+      default: up ? '16MiB' : '8MiB',
+      doc: up
+        ? 'Size of the first parts of a multipart upload (later parts grow so large files fit in 10000 parts). 5MiB to 5GiB.'
+        : 'Size of each ranged GET when reading a file. At least 64KiB.',
+      parse: up
+        ? size(5 * MiB, "S3's minimum part size", 5 * GiB, "S3's maximum part size")
+        : size(64 * 1024, 'smaller ranges cost more requests than they save'),
+    },
+    {
+      key: `s3.${dir}.concurrency`,
+      default: 4,
+      doc: `Parts ${up ? 'uploaded' : 'downloaded'} at once per open file. 1 to 64.`,
+      parse: int(1, 64),
+    },
+    {
+      key: `s3.${dir}.partMaxTime`,
+      default: '0s',
+      doc: 'Time limit for one part request before it is retried; 0s derives one from the part size.',
+      parse: duration,
+    },
+  ];
+}
+
+/** Every configuration key, in file order. Defaults are written as they would appear in YAML. */
+const KEYS: readonly KeySpec[] = deepFreeze([
+  {
+    key: 'listen',
+    default: '0.0.0.0:2022',
+    doc: 'Address for the SSH server, host:port ([::1]:2022 for IPv6). Port 0 picks a free port.',
+    parse: listen,
+  },
+  {
+    key: 'hostKeys',
+    default: [],
+    doc: 'Paths to SSH host private keys. If empty, an ed25519 key is generated once in dataDir and reused. Comma-separated in env.',
+    parse: stringList,
+  },
+  {
+    key: 'dataDir',
+    default: '/var/lib/s3sftp',
+    doc: 'Directory for state the server keeps between restarts (the generated host key).',
+    parse: str(nonEmpty('use a writable directory such as /var/lib/s3sftp')),
+  },
+  {
+    key: 'setstatMode',
+    default: 0,
+    doc: 'What SETSTAT does: 0 chmod/chown/chtimes fail; 1 every setstat is ignored; 2 ignore only what S3 cannot store.',
+    parse: choice([0, 1, 2], ['chmod/chown/chtimes fail', 'ignore every setstat', 'ignore only what S3 cannot store']),
+  },
+  {
+    key: 'renameMode',
+    default: 0,
+    doc: 'Renaming a non-empty directory: 0 fails; 1 copies and deletes object by object (not atomic).',
+    parse: choice([0, 1], ['renaming a non-empty directory fails', 'rename object by object']),
+  },
+  {
+    key: 'renameMaxObjects',
+    default: 10000,
+    doc: 'With renameMode 1, the most objects one directory rename may move; larger renames fail before starting.',
+    parse: int(1, Number.MAX_SAFE_INTEGER),
+  },
+  {
+    key: 's3.bucket',
+    default: undefined,
+    doc: 'Bucket that holds the files (required). Users may name another bucket in their resource.',
+    parse: str(bucketName),
+  },
+  {
+    key: 's3.region',
+    default: 'us-east-1',
+    doc: 'Region of the bucket; S3-compatible stores usually accept any value.',
+    parse: str((s) => (s.trim() === '' || /\s/.test(s) ? 'must be a region name without spaces, e.g. us-east-1' : undefined)),
+  },
+  {
+    key: 's3.endpoint',
+    default: '',
+    doc: 'Endpoint URL of an S3-compatible store (e.g. http://minio:9000); empty for AWS.',
+    parse: str(endpointUrl),
+  },
+  {
+    key: 's3.forcePathStyle',
+    default: false,
+    doc: 'Address the bucket as endpoint/bucket instead of bucket.endpoint (most S3-compatible stores need true).',
+    parse: bool,
+  },
+  {
+    key: 's3.storageClass',
+    default: '',
+    doc: 'Storage class for new objects (e.g. STANDARD_IA, INTELLIGENT_TIERING); empty for the bucket default.',
+    parse: str((s) =>
+      /^[A-Z0-9_]*$/.test(s) ? undefined : 'is not a storage class name; use upper case like STANDARD_IA, or "" for the default',
+    ),
+  },
+  {
+    key: 's3.acl',
+    default: '',
+    doc: `Canned ACL for new objects: ${CANNED_ACLS.filter((a) => a).join(', ')}; empty sends none.`,
+    parse: choice(CANNED_ACLS),
+  },
+  {
+    key: 's3.credentials.accessKeyId',
+    default: '',
+    doc: 'Static access key id. Set both keys or neither; with neither, the AWS default credential chain is used.',
+    parse: str(),
+    secret: true,
+  },
+  {
+    key: 's3.credentials.secretAccessKey',
+    default: '',
+    doc: 'Static secret access key, paired with accessKeyId.',
+    parse: str(),
+    secret: true,
+  },
+  {
+    key: 's3.credentials.sessionToken',
+    default: '',
+    doc: 'Session token for temporary static credentials; needs both keys.',
+    parse: str(),
+    secret: true,
+  },
+  {
+    key: 's3.requestChecksum',
+    default: 'when_required',
+    doc: 'When to send request checksums: when_required (works with most S3-compatible stores) or when_supported (the AWS SDK default).',
+    parse: choice(['when_required', 'when_supported']),
+  },
+  ...transferKeys('upload'),
+  ...transferKeys('download'),
+  {
+    key: 'users.directory',
+    default: '',
+    doc: 'Directory of SftpUser YAML files (*.yaml, *.yml), watched for changes; empty for none.',
+    parse: str(),
+  },
+  {
+    key: 'log.level',
+    default: 'info',
+    doc: `Log level: ${LOG_LEVELS.join(', ')}.`,
+    parse: choice(LOG_LEVELS),
+  },
+]);
+
+/** S3SFTP_ + the dotted path upper-cased with dots as underscores: s3.upload.partSize → S3SFTP_S3_UPLOAD_PARTSIZE. */
+function envName(key: string): string {
+  return `S3SFTP_${key.split('.').join('_').toUpperCase()}`;
+}
+
+/** Every key with its env var, default and doc, in file order. */
+export function describeConfigKeys(): ConfigKeyDescription[] {
+  return KEYS.map((k) => ({
+    key: k.key,
+    env: envName(k.key),
+    default: k.default,
+    required: k.default === undefined,
+    doc: k.doc,
+  }));
+}
+
+// ---------------------------------------------------------------------------
+// Reading the file.
+
+const LEAVES = new Set(KEYS.map((k) => k.key));
+const GROUPS = new Set(KEYS.flatMap((k) => k.key.split('.').slice(0, -1).map((_, i, a) => a.slice(0, i + 1).join('.'))));
+
+function isMapping(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function levenshtein(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + cost);
+    }
+    prev = cur;
+  }
+  return prev[b.length] ?? 0;
+}
+
+/** Known keys an unknown one was most likely meant to be: near spellings, or the same name at another level. */
+function suggestKeys(path: string): string[] {
+  const known = [...LEAVES, ...GROUPS];
+  const closest = (distance: (k: string) => number, limit: number): string[] => {
+    let best: string[] = [];
+    let bestDistance = limit + 1;
+    for (const k of known) {
+      const d = distance(k);
+      if (d > limit) continue;
+      if (d < bestDistance) [best, bestDistance] = [[k], d];
+      else if (d === bestDistance) best.push(k);
+    }
+    return best;
+  };
+  const lower = path.toLowerCase();
+  const near = closest((k) => levenshtein(lower, k.toLowerCase()), Math.max(1, Math.floor(path.length / 4)));
+  if (near.length > 0) return near;
+  // A key put at the wrong level, e.g. top-level "bucket" for "s3.bucket".
+  const leaf = (path.split('.').at(-1) ?? '').toLowerCase();
+  return closest((k) => levenshtein(leaf, (k.split('.').at(-1) ?? '').toLowerCase()), leaf.length >= 6 ? 1 : 0);
+}
+
+function childrenOf(prefix: string): string[] {
+  const depth = prefix ? prefix.split('.').length : 0;
+  return [...new Set([...LEAVES, ...GROUPS].filter((k) => (prefix ? k.startsWith(`${prefix}.`) : true)).map((k) => k.split('.')[depth] ?? ''))];
+}
+
+/** Flattens the file's mapping into dotted keys, reporting unknown keys and misplaced mappings. */
+function flatten(obj: Record<string, unknown>, prefix: string, out: Map<string, unknown>, problems: ConfigProblem[]): void {
+  for (const [name, value] of Object.entries(obj)) {
+    const path = prefix ? `${prefix}.${name}` : name;
+    if (LEAVES.has(path)) {
+      // An empty YAML value (`endpoint:`) means "not set", not null.
+      if (value !== null) out.set(path, value);
+    } else if (GROUPS.has(path)) {
+      if (isMapping(value)) flatten(value, path, out, problems);
+      else if (value !== null) {
+        problems.push({ key: path, message: `must be a mapping with the keys ${childrenOf(path).join(', ')}` });
+      }
+    } else {
+      const guesses = suggestKeys(path);
+      problems.push({
+        key: path,
+        message: guesses.length > 0
+          ? `is not a known key; did you mean ${guesses.join(' or ')}?`
+          : `is not a known key; known keys${prefix ? ` in ${prefix}` : ''}: ${childrenOf(prefix).join(', ')}`,
+      });
+    }
+  }
+}
+
+function readFile(file: string, problems: ConfigProblem[]): Map<string, unknown> {
+  const out = new Map<string, unknown>();
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable' : `cannot be read (${code ?? String(err)})`;
+    problems.push({ key: '', message: `config file ${file} ${why}` });
+    return out;
+  }
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    for (const e of doc.errors) problems.push({ key: '', message: `config file ${file} is not valid YAML: ${e.message}` });
+    return out;
+  }
+  const root: unknown = doc.toJS();
+  if (root === null || root === undefined) return out;
+  if (!isMapping(root)) {
+    problems.push({ key: '', message: `config file ${file} must be a YAML mapping (key: value lines)` });
+    return out;
+  }
+  flatten(root, '', out, problems);
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+
+function show(raw: unknown, secret: boolean | undefined): string {
+  if (secret) return 'the value';
+  const text = typeof raw === 'string' ? JSON.stringify(raw) : (JSON.stringify(raw) ?? String(raw));
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+
+/**
+ * Loads and validates the configuration: file (optional) < env < nothing;
+ * defaults fill what neither sets. Throws ConfigError listing every problem.
+ */
+export function loadConfig(options: LoadConfigOptions): Config {
+  const problems: ConfigProblem[] = [];
+  const fromFile = options.file !== undefined ? readFile(options.file, problems) : new Map<string, unknown>();
+  const values = new Map<string, unknown>();
+
+  for (const spec of KEYS) {
+    const env = envName(spec.key);
+    const envValue = options.env[env];
+    // Empty env vars count as unset: compose files and Helm templates render
+    // missing values as "", which should fall back to the file or default.
+    // Unknown S3SFTP_* vars are deliberately not errors: Kubernetes injects
+    // S3SFTP_PORT, S3SFTP_SERVICE_HOST, ... for a Service named s3sftp.
+    let raw: unknown;
+    let fromEnv = false;
+    if (envValue !== undefined && envValue !== '') {
+      raw = envValue;
+      fromEnv = true;
+    } else if (fromFile.has(spec.key)) {
+      raw = fromFile.get(spec.key);
+    } else if (spec.default === undefined) {
+      problems.push({ key: spec.key, message: `is required; set it in the config file or ${env}` });
+      continue;
+    } else {
+      raw = spec.default;
+    }
+    const parsed = spec.parse(raw);
+    if ('error' in parsed) {
+      const message = `${show(raw, spec.secret)} ${parsed.error}`;
+      problems.push(fromEnv ? { key: spec.key, env, message } : { key: spec.key, message });
+    } else {
+      values.set(spec.key, parsed.value);
+    }
+  }
+
+  const creds = {
+    accessKeyId: values.get('s3.credentials.accessKeyId'),
+    secretAccessKey: values.get('s3.credentials.secretAccessKey'),
+    sessionToken: values.get('s3.credentials.sessionToken'),
+  };
+  if (typeof creds.accessKeyId === 'string' && typeof creds.secretAccessKey === 'string') {
+    if ((creds.accessKeyId === '') !== (creds.secretAccessKey === '')) {
+      problems.push({
+        key: 's3.credentials',
+        message: 'set both accessKeyId and secretAccessKey, or neither to use the AWS default credential chain',
+      });
+    } else if (creds.accessKeyId === '' && creds.sessionToken) {
+      problems.push({ key: 's3.credentials.sessionToken', message: 'is set without accessKeyId and secretAccessKey; set all three' });
+    }
+  }
+
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const get = <T>(key: string): T => values.get(key) as T;
+  const transfer = (dir: 'upload' | 'download') => ({
+    partSize: get<number>(`s3.${dir}.partSize`),
+    concurrency: get<number>(`s3.${dir}.concurrency`),
+    partMaxTimeMs: get<number>(`s3.${dir}.partMaxTime`),
+  });
+  const config: Config = {
+    listen: get('listen'),
+    hostKeys: get('hostKeys'),
+    dataDir: get('dataDir'),
+    setstatMode: get('setstatMode'),
+    renameMode: get('renameMode'),
+    renameMaxObjects: get('renameMaxObjects'),
+    s3: {
+      bucket: get('s3.bucket'),
+      region: get('s3.region'),
+      endpoint: get('s3.endpoint'),
+      forcePathStyle: get('s3.forcePathStyle'),
+      storageClass: get('s3.storageClass'),
+      acl: get('s3.acl'),
+      credentials: {
+        accessKeyId: get('s3.credentials.accessKeyId'),
+        secretAccessKey: get('s3.credentials.secretAccessKey'),
+        sessionToken: get('s3.credentials.sessionToken'),
+      },
+      requestChecksum: get('s3.requestChecksum'),
+      upload: transfer('upload'),
+      download: transfer('download'),
+    },
+    users: { directory: get('users.directory') },
+    log: { level: get('log.level') },
+  };
+  return deepFreeze(config);
+}

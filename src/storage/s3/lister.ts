@@ -1,0 +1,119 @@
+/**
+ * Directory listing over ListObjectsV2 with Delimiter "/", one page at a time.
+ *
+ * S3 has no directories, so one name can be both a file ("x") and a directory
+ * (keys under "x/"). SFTP clients break on duplicate names, so the file is
+ * shown and the directory hidden. The two are not adjacent in key order
+ * ("x", "x-1", "x.txt", "x/"), and a directory may hold millions of names, so
+ * instead of a set of every name seen, a ShadowChain keeps only the file names
+ * that are prefixes of the current key.
+ */
+import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { toStorageError } from './errors.ts';
+
+/** One name in a directory, before it becomes a FileInfo. */
+export interface ListedEntry {
+  name: string;
+  isDirectory: boolean;
+  size: number;
+  lastModified: Date | undefined;
+}
+
+/** Where and how to list. */
+export interface ListRequest {
+  client: S3Client;
+  bucket: string;
+  /** The directory's key prefix, ending in "/" (or "" for a bucket root). */
+  prefix: string;
+  /** Client-safe description for errors ("list /a"). */
+  context: string;
+  /** Page size; S3 caps it at 1000. */
+  maxKeys?: number;
+  signal?: AbortSignal;
+}
+
+/** A raw page: whether S3 returned anything at all (the marker included), and the visible entries. */
+export interface ListedPage {
+  /** Anything exists under the prefix, including the directory's own marker. */
+  sawAnything: boolean;
+  entries: ListedEntry[];
+}
+
+/** Yields the directory's entries page by page, each name at most once. */
+export async function* listPages(request: ListRequest): AsyncGenerator<ListedPage> {
+  const { client, bucket, prefix, context } = request;
+  const chain = new ShadowChain();
+  let token: string | undefined;
+  do {
+    let page;
+    try {
+      page = await client.send(
+        new ListObjectsV2Command({
+          Bucket: bucket,
+          Prefix: prefix,
+          Delimiter: '/',
+          MaxKeys: request.maxKeys ?? 1000,
+          ContinuationToken: token,
+        }),
+        request.signal ? { abortSignal: request.signal } : {},
+      );
+    } catch (err) {
+      throw toStorageError(err, context);
+    }
+    const raw: { key: string; entry: ListedEntry | undefined }[] = [];
+    for (const object of page.Contents ?? []) {
+      if (object.Key === undefined) continue;
+      const name = object.Key.slice(prefix.length);
+      raw.push({
+        key: object.Key,
+        entry: visibleName(name)
+          ? { name, isDirectory: false, size: object.Size ?? 0, lastModified: object.LastModified }
+          : undefined,
+      });
+    }
+    for (const common of page.CommonPrefixes ?? []) {
+      if (common.Prefix === undefined) continue;
+      const name = common.Prefix.slice(prefix.length, -1);
+      raw.push({
+        key: common.Prefix,
+        entry: visibleName(name) ? { name, isDirectory: true, size: 0, lastModified: undefined } : undefined,
+      });
+    }
+    // Contents and CommonPrefixes are each sorted; the chain needs them merged.
+    raw.sort((a, b) => compareKeys(a.key, b.key));
+    const entries: ListedEntry[] = [];
+    for (const { entry } of raw) {
+      if (entry && chain.admit(entry.name, entry.isDirectory)) entries.push(entry);
+    }
+    yield { sawAnything: raw.length > 0, entries };
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+}
+
+/**
+ * Decides, in key order, whether a name is shown. Files are remembered while
+ * they are prefixes of the current name: in sorted order, once a name is not
+ * a prefix of the current one it is not a prefix of any later one either, so
+ * the chain never holds more than one path's worth of names.
+ */
+export class ShadowChain {
+  #files: string[] = [];
+
+  /** True when the entry should be listed. Entries must arrive in key order. */
+  admit(name: string, isDirectory: boolean): boolean {
+    while (this.#files.length > 0 && !name.startsWith(this.#files.at(-1)!)) this.#files.pop();
+    if (isDirectory) return !this.#files.includes(name);
+    this.#files.push(name);
+    return true;
+  }
+}
+
+/** "" (from "a//b"), "." and ".." cannot be SFTP names; such keys are unreachable and hidden. */
+function visibleName(name: string): boolean {
+  return name !== '' && name !== '.' && name !== '..';
+}
+
+/** S3 orders keys by their UTF-8 bytes, which differs from UTF-16 order above U+FFFF. */
+export function compareKeys(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}

@@ -1,0 +1,241 @@
+/**
+ * Validates one SftpUser resource (from a YAML file or the Kubernetes API)
+ * and turns it into a User. Every problem is reported with the field it is in
+ * and how to fix it; nothing here throws.
+ */
+
+import ssh2 from 'ssh2';
+import type { ParsedKey } from 'ssh2';
+import { passwordHashAlgorithm } from '../auth/password.ts';
+import { PERMISSIONS, type Permission, type User } from './user.ts';
+
+const { utils } = ssh2;
+
+export const API_VERSION = 's3sftp.io/v1alpha1';
+export const KIND = 'SftpUser';
+
+/** Case-sensitive, lower case only: one login name maps to exactly one resource (and is a valid Kubernetes name). */
+export const USERNAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+/** What parseSftpUser needs from its caller. */
+export interface ParseSftpUserOptions {
+  /** The server's s3.bucket, used when spec.s3.bucket is empty. */
+  defaultBucket: string;
+  /** Where the resource came from, copied to User.source for logs. */
+  source: string;
+}
+
+/**
+ * A valid user (with `warnings` worth logging, e.g. it cannot log in), or an
+ * error naming each bad field and its fix, joined by "; ".
+ */
+export type ParseSftpUserResult = { user: User; warnings: string[] } | { error: string };
+
+const TOP_FIELDS = ['apiVersion', 'kind', 'metadata', 'spec', 'status'];
+const SPEC_FIELDS = ['username', 'disabled', 'passwordHash', 'publicKeys', 's3', 'permissions'];
+const S3_FIELDS = ['bucket', 'keyPrefix'];
+
+function isMapping(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function unknownFields(obj: Record<string, unknown>, known: string[], path: string, problems: string[]): void {
+  for (const name of Object.keys(obj)) {
+    if (known.includes(name)) continue;
+    const near = known.find((k) => k.toLowerCase() === name.toLowerCase());
+    problems.push(
+      `${path}${name}: is not a known field; ${near ? `did you mean ${near}?` : `use only ${known.join(', ')}`}`,
+    );
+  }
+}
+
+/** Checks a key prefix and adds the trailing "/"; returns an error sentence instead if it is unsafe. */
+function normalizeKeyPrefix(prefix: string): { value: string } | { error: string } {
+  if (prefix === '') return { value: '' };
+  if (prefix.startsWith('/')) return { error: 'must not start with "/"; S3 keys are relative, e.g. users/alice/' };
+  if (/[\u0000-\u001f\u007f]/.test(prefix)) return { error: 'must not contain control characters' };
+  if (prefix.includes('//')) return { error: 'must not contain "//"; empty path segments are not allowed' };
+  const segments = prefix.replace(/\/$/, '').split('/');
+  if (segments.some((s) => s === '.' || s === '..')) {
+    return { error: 'must not contain "." or ".." segments; name the directory directly, e.g. users/alice/' };
+  }
+  const value = prefix.endsWith('/') ? prefix : `${prefix}/`;
+  // S3 keys are at most 1024 bytes; leave most of that for the user's own paths.
+  if (Buffer.byteLength(value) > 512) return { error: 'is longer than 512 bytes; S3 keys are limited to 1024' };
+  return { value };
+}
+
+function bucketProblem(bucket: string): string | undefined {
+  if (/^s3:\/\//i.test(bucket)) return 'is a URL; write only the bucket name, e.g. my-bucket';
+  if (bucket.includes('/')) return 'contains "/"; write only the bucket name and put the path in keyPrefix';
+  if (/\s/.test(bucket)) return 'contains whitespace; bucket names never do';
+  return undefined;
+}
+
+/** Why this authorized-key line is unusable, or undefined if it is a valid public key. */
+function publicKeyProblem(line: string): string | undefined {
+  const example = 'paste one line of a .pub file, e.g. "ssh-ed25519 AAAA... alice@laptop"';
+  // Say it plainly (and never echo it back): a private key was pasted where a public one belongs.
+  if (/PRIVATE KEY|PuTTY-User-Key-File/.test(line)) {
+    return `is a private key; remove it (and consider it leaked), then ${example}`;
+  }
+  if (/\n/.test(line.trim())) return `holds more than one line; put one key per list entry`;
+  let parsed = utils.parseKey(line) as ParsedKey | ParsedKey[] | Error;
+  if (Array.isArray(parsed)) parsed = parsed[0] ?? new Error('no key');
+  if (parsed instanceof Error) {
+    const first = line.trim().split(/\s+/)[0] ?? '';
+    if (first !== '' && !/^(ssh-|ecdsa-|sk-)/.test(first)) {
+      return `starts with "${first.slice(0, 40)}"; authorized_keys options are not supported, ${example}`;
+    }
+    return `is not a valid public key (${parsed.message}); ${example}`;
+  }
+  if (parsed.isPrivateKey()) return `is a private key; remove it (and consider it leaked), then ${example}`;
+  return undefined;
+}
+
+function stringOrEmpty(v: unknown): boolean {
+  return v === undefined || v === null || typeof v === 'string';
+}
+
+/**
+ * Validates an SftpUser resource (already parsed from YAML/JSON) and builds
+ * the User. Username defaults to metadata.name; spec.s3.keyPrefix is required
+ * (use "" for the whole bucket) so a forgotten prefix never means "everything".
+ */
+export function parseSftpUser(doc: unknown, opts: ParseSftpUserOptions): ParseSftpUserResult {
+  if (!isMapping(doc)) return { error: 'is not a mapping; an SftpUser has apiVersion, kind, metadata and spec' };
+  const problems: string[] = [];
+
+  if (doc.apiVersion !== API_VERSION) {
+    problems.push(`apiVersion: ${JSON.stringify(doc.apiVersion ?? null)} is not supported; use ${API_VERSION}`);
+  }
+  if (doc.kind !== KIND) problems.push(`kind: ${JSON.stringify(doc.kind ?? null)} is not supported; use ${KIND}`);
+  // A wrong kind means this is some other resource: its fields are not ours to judge.
+  if (problems.length > 0) return { error: problems.join('; ') };
+  unknownFields(doc, TOP_FIELDS, '', problems);
+
+  const metadata = doc.metadata;
+  const name = isMapping(metadata) ? metadata.name : undefined;
+  if (!isMapping(metadata)) problems.push('metadata: is missing; add metadata: { name: <username> }');
+  else if (typeof name !== 'string' || name === '') problems.push('metadata.name: is missing; add the user\'s name');
+
+  const spec = doc.spec;
+  if (!isMapping(spec)) {
+    problems.push('spec: is missing; add spec with at least s3.keyPrefix and permissions');
+    return { error: problems.join('; ') };
+  }
+  unknownFields(spec, SPEC_FIELDS, 'spec.', problems);
+
+  // username
+  let username = '';
+  if (spec.username !== undefined && spec.username !== null && spec.username !== '') {
+    if (typeof spec.username !== 'string') problems.push('spec.username: must be a string');
+    else username = spec.username;
+  } else if (typeof name === 'string') {
+    username = name;
+  }
+  if (username !== '' && !USERNAME_RE.test(username)) {
+    const field = spec.username ? 'spec.username' : 'metadata.name (used as the username)';
+    problems.push(
+      `${field}: ${JSON.stringify(username)} is not a valid username; use 1-63 lower-case letters, digits, ".", "_" or "-", starting with a letter or digit`,
+    );
+  }
+
+  // disabled
+  if (spec.disabled !== undefined && spec.disabled !== null && typeof spec.disabled !== 'boolean') {
+    problems.push('spec.disabled: must be true or false');
+  }
+  const disabled = spec.disabled === true;
+
+  // passwordHash
+  let passwordHash: string | undefined;
+  if (!stringOrEmpty(spec.passwordHash)) {
+    problems.push('spec.passwordHash: must be a string; generate one with `s3sftp hash-password`');
+  } else if (typeof spec.passwordHash === 'string' && spec.passwordHash !== '') {
+    if (passwordHashAlgorithm(spec.passwordHash) === undefined) {
+      // Do not echo it: it may be a plain-text password pasted by mistake.
+      problems.push(
+        'spec.passwordHash: is not a bcrypt ($2a$/$2b$/$2y$) or argon2id ($argon2id$) hash; generate one with `s3sftp hash-password`',
+      );
+    } else {
+      passwordHash = spec.passwordHash;
+    }
+  }
+
+  // publicKeys
+  const publicKeys: string[] = [];
+  if (spec.publicKeys !== undefined && spec.publicKeys !== null) {
+    if (!Array.isArray(spec.publicKeys)) {
+      problems.push('spec.publicKeys: must be a list, e.g. ["ssh-ed25519 AAAA... alice@laptop"]');
+    } else {
+      for (const [i, line] of spec.publicKeys.entries()) {
+        if (typeof line !== 'string') {
+          problems.push(`spec.publicKeys[${i}]: must be a string`);
+          continue;
+        }
+        const problem = publicKeyProblem(line);
+        if (problem) problems.push(`spec.publicKeys[${i}]: ${problem}`);
+        else publicKeys.push(line.trim());
+      }
+    }
+  }
+
+  // s3
+  let bucket = opts.defaultBucket;
+  let keyPrefix = '';
+  const s3 = spec.s3;
+  if (!isMapping(s3)) {
+    problems.push('spec.s3.keyPrefix: is required; set the user\'s directory, e.g. users/alice/ (or "" for the whole bucket)');
+  } else {
+    unknownFields(s3, S3_FIELDS, 'spec.s3.', problems);
+    if (!stringOrEmpty(s3.bucket)) problems.push('spec.s3.bucket: must be a string');
+    else if (typeof s3.bucket === 'string' && s3.bucket !== '') {
+      const problem = bucketProblem(s3.bucket);
+      if (problem) problems.push(`spec.s3.bucket: ${JSON.stringify(s3.bucket)} ${problem}`);
+      else bucket = s3.bucket;
+    }
+    if (s3.keyPrefix === undefined || s3.keyPrefix === null) {
+      problems.push('spec.s3.keyPrefix: is required; set the user\'s directory, e.g. users/alice/ (or "" for the whole bucket)');
+    } else if (typeof s3.keyPrefix !== 'string') {
+      problems.push('spec.s3.keyPrefix: must be a string, e.g. users/alice/');
+    } else {
+      const r = normalizeKeyPrefix(s3.keyPrefix);
+      if ('error' in r) problems.push(`spec.s3.keyPrefix: ${JSON.stringify(s3.keyPrefix)} ${r.error}`);
+      else keyPrefix = r.value;
+    }
+  }
+
+  // permissions
+  const permissions = new Set<Permission>();
+  const allowed = `use ["*"] or a subset of ${PERMISSIONS.join(', ')}`;
+  if (spec.permissions === undefined || spec.permissions === null) {
+    problems.push(`spec.permissions: is required; ${allowed}`);
+  } else if (!Array.isArray(spec.permissions)) {
+    problems.push(`spec.permissions: must be a list; ${allowed}`);
+  } else {
+    for (const [i, p] of spec.permissions.entries()) {
+      if (p === '*') PERMISSIONS.forEach((q) => permissions.add(q));
+      else if ((PERMISSIONS as readonly unknown[]).includes(p)) permissions.add(p as Permission);
+      else problems.push(`spec.permissions[${i}]: ${JSON.stringify(p)} is not a permission; ${allowed}`);
+    }
+  }
+
+  if (problems.length > 0) return { error: problems.join('; ') };
+
+  const warnings: string[] = [];
+  if (!passwordHash && publicKeys.length === 0) {
+    warnings.push('has neither spec.passwordHash nor spec.publicKeys, so it cannot log in');
+  }
+  if (permissions.size === 0) warnings.push('has an empty spec.permissions list, so it can log in but do nothing');
+
+  const user: User = Object.freeze({
+    username,
+    disabled,
+    ...(passwordHash !== undefined ? { passwordHash } : {}),
+    publicKeys: Object.freeze(publicKeys) as string[],
+    s3: Object.freeze({ bucket, keyPrefix }),
+    permissions,
+    source: opts.source,
+  });
+  return { user, warnings };
+}
