@@ -7,7 +7,9 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile, chmod, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { utils } from 'ssh2';
+import ssh2 from 'ssh2';
+
+const { utils } = ssh2;
 import { S3Client, CreateBucketCommand } from '@aws-sdk/client-s3';
 import { startSwift } from './swift.ts';
 import { hashPassword } from '../src/auth/password.ts';

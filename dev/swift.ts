@@ -106,6 +106,20 @@ if os.getppid() != int(sys.argv[1]):
 kind = sys.argv[2]
 if kind == 'memcached':
     os.execv(sys.argv[3], sys.argv[3:])
+if kind == 'rings':
+    # Same as swift-ring-builder NAME.builder create 10 1 1 / add r1z1-127.0.0.1:PORT/d1 1 /
+    # rebalance, in one interpreter: 0.5 s instead of 9 x 0.5 s of Python start-up.
+    from swift.common.ring import RingBuilder
+    for spec in sys.argv[4:]:
+        name, port = spec.split(':')
+        builder = RingBuilder(10, 1, 1)
+        builder.add_dev({'region': 1, 'zone': 1, 'ip': '127.0.0.1', 'port': int(port),
+                         'replication_ip': '127.0.0.1', 'replication_port': int(port),
+                         'device': 'd1', 'weight': 1.0, 'meta': ''})
+        builder.rebalance()
+        builder.save(os.path.join(sys.argv[3], name + '.builder'))
+        builder.get_ring().save(os.path.join(sys.argv[3], name + '.ring.gz'))
+    sys.exit(0)
 swift_dir, conf = sys.argv[3], sys.argv[4]
 import logging
 from swift.common import utils
@@ -170,6 +184,10 @@ default = yes
 [swift-constraints]
 # AWS allows 1024-byte keys; Swift's default is also 1024 (bytes of the UTF-8 name).
 max_object_name_length = 1024
+# AWS allows 2 KiB of user metadata in total; Swift's default 256-byte value limit turns a
+# longer x-amz-meta-* value into a 500 InternalError through s3api.
+max_meta_value_length = 2048
+max_meta_overall_size = 4096
 `;
 }
 
@@ -304,14 +322,6 @@ use = egg:swift#catch_errors
 `;
 }
 
-async function buildRing(etc: string, name: string, port: number): Promise<void> {
-  const builder = path.join(etc, `${name}.builder`);
-  const run = (args: string[]) => execFileAsync('swift-ring-builder', [builder, ...args], { cwd: etc });
-  await run(['create', '10', '1', '1']);
-  await run(['add', `r1z1-127.0.0.1:${port}/d1`, '1']);
-  await run(['rebalance']);
-}
-
 /** Keeps the last lines of all children's output for error messages. */
 class LogTail {
   #lines: string[] = [];
@@ -396,7 +406,7 @@ export async function startSwift(opts: StartSwiftOptions = {}): Promise<SwiftS3>
   };
 
   try {
-    const [proxyFree, account, container, object, memcached] = await freePorts(5);
+    const [proxyFree, account, container, object, memcached] = (await freePorts(5)) as [number, number, number, number, number];
     const ports: Ports = { proxy: opts.port ?? proxyFree, account, container, object, memcached };
     const user = userInfo().username;
 
@@ -412,9 +422,6 @@ export async function startSwift(opts: StartSwiftOptions = {}): Promise<SwiftS3>
       writeFile(path.join(etc, 'container-server.conf'), containerConf(etc, ports.container, user, devices)),
       writeFile(path.join(etc, 'object-server.conf'), objectConf(etc, ports.object, user, devices)),
       writeFile(path.join(etc, 'proxy-server.conf'), proxyConf(etc, ports, user, devices)),
-      buildRing(etc, 'account', ports.account),
-      buildRing(etc, 'container', ports.container),
-      buildRing(etc, 'object', ports.object),
     ]);
 
     let earlyExit: Error | undefined;
@@ -443,9 +450,21 @@ export async function startSwift(opts: StartSwiftOptions = {}): Promise<SwiftS3>
     const memcachedArgs = ['-l', '127.0.0.1', '-p', String(ports.memcached), '-U', '0', '-m', '64'];
     if (process.getuid?.() === 0) memcachedArgs.push('-u', 'root');
     launch('memcached', ['memcached', MEMCACHED, ...memcachedArgs]);
-    for (const kind of ['account', 'container', 'object', 'proxy']) {
+    // Storage servers do not read rings (the proxy tells them where to send updates), so they
+    // start while the rings are built; the proxy loads the rings at start-up.
+    for (const kind of ['account', 'container', 'object']) {
       launch(`${kind}-server`, [`${kind}-server`, etc, path.join(etc, `${kind}-server.conf`)]);
     }
+    await execFileAsync(
+      PYTHON,
+      [launcher, String(process.pid), 'rings', etc,
+        `account:${ports.account}`, `container:${ports.container}`, `object:${ports.object}`],
+      { cwd: dir, timeout: 30_000 },
+    ).catch((err: unknown) => {
+      const stderr = (err as { stderr?: string }).stderr ?? '';
+      throw new Error(`building rings failed: ${stderr.trim() || String(err)}`, { cause: err });
+    });
+    launch('proxy-server', ['proxy-server', etc, path.join(etc, 'proxy-server.conf')]);
 
     const endpoint = `http://127.0.0.1:${ports.proxy}`;
     const client = new S3Client({

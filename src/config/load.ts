@@ -21,17 +21,19 @@ export interface ConfigProblem {
   message: string;
 }
 
-/** The configuration is invalid; `problems` lists everything wrong, the message shows them one per line. */
+/**
+ * The configuration is invalid. `problems` lists everything wrong; the
+ * message has one "key: what is wrong; what to use" line per problem.
+ */
 export class ConfigError extends Error {
   override name = 'ConfigError';
   readonly problems: readonly ConfigProblem[];
   constructor(problems: ConfigProblem[]) {
-    const lines = problems.map((p) => {
-      const label = p.key ? `${p.key}${p.env ? ` (env ${p.env})` : ''}: ` : '';
-      return `  ${label}${p.message}`;
-    });
-    const count = problems.length === 1 ? '1 problem' : `${problems.length} problems`;
-    super(`invalid configuration (${count}):\n${lines.join('\n')}`);
+    super(
+      problems
+        .map((p) => (p.key ? `${p.key}${p.env ? ` (env ${p.env})` : ''}: ${p.message}` : p.message))
+        .join('\n'),
+    );
     this.problems = Object.freeze(problems.map((p) => Object.freeze({ ...p })));
   }
 }
@@ -82,7 +84,8 @@ function int(min: number, max: number): (raw: unknown) => Parsed {
   return (raw) => {
     const n = typeof raw === 'string' && /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : raw;
     if (typeof n !== 'number' || !Number.isSafeInteger(n)) {
-      return { error: `is not a whole number; use an integer from ${min} to ${max}` };
+      const range = max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `from ${min} to ${max}`;
+      return { error: `is not a whole number; use an integer ${range}` };
     }
     if (n < min) return { error: `is too small; use at least ${min}` };
     if (n > max) return { error: `is too big; use at most ${max}` };
@@ -129,10 +132,6 @@ function size(min: number, minWhy: string, max?: number, maxWhy?: string): (raw:
   };
 }
 
-function duration(raw: unknown): Parsed {
-  return parseDuration(raw);
-}
-
 /** A list of non-empty strings; env (and a plain YAML string) give it comma-separated. */
 function stringList(raw: unknown): Parsed {
   const items = typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter((s) => s !== '') : raw;
@@ -174,7 +173,6 @@ function listen(raw: unknown): Parsed {
 }
 
 function bucketName(s: string): string | undefined {
-  if (s === '') return 'is required; set the bucket name in the config file or S3SFTP_S3_BUCKET';
   if (/^s3:\/\//i.test(s)) return 'is a URL; write only the bucket name, e.g. my-bucket';
   if (s.includes('/')) return `contains "/"; write only the bucket name and give users a keyPrefix instead`;
   if (/\s/.test(s)) return 'contains whitespace; bucket names never do';
@@ -245,7 +243,7 @@ function transferKeys(dir: 'upload' | 'download'): KeySpec[] {
       key: `s3.${dir}.partMaxTime`,
       default: '0s',
       doc: 'Time limit for one part request before it is retried; 0s derives one from the part size.',
-      parse: duration,
+      parse: parseDuration,
     },
   ];
 }
@@ -515,7 +513,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
     if (envValue !== undefined && envValue !== '') {
       raw = envValue;
       fromEnv = true;
-    } else if (fromFile.has(spec.key)) {
+    } else if (fromFile.has(spec.key) && !(spec.default === undefined && fromFile.get(spec.key) === '')) {
       raw = fromFile.get(spec.key);
     } else if (spec.default === undefined) {
       problems.push({ key: spec.key, message: `is required; set it in the config file or ${env}` });

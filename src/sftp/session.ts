@@ -410,7 +410,7 @@ export class SftpSession {
 
   #extensions: Record<string, ExtendedHandler> = {
     'posix-rename@openssh.com': async (id, data) => {
-      const [from, to] = readStrings(data, 2);
+      const [from, to] = readStrings(data, 2) as [string, string];
       await this.#rename(id, from, to, true);
     },
   };

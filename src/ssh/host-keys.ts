@@ -1,7 +1,9 @@
 /** Loads the configured host keys, or generates one ed25519 key in dataDir and reuses it. */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { utils } from 'ssh2';
+import ssh2 from 'ssh2';
+
+const { utils } = ssh2;
 
 const GENERATED_KEY_FILE = 'ssh_host_ed25519_key';
 

@@ -14,7 +14,7 @@ const { utils } = ssh2;
 export const API_VERSION = 's3sftp.io/v1alpha1';
 export const KIND = 'SftpUser';
 
-/** Case-sensitive, lower case only: one login name maps to exactly one resource (and is a valid Kubernetes name). */
+/** Case-sensitive, lower case only: one login name maps to exactly one resource. */
 export const USERNAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 
 /** What parseSftpUser needs from its caller. */

@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { pino, type Logger } from 'pino';
-import { utils } from 'ssh2';
+import ssh2 from 'ssh2';
+
+const { utils } = ssh2;
 import { S3Client, CreateBucketCommand } from '@aws-sdk/client-s3';
 import { startSwift, type SwiftS3 } from '../../dev/swift.ts';
 import { loadConfig } from '../../src/config/load.ts';

@@ -65,6 +65,10 @@ export function toStorageError(err: unknown, context: string): StorageError {
   if (code === 'NoSuchBucket') {
     return new BackendError(`${context}: storage bucket unavailable`, options);
   }
+  // An upload id that vanished (aborted elsewhere, expired by a lifecycle rule).
+  if (code === 'NoSuchUpload') {
+    return new BackendError(`${context}: upload no longer exists in storage`, options);
+  }
   if (code === 'NoSuchKey' || code === 'NotFound' || status === 404) {
     return new NotFoundError(`${context}: no such file or directory`, options);
   }

@@ -60,7 +60,11 @@ export async function withRetries<T>(
       return await attempt(signal);
     } catch (err) {
       if (options.signal?.aborted) throw err;
-      if (n >= options.attempts || !(deadline.aborted || isTransient(err))) throw err;
+      if (n >= options.attempts || !(deadline.aborted || isTransient(err))) {
+        // An aborted body read surfaces as a bare "aborted" Error; name it for what it was.
+        if (deadline.aborted) throw Object.assign(new Error('request deadline exceeded', { cause: err }), { name: 'TimeoutError' });
+        throw err;
+      }
       options.onRetry?.(err, n);
       await sleepFor(backoff(n), undefined, options.signal ? { signal: options.signal } : {});
     }

@@ -1,0 +1,533 @@
+/**
+ * The Storage interface over one S3 bucket and key prefix.
+ *
+ * Namespace: user path "/a/b" is key `keyPrefix + "a/b"`. S3 has no
+ * directories; a directory is either a zero-byte marker key ending in "/"
+ * (what mkdir creates) or any common prefix, and "/" always exists. When a
+ * name is both a file and a prefix, the file wins everywhere (stat, list,
+ * open). Every path is re-validated here so a bug upstream cannot escape the
+ * key prefix.
+ */
+import {
+  DeleteObjectCommand,
+  HeadObjectCommand,
+  type HeadObjectCommandOutput,
+  ListObjectsV2Command,
+  type ListObjectsV2CommandOutput,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import type { Logger } from 'pino';
+import type { RenameMode, S3Config } from '../../config/types.ts';
+import {
+  AlreadyExistsError,
+  InvalidRequestError,
+  NotEmptyError,
+  NotFoundError,
+  PermissionDeniedError,
+  UnsupportedError,
+  WrongTypeError,
+} from '../errors.ts';
+import { basename, dirname, isWithin, normalizePath } from '../paths.ts';
+import type {
+  FileInfo,
+  FileReader,
+  FileWriter,
+  OpenWriteOptions,
+  RenameOptions,
+  Storage,
+  StorageCapabilities,
+} from '../storage.ts';
+import { forEachBounded } from './bounded.ts';
+import { Copier, type CopierOptions } from './copier.ts';
+import { toStorageError } from './errors.ts';
+import { listPages, type ListedEntry } from './lister.ts';
+import { S3Reader } from './reader.ts';
+import type { Clock, UploadEvents } from './upload-pipeline.ts';
+import type { UploadRegistry } from './upload-registry.ts';
+import { ConditionalWrites, mtimeMetadata, S3Writer } from './writer.ts';
+
+export interface S3StorageOptions {
+  client: S3Client;
+  bucket: string;
+  /** The user's root: "" or a prefix ending in "/". */
+  keyPrefix: string;
+  config: S3Config;
+  /** 0: non-empty directories cannot be renamed; 1: renamed object by object. */
+  renameMode: RenameMode;
+  /** Mode 1 refuses directories holding more objects than this. */
+  renameMaxObjects: number;
+  uploads: UploadRegistry;
+  log: Logger;
+  clock?: Clock;
+  events?: UploadEvents;
+  /** Shared across sessions so If-None-Match support is probed once. */
+  conditionalWrites?: ConditionalWrites;
+  /** Tests lower the multipart-copy threshold to exercise it on small objects. */
+  copy?: Pick<CopierOptions, 'multipartThreshold' | 'partSize' | 'partConcurrency'>;
+  /** Out-of-order write window per upload (bytes). */
+  writeWindowBytes?: number;
+}
+
+// S3 keys are at most 1024 bytes of UTF-8; one byte is kept for a directory marker's "/".
+const MAX_KEY_BYTES = 1023;
+// Metadata requests are small; a minute covers the SDK's own retries.
+const METADATA_TIMEOUT_MS = 60_000;
+// Copies and deletes in flight while renaming a directory.
+const RENAME_PARALLELISM = 8;
+
+const systemClock: Clock = { now: () => Date.now() };
+
+/** Storage backed by S3 (or an S3-compatible store). */
+export class S3Storage implements Storage {
+  readonly capabilities: StorageCapabilities;
+  #client: S3Client;
+  #bucket: string;
+  #prefix: string;
+  #o: S3StorageOptions;
+  #clock: Clock;
+  #copier: Copier;
+  #conditionalWrites: ConditionalWrites;
+
+  constructor(options: S3StorageOptions) {
+    if (options.keyPrefix !== '' && !options.keyPrefix.endsWith('/')) {
+      throw new Error(`keyPrefix must be empty or end with "/": ${JSON.stringify(options.keyPrefix)}`);
+    }
+    this.#o = options;
+    this.#client = options.client;
+    this.#bucket = options.bucket;
+    this.#prefix = options.keyPrefix;
+    this.#clock = options.clock ?? systemClock;
+    this.#conditionalWrites = options.conditionalWrites ?? new ConditionalWrites();
+    this.#copier = new Copier({
+      client: options.client,
+      bucket: options.bucket,
+      config: options.config,
+      log: options.log,
+      ...options.copy,
+    });
+    this.capabilities = { storesMtime: true, renamesDirectories: options.renameMode === 1 };
+  }
+
+  async stat(path: string): Promise<FileInfo> {
+    const key = this.#key(path);
+    const context = `stat ${path}`;
+    if (path === '/') return this.#directoryInfo('/', undefined);
+    const head = await this.#head(key, context);
+    if (head) return this.#fileInfo(basename(path), head);
+    const live = this.#o.uploads.get(this.#bucket, key);
+    if (live) {
+      return {
+        name: basename(path),
+        isDirectory: false,
+        size: live.bytesReceived,
+        mtime: new Date(this.#clock.now()),
+        uploading: true,
+      };
+    }
+    const directory = await this.#directory(path, context);
+    if (directory) return this.#directoryInfo(basename(path), directory.markerMtime);
+    throw new NotFoundError(`${path}: no such file or directory`);
+  }
+
+  async *list(path: string): AsyncGenerator<FileInfo[]> {
+    const key = this.#key(path);
+    const context = `list ${path}`;
+    // A file of this name hides the directory, as it does in the parent's listing.
+    const shadowingFile = path === '/' ? Promise.resolve(undefined) : this.#head(key, context);
+    shadowingFile.catch(() => {});
+    let first = true;
+    for await (const page of listPages({
+      client: this.#client,
+      bucket: this.#bucket,
+      prefix: this.#dirPrefix(path),
+      context,
+    })) {
+      if (first) {
+        first = false;
+        if (await shadowingFile) throw new WrongTypeError(`${path}: not a directory`);
+        if (!page.sawAnything && path !== '/') throw new NotFoundError(`${path}: no such file or directory`);
+      }
+      if (page.entries.length > 0) yield page.entries.map((entry) => this.#listedInfo(entry));
+    }
+  }
+
+  async openRead(path: string): Promise<FileReader> {
+    const key = this.#key(path);
+    const context = `open ${path}`;
+    const head = path === '/' ? undefined : await this.#head(key, context);
+    if (!head) {
+      if (await this.#directory(path, context)) throw new WrongTypeError(`${path}: is a directory`);
+      throw new NotFoundError(`${path}: no such file or directory`);
+    }
+    return new S3Reader({
+      client: this.#client,
+      bucket: this.#bucket,
+      key,
+      path,
+      size: head.ContentLength ?? 0,
+      ...(head.ETag ? { etag: head.ETag } : {}),
+      download: this.#o.config.download,
+    });
+  }
+
+  async openWrite(path: string, options: OpenWriteOptions = {}): Promise<FileWriter> {
+    const key = this.#key(path);
+    const context = `open ${path}`;
+    if (path === '/') throw new WrongTypeError('/: is a directory');
+    const [head, directory, parentIsFile] = await Promise.all([
+      this.#head(key, context),
+      this.#directory(path, context),
+      this.#parentIsFile(path, context),
+    ]);
+    if (parentIsFile) throw new WrongTypeError(`${dirname(path)}: not a directory`);
+    if (directory && !head) throw new WrongTypeError(`${path}: is a directory`);
+    const exclusive = options.exclusive === true;
+    if (exclusive && (head || this.#o.uploads.get(this.#bucket, key))) {
+      throw new AlreadyExistsError(`${path}: file already exists`);
+    }
+    return new S3Writer({
+      client: this.#client,
+      bucket: this.#bucket,
+      key,
+      path,
+      config: this.#o.config,
+      exclusive,
+      uploads: this.#o.uploads,
+      conditionalWrites: this.#conditionalWrites,
+      applyMtime: (mtime) => this.setMtime(path, mtime),
+      ...(this.#o.events ? { events: this.#o.events } : {}),
+      ...(this.#o.writeWindowBytes ? { windowBytes: this.#o.writeWindowBytes } : {}),
+      clock: this.#clock,
+      log: this.#o.log,
+    });
+  }
+
+  async mkdir(path: string): Promise<void> {
+    const key = this.#key(path);
+    const context = `mkdir ${path}`;
+    if (path === '/') throw new AlreadyExistsError('/: already exists');
+    const [exists, parentIsFile] = await Promise.all([
+      this.#exists(path, context),
+      this.#parentIsFile(path, context),
+    ]);
+    if (parentIsFile) throw new WrongTypeError(`${dirname(path)}: not a directory`);
+    if (exists) throw new AlreadyExistsError(`${path}: already exists`);
+    await this.#putMarker(`${key}/`, context);
+  }
+
+  async remove(path: string): Promise<void> {
+    const key = this.#key(path);
+    const context = `remove ${path}`;
+    if (path === '/') throw new WrongTypeError('/: is a directory');
+    // DeleteObject succeeds on missing keys, so existence is checked first.
+    const head = await this.#head(key, context);
+    if (!head) {
+      if (await this.#directory(path, context)) throw new WrongTypeError(`${path}: is a directory`);
+      throw new NotFoundError(`${path}: no such file or directory`);
+    }
+    await this.#delete(key, context);
+    await this.#keepParent(path);
+  }
+
+  async rmdir(path: string): Promise<void> {
+    const key = this.#key(path);
+    const context = `rmdir ${path}`;
+    if (path === '/') throw new PermissionDeniedError('/: cannot remove the root directory');
+    const marker = `${key}/`;
+    // The marker sorts first under its prefix, so two keys tell empty from not.
+    const page = await this.#listPrefix(marker, 2, context);
+    const keys = (page.Contents ?? []).map((object) => object.Key);
+    if (keys.length === 0 && (page.CommonPrefixes?.length ?? 0) === 0) {
+      if (await this.#head(key, context)) throw new WrongTypeError(`${path}: not a directory`);
+      throw new NotFoundError(`${path}: no such file or directory`);
+    }
+    if (keys.some((k) => k !== marker) || (page.CommonPrefixes?.length ?? 0) > 0) {
+      throw new NotEmptyError('directory not empty');
+    }
+    await this.#delete(marker, context);
+    await this.#keepParent(path);
+  }
+
+  async rename(from: string, to: string, options: RenameOptions = {}): Promise<void> {
+    const fromKey = this.#key(from);
+    const toKey = this.#key(to);
+    const context = `rename ${from}`;
+    if (from === '/') throw new PermissionDeniedError('/: cannot rename the root directory');
+    if (to === '/') throw new AlreadyExistsError('/: already exists');
+    const [source, parentIsFile] = await Promise.all([
+      this.#head(fromKey, context),
+      this.#parentIsFile(to, context),
+    ]);
+    if (parentIsFile) throw new WrongTypeError(`${dirname(to)}: not a directory`);
+    if (source) {
+      if (from === to) return;
+      return this.#renameFile(from, to, fromKey, toKey, source, options, context);
+    }
+    if (!(await this.#directory(from, context))) throw new NotFoundError(`${from}: no such file or directory`);
+    if (from === to) return;
+    return this.#renameDirectory(from, to, context);
+  }
+
+  async setMtime(path: string, mtime: Date): Promise<void> {
+    const key = this.#key(path);
+    const context = `setstat ${path}`;
+    const head = path === '/' ? undefined : await this.#head(key, context);
+    if (!head) {
+      if (await this.#directory(path, context)) {
+        throw new UnsupportedError(`${path}: directories have no stored modification time`);
+      }
+      throw new NotFoundError(`${path}: no such file or directory`);
+    }
+    // S3 changes metadata only by copying the object onto itself.
+    await this.#copier.copy({ key, size: head.ContentLength ?? 0, head }, key, context, {
+      ...head.Metadata,
+      mtime: mtimeMetadata(mtime),
+    });
+  }
+
+  async #renameFile(
+    from: string,
+    to: string,
+    fromKey: string,
+    toKey: string,
+    source: HeadObjectCommandOutput,
+    options: RenameOptions,
+    context: string,
+  ): Promise<void> {
+    const target = await this.#head(toKey, context);
+    if (target && !options.overwrite) throw new AlreadyExistsError(`${to}: file already exists`);
+    if (!target && (await this.#directory(to, context))) {
+      throw options.overwrite
+        ? new WrongTypeError(`${to}: is a directory`)
+        : new AlreadyExistsError(`${to}: already exists`);
+    }
+    await this.#copier.copy({ key: fromKey, size: source.ContentLength ?? 0, head: source }, toKey, context);
+    await this.#delete(fromKey, context);
+    await this.#keepParent(from);
+  }
+
+  /**
+   * Renames a directory. S3 has no rename: every object is copied, then the
+   * sources are deleted. This is NOT atomic: other sessions can see both
+   * trees, or a partial target, while it runs; a failure while copying removes
+   * the copies made, a failure while deleting leaves some sources in place
+   * (the target is complete by then).
+   */
+  async #renameDirectory(from: string, to: string, context: string): Promise<void> {
+    if (isWithin(to, from)) throw new InvalidRequestError(`${to}: cannot move a directory into itself`);
+    if (await this.#exists(to, context)) throw new AlreadyExistsError(`${to}: already exists`);
+    const fromPrefix = `${this.#key(from)}/`;
+    const toPrefix = `${this.#key(to)}/`;
+    const first = await this.#listPrefix(fromPrefix, 2, context);
+    const onlyMarker = (first.Contents ?? []).every((o) => o.Key === fromPrefix) && !first.IsTruncated;
+    if (onlyMarker) {
+      await this.#putMarker(toPrefix, context);
+      await this.#delete(fromPrefix, context);
+      await this.#keepParent(from);
+      return;
+    }
+    if (this.#o.renameMode !== 1) {
+      throw new UnsupportedError('renaming a non-empty directory is disabled (renameMode 0)');
+    }
+    const objects = await this.#collectForRename(from, fromPrefix, context);
+    for (const object of objects) {
+      if (Buffer.byteLength(toPrefix + object.key.slice(fromPrefix.length)) > MAX_KEY_BYTES + 1) {
+        throw new InvalidRequestError(`${to}: a path inside would be too long`);
+      }
+    }
+    const copied: string[] = [];
+    try {
+      await forEachBounded(objects, RENAME_PARALLELISM, async (object) => {
+        const target = toPrefix + object.key.slice(fromPrefix.length);
+        await this.#copier.copy(object, target, context);
+        copied.push(target);
+      });
+    } catch (err) {
+      // Undo the partial copy so the source tree stays the only one.
+      await forEachBounded(copied, RENAME_PARALLELISM, (key) => this.#delete(key, context)).catch((undoErr) =>
+        this.#o.log.warn({ err: undoErr, from, to }, 'could not remove partial copy of a renamed directory'),
+      );
+      throw err;
+    }
+    await forEachBounded(objects, RENAME_PARALLELISM, (object) => this.#delete(object.key, context));
+    await this.#keepParent(from);
+  }
+
+  /** Every object under the prefix, refusing before any change when there are too many. */
+  async #collectForRename(
+    from: string,
+    prefix: string,
+    context: string,
+  ): Promise<{ key: string; size: number; storageClass?: string }[]> {
+    const limit = this.#o.renameMaxObjects;
+    const objects: { key: string; size: number; storageClass?: string }[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.#listPrefix(prefix, 1000, context, token, false);
+      for (const object of page.Contents ?? []) {
+        if (object.Key === undefined) continue;
+        objects.push({
+          key: object.Key,
+          size: object.Size ?? 0,
+          ...(object.StorageClass ? { storageClass: object.StorageClass } : {}),
+        });
+        if (objects.length > limit) {
+          throw new UnsupportedError(
+            `${from}: directory holds more than ${limit} objects, too many to rename (renameMaxObjects)`,
+          );
+        }
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return objects;
+  }
+
+  /** Validates a path and maps it to its key. */
+  #key(path: string): string {
+    if (typeof path !== 'string' || !path.startsWith('/') || normalizePath(path) !== path) {
+      throw new InvalidRequestError('invalid path');
+    }
+    const key = this.#prefix + path.slice(1);
+    if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new InvalidRequestError(`${path}: path too long`);
+    return key;
+  }
+
+  /** The prefix of a directory's children. */
+  #dirPrefix(path: string): string {
+    return path === '/' ? this.#prefix : `${this.#key(path)}/`;
+  }
+
+  async #head(key: string, context: string): Promise<HeadObjectCommandOutput | undefined> {
+    try {
+      return await this.#client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key }), {
+        abortSignal: AbortSignal.timeout(METADATA_TIMEOUT_MS),
+      });
+    } catch (err) {
+      const failure = toStorageError(err, context);
+      if (failure instanceof NotFoundError) return undefined;
+      throw failure;
+    }
+  }
+
+  async #listPrefix(
+    prefix: string,
+    maxKeys: number,
+    context: string,
+    token?: string,
+    delimited = true,
+  ): Promise<ListObjectsV2CommandOutput> {
+    try {
+      return await this.#client.send(
+        new ListObjectsV2Command({
+          Bucket: this.#bucket,
+          Prefix: prefix,
+          MaxKeys: maxKeys,
+          ...(delimited ? { Delimiter: '/' } : {}),
+          ...(token ? { ContinuationToken: token } : {}),
+        }),
+        { abortSignal: AbortSignal.timeout(METADATA_TIMEOUT_MS) },
+      );
+    } catch (err) {
+      throw toStorageError(err, context);
+    }
+  }
+
+  /** Whether `path` is a directory (marker or children); with the marker's time when there is one. */
+  async #directory(path: string, context: string): Promise<{ markerMtime: Date | undefined } | undefined> {
+    if (path === '/') return { markerMtime: undefined };
+    const prefix = this.#dirPrefix(path);
+    const page = await this.#listPrefix(prefix, 1, context);
+    const object = page.Contents?.[0];
+    if (object || (page.CommonPrefixes?.length ?? 0) > 0) {
+      return { markerMtime: object?.Key === prefix ? object.LastModified : undefined };
+    }
+    return undefined;
+  }
+
+  async #exists(path: string, context: string): Promise<boolean> {
+    const key = this.#key(path);
+    if (path === '/') return true;
+    if (this.#o.uploads.get(this.#bucket, key)) return true;
+    const [head, directory] = await Promise.all([this.#head(key, context), this.#directory(path, context)]);
+    return head !== undefined || directory !== undefined;
+  }
+
+  async #parentIsFile(path: string, context: string): Promise<boolean> {
+    const parent = dirname(path);
+    if (parent === '/') return false;
+    return (await this.#head(this.#key(parent), context)) !== undefined;
+  }
+
+  async #putMarker(key: string, context: string): Promise<void> {
+    try {
+      await this.#client.send(
+        new PutObjectCommand({ Bucket: this.#bucket, Key: key, Body: Buffer.alloc(0), ContentLength: 0 }),
+        { abortSignal: AbortSignal.timeout(METADATA_TIMEOUT_MS) },
+      );
+    } catch (err) {
+      throw toStorageError(err, context);
+    }
+  }
+
+  async #delete(key: string, context: string): Promise<void> {
+    try {
+      await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key }), {
+        abortSignal: AbortSignal.timeout(METADATA_TIMEOUT_MS),
+      });
+    } catch (err) {
+      throw toStorageError(err, context);
+    }
+  }
+
+  /**
+   * Keeps the parent of a removed entry alive. A directory that exists only
+   * because of its children vanishes with its last child; clients that delete
+   * a tree (remove files, then rmdir) would then fail on the rmdir.
+   */
+  async #keepParent(path: string): Promise<void> {
+    const parent = dirname(path);
+    if (parent === '/') return;
+    const context = `keep ${parent}`;
+    try {
+      if (!(await this.#directory(parent, context))) await this.#putMarker(this.#dirPrefix(parent), context);
+    } catch (err) {
+      // The operation itself succeeded; an implicit parent vanishing is the lesser harm.
+      this.#o.log.warn({ err, path: parent }, 'could not keep parent directory');
+    }
+  }
+
+  #fileInfo(name: string, head: HeadObjectCommandOutput): FileInfo {
+    return {
+      name,
+      isDirectory: false,
+      size: head.ContentLength ?? 0,
+      mtime: parseMtime(head.Metadata?.mtime) ?? head.LastModified ?? new Date(this.#clock.now()),
+    };
+  }
+
+  #directoryInfo(name: string, markerMtime: Date | undefined): FileInfo {
+    // Implicit directories have no time of their own; "now" reads better than 1970.
+    return { name, isDirectory: true, size: 0, mtime: markerMtime ?? new Date(this.#clock.now()) };
+  }
+
+  /**
+   * Listings carry S3's LastModified, not the `mtime` metadata: reading it
+   * would cost one HEAD per entry.
+   */
+  #listedInfo(entry: ListedEntry): FileInfo {
+    return {
+      name: entry.name,
+      isDirectory: entry.isDirectory,
+      size: entry.size,
+      mtime: entry.lastModified ?? new Date(this.#clock.now()),
+    };
+  }
+}
+
+/** The `mtime` metadata: Unix seconds, possibly fractional (rclone, s3fs and we write it). */
+function parseMtime(value: string | undefined): Date | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  const seconds = Number(value);
+  return Number.isFinite(seconds) ? new Date(seconds * 1000) : undefined;
+}

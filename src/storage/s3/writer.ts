@@ -1,0 +1,370 @@
+/**
+ * Streaming upload of one file. Bytes arrive as SFTP WRITE requests (offset +
+ * data, usually in order, sometimes a little out of order when a client
+ * pipelines), are gathered into parts and handed to the UploadPipeline. No
+ * disk spool: memory per upload is bounded by partSize × (concurrency + 1)
+ * plus the out-of-order window, and write() waits while parts are in flight.
+ * Nothing is visible in S3 until commit() succeeds.
+ */
+import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { Logger } from 'pino';
+import type { S3Config } from '../../config/types.ts';
+import { AlreadyExistsError, InvalidRequestError, NotFoundError } from '../errors.ts';
+import type { FileWriter } from '../storage.ts';
+import { errorCodeOf, httpStatusOf, toStorageError } from './errors.ts';
+import { MAX_OBJECT_SIZE, MAX_PARTS, partSizeFor } from './part-size.ts';
+import { deadlineFor, withRetries } from './retry.ts';
+import { type Clock, type ObjectHeaders, UploadPipeline, type UploadEvents } from './upload-pipeline.ts';
+import type { UploadRegistry } from './upload-registry.ts';
+
+/** How far ahead of the contiguous data a client may write (bytes held out of order). */
+export const DEFAULT_WINDOW_BYTES = 16 * 1024 ** 2;
+// The first part grows from here, so a 1 KiB file does not allocate a whole part.
+const FIRST_PART_INITIAL_CAPACITY = 256 * 1024;
+
+/**
+ * Whether the store honours If-None-Match: * on PutObject and on
+ * CompleteMultipartUpload (AWS since 2024, recent MinIO and Ceph). Swift's
+ * s3api answers 501 on PutObject but honours it on completion, so each is
+ * learnt separately, once, and shared by all sessions.
+ */
+export class ConditionalWrites {
+  put: boolean | undefined = undefined;
+  complete: boolean | undefined = undefined;
+}
+
+export interface S3WriterOptions {
+  client: S3Client;
+  bucket: string;
+  key: string;
+  /** User-visible path, for error messages. */
+  path: string;
+  config: S3Config;
+  exclusive: boolean;
+  uploads: UploadRegistry;
+  conditionalWrites: ConditionalWrites;
+  /**
+   * Stores an mtime on the committed object. Used when setMtime() arrives after
+   * the multipart upload was created with its metadata (S3 cannot change
+   * metadata without a copy).
+   */
+  applyMtime: (mtime: Date) => Promise<void>;
+  events?: UploadEvents;
+  clock: Clock;
+  log: Logger;
+  /** Out-of-order window; DEFAULT_WINDOW_BYTES unless a test shrinks it. */
+  windowBytes?: number;
+}
+
+type State = 'open' | 'committing' | 'committed' | 'aborted';
+
+/** A FileWriter that uploads to S3 with PutObject or a multipart upload. */
+export class S3Writer implements FileWriter {
+  #o: S3WriterOptions;
+  #state: State = 'open';
+  #pipeline: UploadPipeline;
+  #deregister: () => void;
+  /** Contiguous bytes accepted. */
+  #next = 0;
+  /** The part being filled and its fill level. */
+  #part: Buffer | undefined;
+  #partFill = 0;
+  #partNumber = 1;
+  /** Out-of-order pieces by offset. */
+  #pending = new Map<number, Buffer>();
+  #pendingBytes = 0;
+  /** Resolves when the latest submitted part has started: the backpressure signal. */
+  #room: Promise<void> = Promise.resolve();
+  #mtime: Date | undefined;
+  #mtimeSentAtCreate: Date | undefined;
+  #commit: Promise<void> | undefined;
+  #abort: Promise<void> | undefined;
+
+  constructor(options: S3WriterOptions) {
+    this.#o = options;
+    const { config } = options;
+    this.#pipeline = new UploadPipeline({
+      client: options.client,
+      bucket: options.bucket,
+      key: options.key,
+      path: options.path,
+      headers: () => {
+        this.#mtimeSentAtCreate = this.#mtime;
+        return this.#headers();
+      },
+      checksums: config.requestChecksum === 'when_supported',
+      concurrency: Math.max(1, config.upload.concurrency),
+      partMaxTimeMs: config.upload.partMaxTimeMs,
+      ...(options.events ? { events: options.events } : {}),
+      clock: options.clock,
+      log: options.log,
+    });
+    const startedAtMs = options.clock.now();
+    const self = this;
+    this.#deregister = options.uploads.add(options.bucket, options.key, {
+      get bytesReceived() {
+        return self.bytesReceived;
+      },
+      startedAtMs,
+    });
+  }
+
+  get bytesReceived(): number {
+    return this.#next;
+  }
+
+  /** Bytes held in memory: the part being filled, queued and in-flight parts, out-of-order pieces. */
+  get bufferedBytes(): number {
+    return this.#partFill + this.#pipeline.bufferedBytes + this.#pendingBytes;
+  }
+
+  async write(offset: number, data: Buffer): Promise<void> {
+    if (this.#state !== 'open') throw new InvalidRequestError(`write ${this.#o.path}: file is closed`);
+    if (this.#pipeline.failure) throw this.#pipeline.failure;
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw new InvalidRequestError(`write ${this.#o.path}: invalid offset ${offset}`);
+    }
+    if (data.length === 0) return this.#room;
+    if (offset + data.length > MAX_OBJECT_SIZE) {
+      throw new InvalidRequestError(`write ${this.#o.path}: file larger than the 5 TiB S3 allows`);
+    }
+    if (offset < this.#next) {
+      // Parts already sent cannot be changed (S3 has no partial update), and
+      // re-sending bytes is not something SFTP clients do.
+      throw new InvalidRequestError(
+        `write ${this.#o.path}: cannot rewrite data already sent (offset ${offset} < ${this.#next})`,
+      );
+    }
+    if (offset > this.#next) {
+      this.#hold(offset, data);
+      return;
+    }
+    this.#append(data);
+    this.#drainPending();
+    return this.#room;
+  }
+
+  setMtime(mtime: Date): void {
+    this.#mtime = mtime;
+  }
+
+  commit(): Promise<void> {
+    if (this.#state === 'aborted') {
+      return Promise.reject(new InvalidRequestError(`write ${this.#o.path}: upload was aborted`));
+    }
+    this.#commit ??= this.#doCommit();
+    return this.#commit;
+  }
+
+  abort(): Promise<void> {
+    if (this.#state === 'committed') return Promise.resolve();
+    this.#abort ??= this.#doAbort();
+    return this.#abort;
+  }
+
+  /** Keeps a piece that arrived ahead of the contiguous data. */
+  #hold(offset: number, data: Buffer): void {
+    const window = this.#o.windowBytes ?? DEFAULT_WINDOW_BYTES;
+    const replaced = this.#pending.get(offset)?.length ?? 0;
+    if (offset + data.length - this.#next > window || this.#pendingBytes - replaced + data.length > window) {
+      throw new InvalidRequestError(`write ${this.#o.path}: write too far ahead of the data received`);
+    }
+    // Copied: the caller may reuse its buffer once write() resolves.
+    this.#pending.set(offset, Buffer.from(data));
+    this.#pendingBytes += data.length - replaced;
+  }
+
+  /** Appends pieces that have become contiguous. */
+  #drainPending(): void {
+    while (this.#pending.size > 0) {
+      let progressed = false;
+      for (const [offset, piece] of this.#pending) {
+        if (offset > this.#next) continue;
+        this.#pending.delete(offset);
+        this.#pendingBytes -= piece.length;
+        // An overlapping piece contributes only its bytes beyond what is already here.
+        if (offset + piece.length > this.#next) this.#append(piece.subarray(this.#next - offset));
+        progressed = true;
+      }
+      if (!progressed) return;
+    }
+  }
+
+  /** Copies contiguous data into parts, submitting each part once full. */
+  #append(data: Buffer): void {
+    let rest = data;
+    while (rest.length > 0) {
+      const size = partSizeFor(this.#partNumber, this.#o.config.upload.partSize);
+      this.#ensureCapacity(size, rest.length);
+      const take = Math.min(size - this.#partFill, rest.length);
+      rest.copy(this.#part!, this.#partFill, 0, take);
+      this.#partFill += take;
+      this.#next += take;
+      rest = rest.subarray(take);
+      if (this.#partFill === size) this.#submitPart();
+    }
+  }
+
+  #ensureCapacity(partSize: number, incoming: number): void {
+    const needed = this.#partFill + Math.min(incoming, partSize - this.#partFill);
+    if (this.#part && this.#part.length >= needed) return;
+    // Only the first part grows gradually; from part 2 on the file is known to be large.
+    let capacity = this.#partNumber === 1 ? FIRST_PART_INITIAL_CAPACITY : partSize;
+    while (capacity < needed) capacity *= 2;
+    const grown = Buffer.allocUnsafe(Math.min(capacity, partSize));
+    this.#part?.copy(grown, 0, 0, this.#partFill);
+    this.#part = grown;
+  }
+
+  #submitPart(): void {
+    if (this.#partNumber > MAX_PARTS) {
+      // partSizeFor() makes 10,000 parts exceed 5 TiB, so only the size check above can lead here.
+      throw new InvalidRequestError(`write ${this.#o.path}: file larger than S3 allows`);
+    }
+    const body = this.#part!.subarray(0, this.#partFill);
+    this.#part = undefined;
+    this.#partFill = 0;
+    const started = this.#pipeline.submit(this.#partNumber++, body);
+    // Awaited by write(); the no-op only keeps an unawaited failure from being "unhandled".
+    started.catch(() => {});
+    this.#room = started;
+  }
+
+  async #doCommit(): Promise<void> {
+    this.#state = 'committing';
+    const { path } = this.#o;
+    const commitStartedAt = this.#o.clock.now();
+    try {
+      if (this.#pending.size > 0) {
+        throw new InvalidRequestError(`write ${path}: data missing at offset ${this.#next}`);
+      }
+      if (this.#pipeline.failure) throw this.#pipeline.failure;
+      if (!this.#pipeline.started) {
+        await this.#putSingle();
+      } else {
+        await this.#completeMultipart();
+      }
+    } catch (err) {
+      await this.abort();
+      throw toStorageError(err, `write ${path}`);
+    }
+    this.#state = 'committed';
+    this.#deregister();
+    this.#o.events?.onCommit?.((this.#o.clock.now() - commitStartedAt) / 1000);
+  }
+
+  async #putSingle(): Promise<void> {
+    const { client, bucket, key, path, config } = this.#o;
+    const body = this.#part ? this.#part.subarray(0, this.#partFill) : Buffer.alloc(0);
+    const put = (ifNoneMatch: boolean) =>
+      withRetries(
+        (signal) =>
+          client.send(
+            new PutObjectCommand({
+              ...this.#headers(),
+              Bucket: bucket,
+              Key: key,
+              Body: body,
+              ContentLength: body.length,
+              ...(ifNoneMatch ? { IfNoneMatch: '*' } : {}),
+            }),
+            { abortSignal: signal },
+          ),
+        {
+          attempts: 3,
+          timeoutMs: deadlineFor(config.upload.partMaxTimeMs, body.length, 60_000, 2_000),
+        },
+      );
+    await this.#conditionally(put, 'put', path);
+  }
+
+  async #completeMultipart(): Promise<void> {
+    if (this.#partFill > 0) this.#submitPart();
+    await this.#room;
+    const complete = (ifNoneMatch: boolean) => this.#pipeline.complete({ ifNoneMatch });
+    await this.#conditionally(complete, 'complete', this.#o.path);
+    if (this.#mtime && this.#mtime !== this.#mtimeSentAtCreate) {
+      try {
+        await this.#o.applyMtime(this.#mtime);
+      } catch (err) {
+        // The data is safely stored; failing the upload over its timestamp would
+        // make the client retry a transfer that succeeded.
+        this.#o.log.warn({ err, key: this.#o.key }, 'uploaded, but could not store the modification time');
+      }
+    }
+  }
+
+  /**
+   * Runs the final write, exclusive if asked: a HEAD first (a clear early
+   * answer on every store), then If-None-Match: * where the store supports it,
+   * which closes the race atomically. Where it does not (Swift's PutObject),
+   * a creator that slips in between the HEAD and the write wins silently.
+   */
+  async #conditionally(
+    write: (ifNoneMatch: boolean) => Promise<unknown>,
+    kind: 'put' | 'complete',
+    path: string,
+  ): Promise<void> {
+    if (!this.#o.exclusive) {
+      await write(false);
+      return;
+    }
+    await this.#refuseIfExists(path);
+    const support = this.#o.conditionalWrites;
+    try {
+      await write(support[kind] !== false);
+      return;
+    } catch (err) {
+      if (httpStatusOf(err) === 412 || errorCodeOf(err) === 'PreconditionFailed') {
+        throw new AlreadyExistsError(`${path}: file already exists`, { cause: err });
+      }
+      if (support[kind] === false || !isNotImplemented(err)) throw err;
+      support[kind] = false;
+      this.#o.log.info({ kind }, 'storage does not support If-None-Match here; exclusive create relies on a HEAD check');
+    }
+    await write(false);
+  }
+
+  async #refuseIfExists(path: string): Promise<void> {
+    const { client, bucket, key } = this.#o;
+    try {
+      await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), {
+        abortSignal: AbortSignal.timeout(30_000),
+      });
+    } catch (err) {
+      const failure = toStorageError(err, `create ${path}`);
+      if (failure instanceof NotFoundError) return;
+      throw failure;
+    }
+    throw new AlreadyExistsError(`${path}: file already exists`);
+  }
+
+  async #doAbort(): Promise<void> {
+    if (this.#state !== 'committing') this.#state = 'aborted';
+    this.#part = undefined;
+    this.#partFill = 0;
+    this.#pending.clear();
+    this.#pendingBytes = 0;
+    await this.#pipeline.abort();
+    this.#state = 'aborted';
+    this.#deregister();
+  }
+
+  #headers(): ObjectHeaders {
+    const { storageClass, acl } = this.#o.config;
+    return {
+      ...(storageClass ? { StorageClass: storageClass as ObjectHeaders['StorageClass'] } : {}),
+      ...(acl ? { ACL: acl as ObjectHeaders['ACL'] } : {}),
+      ...(this.#mtime ? { Metadata: { mtime: mtimeMetadata(this.#mtime) } } : {}),
+    };
+  }
+}
+
+/** The `mtime` metadata value: Unix seconds with milliseconds, as rclone writes it. */
+export function mtimeMetadata(mtime: Date): string {
+  return (mtime.getTime() / 1000).toString();
+}
+
+function isNotImplemented(err: unknown): boolean {
+  return httpStatusOf(err) === 501 || errorCodeOf(err) === 'NotImplemented';
+}
