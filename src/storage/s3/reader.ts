@@ -69,10 +69,13 @@ export class S3Reader implements FileReader {
     if (sequential && last - first < this.#concurrency) {
       this.#advanceWindow(first);
     }
-    if (this.#chunks.has(first) && this.#chunks.has(last)) {
-      return this.#fromChunks(offset, end, first, last);
+    const held: Chunk[] = [];
+    for (let index = first; index <= last; index++) {
+      const chunk = this.#chunks.get(index);
+      if (!chunk) return this.#fetch(offset, end);
+      held.push(chunk);
     }
-    return this.#fetch(offset, end);
+    return this.#fromChunks(offset, end, held);
   }
 
   async close(): Promise<void> {
@@ -103,10 +106,10 @@ export class S3Reader implements FileReader {
     }
   }
 
-  async #fromChunks(offset: number, end: number, first: number, last: number): Promise<Buffer> {
+  /** Serves [offset, end) from chunks captured up front, so window moves meanwhile cannot drop them. */
+  async #fromChunks(offset: number, end: number, chunks: Chunk[]): Promise<Buffer> {
     const pieces: Buffer[] = [];
-    for (let index = first; index <= last; index++) {
-      const chunk = this.#chunks.get(index)!;
+    for (const chunk of chunks) {
       const data = await chunk.data;
       const from = Math.max(offset, chunk.start) - chunk.start;
       const to = Math.min(end, chunk.end) - chunk.start;

@@ -26,6 +26,8 @@ const TRANSIENT_CODES = new Set([
 /** True for failures another attempt may cure: 5xx, throttling, timeouts, dropped connections. */
 export function isTransient(err: unknown): boolean {
   const status = httpStatusOf(err);
+  // 501 Not Implemented is a permanent answer (Swift's conditional PUT, for one).
+  if (status === 501) return false;
   if (status !== undefined && (status >= 500 || status === 429 || status === 408)) return true;
   if (TRANSIENT_CODES.has(errorCodeOf(err))) return true;
   // Socket errors surface without a status; S3 answered nothing we could judge.

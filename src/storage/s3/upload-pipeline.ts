@@ -19,7 +19,10 @@ import { BackendError, type StorageError } from '../errors.ts';
 import { toStorageError } from './errors.ts';
 import { deadlineFor, withRetries } from './retry.ts';
 
-/** Counters for the metrics layer; every callback is optional and must not throw. */
+/**
+ * Counters for the metrics layer; every callback is optional, and one that
+ * throws is ignored. A single-PUT upload reports as one part.
+ */
 export interface UploadEvents {
   /** A part request starts (each attempt counts once). */
   onPartStart?(bytes: number): void;
@@ -268,8 +271,8 @@ export class UploadPipeline {
   }
 }
 
-/** Metrics callbacks must never break an upload. */
-function safely(callback: () => void): void {
+/** Runs a metrics callback; a throwing callback must never break an upload. */
+export function safely(callback: () => void): void {
   try {
     callback();
   } catch {

@@ -14,13 +14,15 @@ import type { FileWriter } from '../storage.ts';
 import { errorCodeOf, httpStatusOf, toStorageError } from './errors.ts';
 import { MAX_OBJECT_SIZE, MAX_PARTS, partSizeFor } from './part-size.ts';
 import { deadlineFor, withRetries } from './retry.ts';
-import { type Clock, type ObjectHeaders, UploadPipeline, type UploadEvents } from './upload-pipeline.ts';
+import { type Clock, type ObjectHeaders, safely, UploadPipeline, type UploadEvents } from './upload-pipeline.ts';
 import type { UploadRegistry } from './upload-registry.ts';
 
 /** How far ahead of the contiguous data a client may write (bytes held out of order). */
 export const DEFAULT_WINDOW_BYTES = 16 * 1024 ** 2;
-// The first part grows from here, so a 1 KiB file does not allocate a whole part.
-const FIRST_PART_INITIAL_CAPACITY = 256 * 1024;
+// Part buffers grow from here as data arrives, so a 1 KiB file does not
+// allocate a whole part, and the part after a queued one is not allocated in
+// full while the writer is held back (memory tracks the bytes buffered).
+const INITIAL_PART_CAPACITY = 256 * 1024;
 
 /**
  * Whether the store honours If-None-Match: * on PutObject and on
@@ -208,8 +210,7 @@ export class S3Writer implements FileWriter {
   #ensureCapacity(partSize: number, incoming: number): void {
     const needed = this.#partFill + Math.min(incoming, partSize - this.#partFill);
     if (this.#part && this.#part.length >= needed) return;
-    // Only the first part grows gradually; from part 2 on the file is known to be large.
-    let capacity = this.#partNumber === 1 ? FIRST_PART_INITIAL_CAPACITY : partSize;
+    let capacity = Math.max(INITIAL_PART_CAPACITY, (this.#part?.length ?? 0) * 2);
     while (capacity < needed) capacity *= 2;
     const grown = Buffer.allocUnsafe(Math.min(capacity, partSize));
     this.#part?.copy(grown, 0, 0, this.#partFill);
@@ -250,16 +251,18 @@ export class S3Writer implements FileWriter {
     }
     this.#state = 'committed';
     this.#deregister();
-    this.#o.events?.onCommit?.((this.#o.clock.now() - commitStartedAt) / 1000);
+    safely(() => this.#o.events?.onCommit?.((this.#o.clock.now() - commitStartedAt) / 1000));
   }
 
   async #putSingle(): Promise<void> {
-    const { client, bucket, key, path, config } = this.#o;
+    const { client, bucket, key, path, config, events, clock } = this.#o;
     const body = this.#part ? this.#part.subarray(0, this.#partFill) : Buffer.alloc(0);
     const put = (ifNoneMatch: boolean) =>
       withRetries(
-        (signal) =>
-          client.send(
+        (signal) => {
+          // A single PUT is a one-part upload as far as the byte and duration metrics go.
+          safely(() => events?.onPartStart?.(body.length));
+          return client.send(
             new PutObjectCommand({
               ...this.#headers(),
               Bucket: bucket,
@@ -269,13 +272,21 @@ export class S3Writer implements FileWriter {
               ...(ifNoneMatch ? { IfNoneMatch: '*' } : {}),
             }),
             { abortSignal: signal },
-          ),
+          );
+        },
         {
           attempts: 3,
           timeoutMs: deadlineFor(config.upload.partMaxTimeMs, body.length, 60_000, 2_000),
         },
       );
-    await this.#conditionally(put, 'put', path);
+    const startedAt = clock.now();
+    try {
+      await this.#conditionally(put, 'put', path);
+    } catch (err) {
+      safely(() => events?.onPartDone?.(body.length, (clock.now() - startedAt) / 1000, false));
+      throw err;
+    }
+    safely(() => events?.onPartDone?.(body.length, (clock.now() - startedAt) / 1000, true));
   }
 
   async #completeMultipart(): Promise<void> {
