@@ -17,21 +17,18 @@
  * launcher before exec), so it dies even if this Node process is SIGKILLed; `stop()` and a
  * process 'exit' handler kill the groups explicitly as well.
  */
-import { spawn, execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { Server } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import {
-  CreateBucketCommand,
-  ListBucketsCommand,
-  S3Client,
-} from '@aws-sdk/client-s3';
+import { CreateBucketCommand, ListBucketsCommand, S3Client } from '@aws-sdk/client-s3';
 
 const execFileAsync = promisify(execFile);
 
@@ -63,9 +60,13 @@ export interface StartSwiftOptions {
 const PYTHON = '/usr/bin/python3';
 const MEMCACHED = '/usr/bin/memcached';
 const ACCESS_KEY_ID = 'test:tester';
+const PROBE_ACCESS_KEY_ID = 'ready:probe';
 const SECRET_ACCESS_KEY = 'testing';
 const REGION = 'us-east-1';
 const LOG_TAIL_LINES = 200;
+const TEMP_PREFIX = 's3sftp-swift-';
+/** Holds the pid of the process that created a temp dir, so a later run can sweep it. */
+const OWNER_FILE = 'owner.pid';
 
 /** Children of every live instance, killed synchronously if the process exits without stop(). */
 const liveGroups = new Set<number>();
@@ -96,7 +97,11 @@ function killGroup(pgid: number, signal: NodeJS.Signals): void {
 }
 
 /**
- * Python launcher. argv: PARENT_PID KIND SWIFT_DIR CONF (KIND = memcached → exec the rest of argv).
+ * Python launcher. argv: PARENT_PID KIND ..., where KIND is
+ * - `memcached BINARY ARGS...`: exec memcached;
+ * - `rings ETC NAME:PORT...`: build one-replica rings and exit;
+ * - `{account,container,object,proxy}-server SWIFT_DIR CONF`: run that server in the foreground
+ *   (workers = 0: one process, no forks) with swift.conf read from SWIFT_DIR.
  * PR_SET_PDEATHSIG survives execve and Swift's setsid(); a same-uid setuid() does not clear it.
  */
 const LAUNCHER = `import ctypes, os, signal, sys
@@ -252,7 +257,7 @@ use = egg:swift#healthcheck
 `;
 }
 
-function proxyConf(etc: string, ports: Ports, user: string, devices: string): string {
+function proxyConf(etc: string, ports: Ports, user: string, devices: string, probeKey: string): string {
   return `${commonDefault(etc, ports.proxy, user, devices)}
 [pipeline:main]
 pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats s3api tempauth copy slo dlo versioned_writes proxy-logging proxy-server
@@ -282,6 +287,8 @@ max_multi_delete_objects = 1000
 [filter:tempauth]
 use = egg:swift#tempauth
 user_test_tester = testing .admin
+# Used only by startSwift's readiness check (random per start).
+user_ready_probe = ${probeKey} .admin
 
 [filter:slo]
 use = egg:swift#slo
@@ -353,7 +360,11 @@ class LogTail {
     this.push(line.startsWith(`${name}: `) ? line : `${name}: ${line}`);
   }
 
+  /** Number of lines pushed so far, for {@link since}. */
+  count = 0;
+
   push(line: string): void {
+    this.count++;
     this.#lines.push(line);
     if (this.#lines.length > LOG_TAIL_LINES) this.#lines.shift();
     this.#sink?.(line);
@@ -362,132 +373,243 @@ class LogTail {
   tail(n = 40): string {
     return this.#lines.slice(-n).join('\n');
   }
+
+  /** The lines pushed after `count` was `mark` (as far as they are still kept). */
+  since(mark: number): string {
+    const n = Math.min(this.count - mark, this.#lines.length);
+    return n > 0 ? this.#lines.slice(-n).join('\n') : '';
+  }
 }
 
 /** Starts memcached and the four Swift servers; resolves once S3 ListBuckets succeeds. */
 export async function startSwift(opts: StartSwiftOptions = {}): Promise<SwiftS3> {
   installExitHandler();
   const started = Date.now();
-  const timeoutMs = opts.timeoutMs ?? 60_000;
+  const deadline = started + (opts.timeoutMs ?? 60_000);
   const ownDir = opts.dir === undefined;
-  const dir = opts.dir ?? (await mkdtemp(path.join(tmpdir(), 's3sftp-swift-')));
-  if (ownDir) liveTempDirs.add(dir);
-  const etc = path.join(dir, 'etc');
-  const devices = path.join(dir, 'data');
+  if (ownDir) await sweepStaleTempDirs();
+  const dir = opts.dir ?? (await mkdtemp(path.join(tmpdir(), TEMP_PREFIX)));
+  if (ownDir) {
+    liveTempDirs.add(dir);
+    await writeFile(path.join(dir, OWNER_FILE), String(process.pid));
+  }
+  const removeDir = async (): Promise<void> => {
+    if (!ownDir) return;
+    await rm(dir, { recursive: true, force: true });
+    liveTempDirs.delete(dir);
+  };
   const logs = new LogTail(opts.log);
-  const children: ChildProcess[] = [];
-  let stopping = false;
-
-  const stopChildren = async (): Promise<void> => {
-    stopping = true;
-    const alive = children.filter((c) => c.exitCode === null && c.signalCode === null);
-    const exited = alive.map((c) => new Promise<void>((resolve) => c.once('exit', () => resolve())));
-    for (const child of alive) if (child.pid !== undefined) killGroup(child.pid, 'SIGTERM');
-    const graceful = await Promise.race([
-      Promise.all(exited).then(() => true),
-      sleep(3000).then(() => false),
-    ]);
-    // SIGKILL the groups regardless: a server may have left a stray child behind.
-    for (const child of children) {
-      if (child.pid === undefined) continue;
-      killGroup(child.pid, 'SIGKILL');
-      liveGroups.delete(child.pid);
-    }
-    if (!graceful) await Promise.race([Promise.all(exited), sleep(2000)]);
-  };
-
-  const stop = async (): Promise<void> => {
-    if (stopping) return;
-    await stopChildren();
-    if (ownDir) {
-      await rm(dir, { recursive: true, force: true });
-      liveTempDirs.delete(dir);
-    }
-  };
 
   try {
-    const [proxyFree, account, container, object, memcached] = (await freePorts(5)) as [number, number, number, number, number];
-    const ports: Ports = { proxy: opts.port ?? proxyFree, account, container, object, memcached };
-    const user = userInfo().username;
+    if (opts.port !== undefined && !(await portIsFree(opts.port))) {
+      throw new Error(`port ${opts.port} on 127.0.0.1 is already in use`);
+    }
+    // Ports are picked free and released before the servers bind them, so a parallel run can
+    // take one in between; that shows up as a bind failure and a fresh set of ports fixes it.
+    for (let attempt = 1; ; attempt++) {
+      const instance = new Instance(dir, logs);
+      const mark = logs.count;
+      try {
+        await instance.start(opts.port, deadline);
+        logs.push(`swift: ready in ${Date.now() - started} ms at ${instance.endpoint}`);
+        let stopped: Promise<void> | undefined;
+        return {
+          endpoint: instance.endpoint,
+          region: REGION,
+          accessKeyId: ACCESS_KEY_ID,
+          secretAccessKey: SECRET_ACCESS_KEY,
+          dir,
+          stop: () => (stopped ??= instance.stop().then(removeDir)),
+        };
+      } catch (err) {
+        await instance.stop();
+        const clash = /Address already in use|Could not bind/.test(logs.since(mark));
+        if (clash && opts.port === undefined && attempt < 3 && Date.now() < deadline) {
+          logs.push(`swift: port clash, retrying with new ports (attempt ${attempt + 1})`);
+          continue;
+        }
+        throw err;
+      }
+    }
+  } catch (err) {
+    await removeDir();
+    const message = err instanceof Error ? err.message : String(err);
+    const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
+    throw new Error(`startSwift failed: ${message}${cause}\n--- server log tail ---\n${logs.tail()}`, {
+      cause: err,
+    });
+  }
+}
 
-    // Regenerate config and rings on every start (ports change); data/ is kept when opts.dir is given.
+/**
+ * Removes temp dirs whose owner died without cleaning up (SIGKILL, or a signal with no handler:
+ * 'exit' handlers do not run then; the children themselves die through PR_SET_PDEATHSIG).
+ */
+async function sweepStaleTempDirs(): Promise<void> {
+  const base = tmpdir();
+  for (const name of await readdir(base)) {
+    if (!name.startsWith(TEMP_PREFIX)) continue;
+    const dir = path.join(base, name);
+    const pid = Number(await readFile(path.join(dir, OWNER_FILE), 'utf8').catch(() => ''));
+    if (!Number.isInteger(pid) || pid <= 0 || isAlive(pid)) continue;
+    await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function portIsFree(port: number): Promise<boolean> {
+  const server = createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => resolve());
+    });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
+
+/** One set of child processes on one set of ports. */
+class Instance {
+  endpoint = '';
+  #dir: string;
+  #logs: LogTail;
+  #children: ChildProcess[] = [];
+  #stopping = false;
+  #earlyExit: Error | undefined;
+  /** Aborted when a child dies, so an in-flight readiness request does not delay the error. */
+  #died = new AbortController();
+
+  constructor(dir: string, logs: LogTail) {
+    this.#dir = dir;
+    this.#logs = logs;
+  }
+
+  async start(proxyPort: number | undefined, deadline: number): Promise<void> {
+    const dir = this.#dir;
+    const etc = path.join(dir, 'etc');
+    const devices = path.join(dir, 'data');
+    const [proxyFree, account, container, object, memcached] = (await freePorts(5)) as [
+      number, number, number, number, number,
+    ];
+    const ports: Ports = { proxy: proxyPort ?? proxyFree, account, container, object, memcached };
+    // Only this instance's proxy knows this key: readiness cannot be fooled by another server that
+    // happens to answer on the port.
+    const probeKey = randomBytes(16).toString('hex');
+
+    // Config and rings are regenerated on every start (ports change); data/ is kept.
     await rm(etc, { recursive: true, force: true });
     await mkdir(etc, { recursive: true });
     await mkdir(path.join(devices, 'd1'), { recursive: true });
     const launcher = path.join(etc, 'launch.py');
+    const user = userInfo().username;
     await Promise.all([
       writeFile(launcher, LAUNCHER),
       writeFile(path.join(etc, 'swift.conf'), swiftConf()),
       writeFile(path.join(etc, 'account-server.conf'), accountConf(etc, ports.account, user, devices)),
       writeFile(path.join(etc, 'container-server.conf'), containerConf(etc, ports.container, user, devices)),
       writeFile(path.join(etc, 'object-server.conf'), objectConf(etc, ports.object, user, devices)),
-      writeFile(path.join(etc, 'proxy-server.conf'), proxyConf(etc, ports, user, devices)),
+      writeFile(path.join(etc, 'proxy-server.conf'), proxyConf(etc, ports, user, devices, probeKey)),
     ]);
-
-    let earlyExit: Error | undefined;
-    const launch = (name: string, args: string[]): void => {
-      const child = spawn(PYTHON, [launcher, String(process.pid), ...args], {
-        cwd: dir,
-        detached: true, // own process group, so stop() can kill the whole group
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, PYTHONUNBUFFERED: '1' },
-      });
-      children.push(child);
-      if (child.pid !== undefined) liveGroups.add(child.pid);
-      logs.attach(name, child);
-      child.on('error', (err) => {
-        earlyExit ??= new Error(`${name} failed to start: ${err.message}`, { cause: err });
-      });
-      child.on('exit', (code, signal) => {
-        if (child.pid !== undefined) liveGroups.delete(child.pid);
-        if (!stopping) {
-          logs.push(`${name}: exited (code ${code}, signal ${signal})`);
-          earlyExit ??= new Error(`${name} exited during start-up (code ${code}, signal ${signal})`);
-        }
-      });
-    };
 
     const memcachedArgs = ['-l', '127.0.0.1', '-p', String(ports.memcached), '-U', '0', '-m', '64'];
     if (process.getuid?.() === 0) memcachedArgs.push('-u', 'root');
-    launch('memcached', ['memcached', MEMCACHED, ...memcachedArgs]);
+    this.#launch(launcher, 'memcached', ['memcached', MEMCACHED, ...memcachedArgs]);
     // Storage servers do not read rings (the proxy tells them where to send updates), so they
     // start while the rings are built; the proxy loads the rings at start-up.
     for (const kind of ['account', 'container', 'object']) {
-      launch(`${kind}-server`, [`${kind}-server`, etc, path.join(etc, `${kind}-server.conf`)]);
+      this.#launch(launcher, `${kind}-server`, [`${kind}-server`, etc, path.join(etc, `${kind}-server.conf`)]);
     }
-    await execFileAsync(
-      PYTHON,
-      [launcher, String(process.pid), 'rings', etc,
-        `account:${ports.account}`, `container:${ports.container}`, `object:${ports.object}`],
-      { cwd: dir, timeout: 30_000 },
-    ).catch((err: unknown) => {
+    const ringSpecs = [`account:${ports.account}`, `container:${ports.container}`, `object:${ports.object}`];
+    await execFileAsync(PYTHON, [launcher, String(process.pid), 'rings', etc, ...ringSpecs], {
+      cwd: dir,
+      timeout: Math.max(1000, deadline - Date.now()),
+    }).catch((err: unknown) => {
       const stderr = (err as { stderr?: string }).stderr ?? '';
       throw new Error(`building rings failed: ${stderr.trim() || String(err)}`, { cause: err });
     });
-    launch('proxy-server', ['proxy-server', etc, path.join(etc, 'proxy-server.conf')]);
+    this.#launch(launcher, 'proxy-server', ['proxy-server', etc, path.join(etc, 'proxy-server.conf')]);
 
-    const endpoint = `http://127.0.0.1:${ports.proxy}`;
+    this.endpoint = `http://127.0.0.1:${ports.proxy}`;
+    await this.#waitReady(probeKey, deadline);
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    const alive = this.#children.filter((c) => c.exitCode === null && c.signalCode === null);
+    const exited = alive.map((c) => new Promise<void>((resolve) => c.once('exit', () => resolve())));
+    for (const child of alive) if (child.pid !== undefined) killGroup(child.pid, 'SIGTERM');
+    const graceful = await Promise.race([
+      Promise.all(exited).then(() => true),
+      sleep(3000, undefined, { ref: false }).then(() => false),
+    ]);
+    // SIGKILL the groups regardless: a server may have left a stray child behind.
+    for (const child of this.#children) {
+      if (child.pid === undefined) continue;
+      killGroup(child.pid, 'SIGKILL');
+      liveGroups.delete(child.pid);
+    }
+    if (!graceful) await Promise.race([Promise.all(exited), sleep(2000, undefined, { ref: false })]);
+  }
+
+  #launch(launcher: string, name: string, args: string[]): void {
+    const child = spawn(PYTHON, [launcher, String(process.pid), ...args], {
+      cwd: this.#dir,
+      detached: true, // own process group, so stop() can kill the whole group
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, PYTHONUNBUFFERED: '1' },
+    });
+    this.#children.push(child);
+    if (child.pid !== undefined) liveGroups.add(child.pid);
+    this.#logs.attach(name, child);
+    child.on('error', (err) => {
+      this.#earlyExit ??= new Error(`${name} failed to start: ${err.message}`, { cause: err });
+      this.#died.abort();
+    });
+    child.on('exit', (code, signal) => {
+      if (child.pid !== undefined) liveGroups.delete(child.pid);
+      if (this.#stopping) return;
+      this.#logs.push(`${name}: exited (code ${code}, signal ${signal})`);
+      this.#earlyExit ??= new Error(`${name} exited (code ${code}, signal ${signal})`);
+      this.#died.abort();
+    });
+  }
+
+  async #waitReady(probeKey: string, deadline: number): Promise<void> {
     const client = new S3Client({
-      endpoint,
+      endpoint: this.endpoint,
       region: REGION,
       forcePathStyle: true,
-      credentials: { accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY },
+      credentials: { accessKeyId: PROBE_ACCESS_KEY_ID, secretAccessKey: probeKey },
       maxAttempts: 1,
     });
     try {
       let lastError: unknown;
       for (;;) {
-        if (earlyExit) throw earlyExit;
-        if (Date.now() - started > timeoutMs) {
-          throw new Error(`Swift not ready after ${timeoutMs} ms`, { cause: lastError });
-        }
+        if (this.#earlyExit) throw this.#earlyExit;
+        if (Date.now() > deadline) throw new Error('Swift not ready in time', { cause: lastError });
         try {
-          const res = await fetch(`${endpoint}/healthcheck`, { signal: AbortSignal.timeout(2000) });
+          const signal = (ms: number) => AbortSignal.any([AbortSignal.timeout(ms), this.#died.signal]);
+          const res = await fetch(`${this.endpoint}/healthcheck`, { signal: signal(2000) });
           await res.text();
           if (res.status !== 200) throw new Error(`healthcheck: HTTP ${res.status}`);
-          await client.send(new ListBucketsCommand({}), { abortSignal: AbortSignal.timeout(5000) });
-          break;
+          await client.send(new ListBucketsCommand({}), { abortSignal: signal(5000) });
+          if (this.#earlyExit) throw this.#earlyExit;
+          return;
         } catch (err) {
+          if (this.#earlyExit) throw this.#earlyExit;
           lastError = err;
           await sleep(100);
         }
@@ -495,24 +617,6 @@ export async function startSwift(opts: StartSwiftOptions = {}): Promise<SwiftS3>
     } finally {
       client.destroy();
     }
-    if (earlyExit) throw earlyExit;
-    logs.push(`swift: ready in ${Date.now() - started} ms at ${endpoint}`);
-
-    return {
-      endpoint,
-      region: REGION,
-      accessKeyId: ACCESS_KEY_ID,
-      secretAccessKey: SECRET_ACCESS_KEY,
-      dir,
-      stop,
-    };
-  } catch (err) {
-    await stop();
-    const message = err instanceof Error ? err.message : String(err);
-    const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
-    throw new Error(`startSwift failed: ${message}${cause}\n--- server log tail ---\n${logs.tail()}`, {
-      cause: err,
-    });
   }
 }
 
@@ -546,11 +650,14 @@ function parseServeArgs(argv: string[]): ServeArgs {
 
 async function serve(argv: string[]): Promise<void> {
   const args = parseServeArgs(argv);
-  if (args.dir !== undefined && !existsSync(args.dir)) await mkdir(args.dir, { recursive: true });
+  if (args.dir !== undefined) await mkdir(args.dir, { recursive: true });
   const swift = await startSwift({
     dir: args.dir,
     port: args.port,
-    log: args.verbose ? (line) => process.stderr.write(`${line}\n`) : undefined,
+    // Quiet by default, but a server dying after start-up is always reported.
+    log: (line) => {
+      if (args.verbose || /^[\w-]+: exited \(/.test(line)) process.stderr.write(`${line}\n`);
+    },
   });
   let stopped = false;
   const shutdown = (): void => {

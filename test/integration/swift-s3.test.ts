@@ -3,7 +3,7 @@
  * Debian 12, started by dev/swift.ts). Quirks are asserted too, so a Swift upgrade that changes
  * them fails here instead of somewhere confusing.
  *
- * Findings (Swift 2.30.1 s3api, @aws-sdk/client-s3 3.117x):
+ * Findings (Swift 2.30.1 s3api from Debian 12, @aws-sdk/client-s3 3.1174):
  * - requestChecksumCalculation 'WHEN_SUPPORTED' (SDK default): PutObject and UploadPart with a
  *   Buffer/string body work — the SDK sends `x-amz-checksum-crc32` as a header, which Swift
  *   ignores (a wrong CRC32 is accepted, so it buys no integrity). With a stream body the SDK
@@ -13,10 +13,10 @@
  * - DeleteObjects fails with 400 InvalidRequest "Missing required header: Content-MD5" under both
  *   settings: current SDKs send a CRC32 checksum instead of Content-MD5. It works when a middleware
  *   adds Content-MD5 (see `addContentMd5ForDeleteObjects`). Quiet mode works the same way.
- * - Listing: keys come back in UTF-8 byte order (as AWS). MaxKeys is capped at 1000 (a larger value
- *   is echoed back in MaxKeys but at most 1000 keys come back, IsTruncated true). A key containing a
- *   character XML 1.0 cannot carry (U+0001, U+FFFF...) makes a plain listing of any range
- *   that includes it fail with 500 InternalError; with EncodingType 'url' it works and Key, Prefix
+ * - Listing: keys come back in UTF-8 byte order (as AWS). MaxKeys above 1000 is echoed back but at
+ *   most 1000 entries come back, IsTruncated true (checked by hand with 1005 keys; as AWS). A key
+ *   containing a character XML 1.0 cannot carry (U+0001, U+FFFF...) makes a plain listing of any
+ *   range that includes it fail with 500 InternalError; with EncodingType 'url' it works and Key, Prefix
  *   and CommonPrefixes are percent-encoded (the SDK does not decode them). → Always list with
  *   EncodingType 'url' and decodeURIComponent the results.
  * - ListObjectsV2 with Delimiter pages correctly: each CommonPrefix once; the continuation token is
@@ -30,10 +30,12 @@
  *   CopyObject of a multipart object keeps the "-N" ETag (AWS would compute a fresh one); the copy
  *   stays readable after the source is deleted.
  * - A completed multipart upload without an explicit ContentType gets Content-Type
- *   "application/xml" (the SLO manifest's); a PutObject without one gets
- *   "application/octet-stream" and CopyObject with REPLACE "binary/octet-stream". → Always set it.
+ *   "application/xml" (the SLO manifest's; AWS: binary/octet-stream). → Always set ContentType.
+ * - A directory marker "a/" is an ordinary empty object; HeadObject "a" is 404 as on AWS. In-progress
+ *   multipart parts live in a hidden "<bucket>+segments" container and never show in listings.
  * - Multipart: the last part may be small, others must be ≥ 5 MiB (EntityTooSmall), part numbers
- *   1..10000 (set in dev/swift.ts; Swift's default is 1000), zero parts → MalformedXML, a single
+ *   1..10000 (configured in dev/swift.ts, Swift's default is 1000; 10001 is rejected with
+ *   InvalidArgument, 10000 parts were not exercised), zero parts → MalformedXML, a single
  *   empty part is accepted. UploadPart with an unknown upload id → 404 NoSuchUpload.
  *   HeadObject with PartNumber → 405.
  * - PutObject with If-None-Match: * → 501 NotImplemented (no atomic create-if-absent).
@@ -41,7 +43,7 @@
  *   NoSuchKey / NoSuchBucket; range past the end → 416 InvalidRange; key > 1024 bytes →
  *   KeyTooLongError; DeleteObject on a missing key → success; CopyObject onto itself without REPLACE
  *   → InvalidRequest; DeleteBucket on a non-empty bucket → 409 BucketNotEmpty; bucket names must be
- *   DNS-compatible (3..63, lower case, dashes and dots allowed); CreateBucket again → 409
+ *   DNS-compatible (≥ 3 characters, lower case; dashes and dots allowed); CreateBucket again → 409
  *   BucketAlreadyOwnedByYou.
  * - ListBuckets CreationDate is always 2009-02-03T16:45:09Z.
  */
