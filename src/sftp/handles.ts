@@ -17,8 +17,12 @@ export interface WriteHandle {
   kind: 'write';
   path: string;
   writer: FileWriter;
-  /** The target existed and was opened without TRUNC: writes past 0 would be a resume. */
+  /** The target existed and was opened without TRUNC: a first write past 0 would be a resume. */
   resumeRisk: boolean;
+  /** At least one WRITE was accepted. */
+  written: boolean;
+  /** A WRITE was refused or failed: CLOSE must not store the file. */
+  failed: boolean;
   opened: Date;
 }
 
@@ -66,12 +70,17 @@ export class HandleTable {
     return id === undefined ? undefined : this.#slots.get(id)?.handle;
   }
 
-  /** Runs `work` after everything queued earlier on this handle has finished. */
-  enqueue(raw: Buffer, work: () => Promise<void>): boolean {
+  /**
+   * Runs `work` after everything queued earlier on this handle has finished.
+   * The handle is bound now: a CLOSE that arrives later removes it from the
+   * table but still lets the requests sent before it complete.
+   */
+  enqueue(raw: Buffer, work: (handle: Handle) => Promise<void>): boolean {
     const id = decode(raw);
     const slot = id === undefined ? undefined : this.#slots.get(id);
     if (!slot) return false;
-    slot.queue = slot.queue.then(work, work);
+    const run = () => work(slot.handle);
+    slot.queue = slot.queue.then(run, run);
     return true;
   }
 

@@ -15,6 +15,7 @@ import {
   InvalidRequestError,
   NotFoundError,
   PermissionDeniedError,
+  StorageError,
   UnsupportedError,
   WrongTypeError,
 } from '../storage/errors.ts';
@@ -82,16 +83,16 @@ export class SftpSession {
   #register(): void {
     const s = this.#sftp;
     s.on('OPEN', (id: number, path: string, flags: number, attrs: Attributes) => this.#run(id, () => this.#open(id, path, flags, attrs)));
-    s.on('READ', (id: number, h: Buffer, offset: number, len: number) => this.#onHandle(id, h, () => this.#read(id, h, offset, len)));
-    s.on('WRITE', (id: number, h: Buffer, offset: number, data: Buffer) => this.#onHandle(id, h, () => this.#write(id, h, offset, data)));
+    s.on('READ', (id: number, h: Buffer, offset: number, len: number) => this.#onHandle(id, h, (handle) => this.#read(id, handle, offset, len)));
+    s.on('WRITE', (id: number, h: Buffer, offset: number, data: Buffer) => this.#onHandle(id, h, (handle) => this.#write(id, handle, offset, data)));
     s.on('CLOSE', (id: number, h: Buffer) => this.#run(id, () => this.#close(id, h)));
-    s.on('FSTAT', (id: number, h: Buffer) => this.#onHandle(id, h, () => this.#fstat(id, h)));
-    s.on('FSETSTAT', (id: number, h: Buffer, attrs: Attributes) => this.#onHandle(id, h, () => this.#fsetstat(id, h, attrs)));
+    s.on('FSTAT', (id: number, h: Buffer) => this.#onHandle(id, h, (handle) => this.#fstat(id, handle)));
+    s.on('FSETSTAT', (id: number, h: Buffer, attrs: Attributes) => this.#onHandle(id, h, (handle) => this.#fsetstat(id, handle, attrs)));
     s.on('STAT', (id: number, path: string) => this.#run(id, () => this.#stat(id, path)));
     s.on('LSTAT', (id: number, path: string) => this.#run(id, () => this.#stat(id, path)));
     s.on('SETSTAT', (id: number, path: string, attrs: Attributes) => this.#run(id, () => this.#setstat(id, path, attrs)));
     s.on('OPENDIR', (id: number, path: string) => this.#run(id, () => this.#opendir(id, path)));
-    s.on('READDIR', (id: number, h: Buffer) => this.#onHandle(id, h, () => this.#readdir(id, h)));
+    s.on('READDIR', (id: number, h: Buffer) => this.#onHandle(id, h, (handle) => this.#readdir(id, handle)));
     s.on('REALPATH', (id: number, path: string) => this.#run(id, () => this.#realpath(id, path)));
     s.on('MKDIR', (id: number, path: string) => this.#run(id, () => this.#mkdir(id, path)));
     s.on('RMDIR', (id: number, path: string) => this.#run(id, () => this.#rmdir(id, path)));
@@ -110,8 +111,8 @@ export class SftpSession {
   }
 
   /** Queues work behind earlier requests on the same handle, so replies keep request order. */
-  #onHandle(id: number, handle: Buffer, work: () => Promise<void>): void {
-    const queued = this.#handles.enqueue(handle, () => work().catch((err: unknown) => this.#fail(id, err)));
+  #onHandle(id: number, raw: Buffer, work: (handle: Handle) => Promise<void>): void {
+    const queued = this.#handles.enqueue(raw, (handle) => work(handle).catch((err: unknown) => this.#fail(id, err)));
     if (!queued) this.#status(id, STATUS.FAILURE, 'invalid handle');
   }
 
@@ -190,37 +191,57 @@ export class SftpSession {
       path,
       writer,
       resumeRisk: existing !== undefined && !flags.truncate,
+      written: false,
+      failed: false,
       opened: this.#clock(),
     };
     if (attrs.mtime !== undefined && this.#setstatMode === 2) writer.setMtime(new Date(attrs.mtime * 1000));
     this.#sftp.handle(id, this.#handles.add(handle));
   }
 
-  async #read(id: number, raw: Buffer, offset: number, length: number): Promise<void> {
-    const handle = this.#handles.get(raw);
-    if (handle?.kind !== 'read') throw new InvalidRequestError('handle is not open for reading');
+  async #read(id: number, handle: Handle, offset: number, length: number): Promise<void> {
+    if (handle.kind !== 'read') throw new InvalidRequestError('handle is not open for reading');
     const data = await handle.reader.read(offset, Math.min(length, MAX_READ_BYTES));
     if (data.length === 0) this.#status(id, STATUS.EOF);
     else if (!this.#closed) this.#sftp.data(id, data);
   }
 
-  async #write(id: number, raw: Buffer, offset: number, data: Buffer): Promise<void> {
-    const handle = this.#handles.get(raw);
-    if (handle?.kind !== 'write') throw new InvalidRequestError('handle is not open for writing');
-    if (handle.resumeRisk && offset > 0 && handle.writer.bytesReceived === 0) {
-      throw new UnsupportedError('resuming an upload into an existing file is not supported on S3 storage; upload it again from the start');
+  async #write(id: number, handle: Handle, offset: number, data: Buffer): Promise<void> {
+    if (handle.kind !== 'write') throw new InvalidRequestError('handle is not open for writing');
+    try {
+      if (handle.resumeRisk && offset > 0 && handle.writer.bytesReceived === 0) {
+        throw new UnsupportedError('resuming an upload into an existing file is not supported on S3 storage; upload it again from the start');
+      }
+      await handle.writer.write(offset, data);
+      handle.written = true;
+    } catch (err) {
+      // A refused or failed WRITE must not be followed by a CLOSE that stores a damaged file.
+      handle.failed = true;
+      throw err;
     }
-    handle.resumeRisk = false;
-    await handle.writer.write(offset, data);
     this.#status(id, STATUS.OK);
   }
 
   async #close(id: number, raw: Buffer): Promise<void> {
     const handle = await this.#handles.remove(raw);
     if (!handle) throw new InvalidRequestError('invalid handle');
-    if (handle.kind === 'write') await this.#commit(handle);
+    if (handle.kind === 'write') await this.#finishUpload(handle);
     else if (handle.kind === 'read') await handle.reader.close();
     this.#status(id, STATUS.OK);
+  }
+
+  /**
+   * CLOSE of an upload. An existing file opened without TRUNC and never
+   * written stays as it was (POSIX semantics); an upload with a failed WRITE
+   * is discarded rather than stored incomplete.
+   */
+  async #finishUpload(handle: WriteHandle): Promise<void> {
+    if (handle.failed) {
+      await handle.writer.abort();
+      throw new StorageError('the upload was discarded because a write failed; nothing was stored');
+    }
+    if (handle.resumeRisk && !handle.written) return handle.writer.abort();
+    return this.#commit(handle);
   }
 
   async #commit(handle: WriteHandle): Promise<void> {
@@ -271,9 +292,7 @@ export class SftpSession {
     if (!this.#closed) this.#sftp.attrs(id, toAttrs(info));
   }
 
-  async #fstat(id: number, raw: Buffer): Promise<void> {
-    const handle = this.#handles.get(raw);
-    if (!handle) throw new InvalidRequestError('invalid handle');
+  async #fstat(id: number, handle: Handle): Promise<void> {
     let info: FileInfo;
     if (handle.kind === 'read') info = handle.info;
     else if (handle.kind === 'write') {
@@ -315,9 +334,7 @@ export class SftpSession {
     this.#status(id, STATUS.OK);
   }
 
-  async #fsetstat(id: number, raw: Buffer, attrs: Attributes): Promise<void> {
-    const handle = this.#handles.get(raw);
-    if (!handle) throw new InvalidRequestError('invalid handle');
+  async #fsetstat(id: number, handle: Handle, attrs: Attributes): Promise<void> {
     const size = handle.kind === 'write' ? handle.writer.bytesReceived : handle.kind === 'read' ? handle.info.size : 0;
     const { mtime } = this.#checkSetstat(attrs, size);
     if (mtime && handle.kind === 'write') handle.writer.setMtime(mtime);
@@ -339,9 +356,8 @@ export class SftpSession {
     this.#sftp.handle(id, this.#handles.add({ kind: 'dir', path, pages, pending: [], done: false }));
   }
 
-  async #readdir(id: number, raw: Buffer): Promise<void> {
-    const handle = this.#handles.get(raw);
-    if (handle?.kind !== 'dir') throw new InvalidRequestError('handle is not an open directory');
+  async #readdir(id: number, handle: Handle): Promise<void> {
+    if (handle.kind !== 'dir') throw new InvalidRequestError('handle is not an open directory');
     while (handle.pending.length === 0 && !handle.done) {
       const page = await handle.pages.next();
       if (page.done) handle.done = true;

@@ -14,7 +14,7 @@ import type { SetstatMode } from '../config/types.ts';
 import { verifyPassword } from '../auth/password.ts';
 import { matchPublicKey } from '../auth/public-key.ts';
 import { SftpSession, type SessionEvents } from '../sftp/session.ts';
-import { advertiseExtensions } from '../sftp/advertise.ts';
+import { advertiseExtensions, sendExitStatus } from '../sftp/channel-quirks.ts';
 
 const { Server } = ssh2;
 
@@ -174,7 +174,10 @@ export class SshServer {
       conn.sessions.add(sftpSession);
       this.#opts.events?.sessionOpened?.();
       // OpenSSH's `sftp -b` waits for us to close after it sends EOF.
-      sftp.on('end', () => sftp.end());
+      sftp.on('end', () => {
+        sendExitStatus(sftp, 0);
+        sftp.end();
+      });
       sftp.on('close', () => {
         conn.sessions.delete(sftpSession);
         this.#opts.events?.sessionClosed?.();
