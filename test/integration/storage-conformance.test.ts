@@ -23,6 +23,7 @@ import {
 import pino from 'pino';
 import { startSwift, type SwiftS3 } from '../../dev/swift.ts';
 import type { S3Config } from '../../src/config/types.ts';
+import { decodeKey } from '../../src/storage/s3/lister.ts';
 import {
   BackendError,
   InvalidRequestError,
@@ -109,9 +110,9 @@ async function keysUnder(prefix: string): Promise<string[]> {
   let token: string | undefined;
   do {
     const page = await client.send(
-      new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix, ContinuationToken: token }),
+      new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix, ContinuationToken: token, EncodingType: 'url' }),
     );
-    for (const object of page.Contents ?? []) keys.push(object.Key!);
+    for (const object of page.Contents ?? []) keys.push(decodeKey(object.Key!));
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
   return keys;

@@ -426,6 +426,8 @@ export function storageConformance(
           '~tilde',
           '...',
           '-dash',
+          'ctrl\u0001char',
+          'plus + and space',
         ];
         await storage.mkdir('/dir with space');
         for (const name of names) await writeFile(storage, `/dir with space/${name}`, Buffer.from(name));

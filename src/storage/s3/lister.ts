@@ -52,6 +52,9 @@ export async function* listPages(request: ListRequest): AsyncGenerator<ListedPag
           Bucket: bucket,
           Prefix: prefix,
           Delimiter: '/',
+          // Without it, one key holding a character XML cannot carry (U+0001, U+FFFF)
+          // breaks the listing of its whole range (Swift answers 500).
+          EncodingType: 'url',
           MaxKeys: request.maxKeys ?? 1000,
           ContinuationToken: token,
         }),
@@ -63,9 +66,10 @@ export async function* listPages(request: ListRequest): AsyncGenerator<ListedPag
     const raw: { key: string; entry: ListedEntry | undefined }[] = [];
     for (const object of page.Contents ?? []) {
       if (object.Key === undefined) continue;
-      const name = object.Key.slice(prefix.length);
+      const key = decodeKey(object.Key);
+      const name = key.slice(prefix.length);
       raw.push({
-        key: object.Key,
+        key,
         entry: visibleName(name)
           ? { name, isDirectory: false, size: object.Size ?? 0, lastModified: object.LastModified }
           : undefined,
@@ -73,9 +77,10 @@ export async function* listPages(request: ListRequest): AsyncGenerator<ListedPag
     }
     for (const common of page.CommonPrefixes ?? []) {
       if (common.Prefix === undefined) continue;
-      const name = common.Prefix.slice(prefix.length, -1);
+      const key = decodeKey(common.Prefix);
+      const name = key.slice(prefix.length, -1);
       raw.push({
-        key: common.Prefix,
+        key,
         entry: visibleName(name) ? { name, isDirectory: true, size: 0, lastModified: undefined } : undefined,
       });
     }
@@ -106,6 +111,14 @@ export class ShadowChain {
     this.#files.push(name);
     return true;
   }
+}
+
+/**
+ * Undoes EncodingType=url. AWS writes a space as "+" (and "+" as "%2B"); Swift
+ * writes "%20"; both decode correctly this way. The SDK does not decode.
+ */
+export function decodeKey(encoded: string): string {
+  return decodeURIComponent(encoded.replace(/\+/g, ' '));
 }
 
 /** "" (from "a//b"), "." and ".." cannot be SFTP names; such keys are unreachable and hidden. */

@@ -41,7 +41,7 @@ import type {
 import { forEachBounded } from './bounded.ts';
 import { Copier, type CopierOptions } from './copier.ts';
 import { toStorageError } from './errors.ts';
-import { listPages, type ListedEntry } from './lister.ts';
+import { decodeKey, listPages, type ListedEntry } from './lister.ts';
 import { S3Reader } from './reader.ts';
 import type { Clock, UploadEvents } from './upload-pipeline.ts';
 import type { UploadRegistry } from './upload-registry.ts';
@@ -417,12 +417,14 @@ export class S3Storage implements Storage {
     token?: string,
     delimited = true,
   ): Promise<ListObjectsV2CommandOutput> {
+    let page: ListObjectsV2CommandOutput;
     try {
-      return await this.#client.send(
+      page = await this.#client.send(
         new ListObjectsV2Command({
           Bucket: this.#bucket,
           Prefix: prefix,
           MaxKeys: maxKeys,
+          EncodingType: 'url',
           ...(delimited ? { Delimiter: '/' } : {}),
           ...(token ? { ContinuationToken: token } : {}),
         }),
@@ -431,6 +433,9 @@ export class S3Storage implements Storage {
     } catch (err) {
       throw toStorageError(err, context);
     }
+    for (const object of page.Contents ?? []) if (object.Key !== undefined) object.Key = decodeKey(object.Key);
+    for (const common of page.CommonPrefixes ?? []) if (common.Prefix !== undefined) common.Prefix = decodeKey(common.Prefix);
+    return page;
   }
 
   /** Whether `path` is a directory (marker or children); with the marker's time when there is one. */
