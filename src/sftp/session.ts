@@ -22,7 +22,7 @@ import {
 import { normalizePath, basename } from '../storage/paths.ts';
 import { toAttrs, toEntry } from './attrs.ts';
 import { decodeOpenFlags } from './open-flags.ts';
-import { HandleTable, type Handle, type WriteHandle } from './handles.ts';
+import { HandleTable, type Handle, type ReadHandle, type WriteHandle } from './handles.ts';
 import { STATUS, toStatus } from './status.ts';
 
 /** Largest READ we answer; OpenSSH clients accept 256 KiB packets, minus headers. */
@@ -30,10 +30,14 @@ const MAX_READ_BYTES = 255 * 1024;
 /** Entries per NAME reply, so replies stay well under every client's packet limit. */
 const NAMES_PER_REPLY = 100;
 
-/** What a session reports about its transfers (audit log, metrics). */
+/**
+ * What a session reports about its transfers (audit log, metrics). A transfer
+ * is reported once: an upload at CLOSE (stored or not) or when the session
+ * ends with it open; a download at CLOSE or session end, with the bytes sent.
+ */
 export interface SessionEvents {
-  transferDone?(t: { direction: 'upload' | 'download'; path: string; bytes: number; seconds: number; ok: boolean }): void;
-  operation?(o: { op: 'mkdir' | 'rmdir' | 'remove' | 'rename' | 'setstat'; path: string; target?: string; ok: boolean }): void;
+  transferDone?(t: { user: string; direction: 'upload' | 'download'; path: string; bytes: number; seconds: number; ok: boolean }): void;
+  operation?(o: { user: string; op: 'mkdir' | 'rmdir' | 'remove' | 'rename' | 'setstat'; path: string; target?: string; ok: boolean }): void;
 }
 
 export interface SftpSessionOptions {
@@ -58,7 +62,12 @@ export class SftpSession {
   readonly #events: SessionEvents;
   readonly #clock: () => Date;
   readonly #handles: HandleTable;
+  /** Uploads between CLOSE and the object being stored: no longer in the handle table. */
+  readonly #committing = new Set<WriteHandle>();
+  /** Requests received and not yet answered. */
+  #inProgress = 0;
   #closed = false;
+  #closing: Promise<void> | undefined;
 
   constructor(opts: SftpSessionOptions) {
     this.#sftp = opts.sftp;
@@ -72,12 +81,26 @@ export class SftpSession {
     this.#register();
   }
 
-  /** Ends the session: open uploads are aborted (nothing partial becomes visible). */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  /**
+   * Ends the session: open uploads, and uploads still being completed after
+   * CLOSE, are aborted (nothing partial becomes visible). Resolves once the
+   * aborts are done; calling it again returns the same promise.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #shutdown(): Promise<void> {
     this.#closed = true;
     const open = this.#handles.drain();
-    await Promise.all(open.map((h) => this.#discard(h)));
+    const committing = [...this.#committing].map((h) => h.writer.abort().catch(() => undefined));
+    await Promise.all([...open.map((h) => this.#discard(h)), ...committing]);
+  }
+
+  /** True while a file or directory is open or a request is being answered. */
+  get busy(): boolean {
+    return this.#handles.size > 0 || this.#inProgress > 0 || this.#committing.size > 0;
   }
 
   #register(): void {
@@ -107,13 +130,24 @@ export class SftpSession {
 
   /** Runs a request handler; any error becomes a status reply, never a crash. */
   #run(id: number, work: () => Promise<void>): void {
-    work().catch((err: unknown) => this.#fail(id, err));
+    this.#inProgress++;
+    work()
+      .catch((err: unknown) => this.#fail(id, err))
+      .finally(() => this.#inProgress--);
   }
 
   /** Queues work behind earlier requests on the same handle, so replies keep request order. */
   #onHandle(id: number, raw: Buffer, work: (handle: Handle) => Promise<void>): void {
-    const queued = this.#handles.enqueue(raw, (handle) => work(handle).catch((err: unknown) => this.#fail(id, err)));
-    if (!queued) this.#status(id, STATUS.FAILURE, 'invalid handle');
+    this.#inProgress++;
+    const queued = this.#handles.enqueue(raw, (handle) =>
+      work(handle)
+        .catch((err: unknown) => this.#fail(id, err))
+        .finally(() => this.#inProgress--),
+    );
+    if (!queued) {
+      this.#inProgress--;
+      this.#status(id, STATUS.FAILURE, 'invalid handle');
+    }
   }
 
   #fail(id: number, err: unknown): void {
@@ -169,7 +203,7 @@ export class SftpSession {
     const info = await this.#storage.stat(path);
     if (info.isDirectory) throw new WrongTypeError(`${path} is a directory`);
     const reader = await this.#storage.openRead(path);
-    this.#sftp.handle(id, this.#handles.add({ kind: 'read', path, info, reader }));
+    this.#sftp.handle(id, this.#handles.add({ kind: 'read', path, info, reader, sent: 0, failed: false, opened: this.#clock() }));
   }
 
   async #openWrite(
@@ -201,9 +235,18 @@ export class SftpSession {
 
   async #read(id: number, handle: Handle, offset: number, length: number): Promise<void> {
     if (handle.kind !== 'read') throw new InvalidRequestError('handle is not open for reading');
-    const data = await handle.reader.read(offset, Math.min(length, MAX_READ_BYTES));
+    let data: Buffer;
+    try {
+      data = await handle.reader.read(offset, Math.min(length, MAX_READ_BYTES));
+    } catch (err) {
+      handle.failed = true;
+      throw err;
+    }
     if (data.length === 0) this.#status(id, STATUS.EOF);
-    else if (!this.#closed) this.#sftp.data(id, data);
+    else if (!this.#closed) {
+      this.#sftp.data(id, data);
+      handle.sent += data.length;
+    }
   }
 
   async #write(id: number, handle: Handle, offset: number, data: Buffer): Promise<void> {
@@ -225,9 +268,41 @@ export class SftpSession {
   async #close(id: number, raw: Buffer): Promise<void> {
     const handle = await this.#handles.remove(raw);
     if (!handle) throw new InvalidRequestError('invalid handle');
-    if (handle.kind === 'write') await this.#finishUpload(handle);
-    else if (handle.kind === 'read') await handle.reader.close();
+    if (this.#closed) return this.#discard(handle); // the session ended while earlier requests ran
+    if (handle.kind === 'write') {
+      this.#committing.add(handle);
+      try {
+        await this.#finishUpload(handle);
+      } finally {
+        this.#committing.delete(handle);
+      }
+    } else if (handle.kind === 'read') {
+      this.#reportDownload(handle, !handle.failed);
+      await handle.reader.close();
+    }
     this.#status(id, STATUS.OK);
+  }
+
+  #reportUpload(handle: WriteHandle, ok: boolean): void {
+    this.#events.transferDone?.({
+      user: this.#user.username,
+      direction: 'upload',
+      path: handle.path,
+      bytes: handle.writer.bytesReceived,
+      seconds: (this.#clock().getTime() - handle.opened.getTime()) / 1000,
+      ok,
+    });
+  }
+
+  #reportDownload(handle: ReadHandle, ok: boolean): void {
+    this.#events.transferDone?.({
+      user: this.#user.username,
+      direction: 'download',
+      path: handle.path,
+      bytes: handle.sent,
+      seconds: (this.#clock().getTime() - handle.opened.getTime()) / 1000,
+      ok,
+    });
   }
 
   /**
@@ -238,6 +313,7 @@ export class SftpSession {
   async #finishUpload(handle: WriteHandle): Promise<void> {
     if (handle.failed) {
       await handle.writer.abort();
+      this.#reportUpload(handle, false);
       throw new StorageError('the upload was discarded because a write failed; nothing was stored');
     }
     if (handle.resumeRisk && !handle.written) return handle.writer.abort();
@@ -245,20 +321,11 @@ export class SftpSession {
   }
 
   async #commit(handle: WriteHandle): Promise<void> {
-    const started = handle.opened.getTime();
-    const report = (ok: boolean) =>
-      this.#events.transferDone?.({
-        direction: 'upload',
-        path: handle.path,
-        bytes: handle.writer.bytesReceived,
-        seconds: (this.#clock().getTime() - started) / 1000,
-        ok,
-      });
     try {
       await handle.writer.commit();
-      report(true);
+      this.#reportUpload(handle, true);
     } catch (err) {
-      report(false);
+      this.#reportUpload(handle, false);
       await handle.writer.abort().catch(() => undefined);
       throw err;
     }
@@ -268,14 +335,9 @@ export class SftpSession {
     try {
       if (handle.kind === 'write') {
         await handle.writer.abort();
-        this.#events.transferDone?.({
-          direction: 'upload',
-          path: handle.path,
-          bytes: handle.writer.bytesReceived,
-          seconds: (this.#clock().getTime() - handle.opened.getTime()) / 1000,
-          ok: false,
-        });
+        this.#reportUpload(handle, false);
       } else if (handle.kind === 'read') {
+        this.#reportDownload(handle, false);
         await handle.reader.close();
       } else {
         await handle.pages.return?.();
@@ -306,9 +368,10 @@ export class SftpSession {
    * 2 keeps modification times (object metadata) and ignores the rest.
    */
   #checkSetstat(attrs: Attributes, currentSize?: number): { mtime?: Date } {
-    if (this.#setstatMode === 1) return {};
+    // Even mode 1 refuses a size change: ignoring a truncate would be a silent wrong result.
     const changesSize = attrs.size !== undefined && attrs.size !== currentSize;
     if (changesSize) throw new UnsupportedError('changing a file size (truncate) is not supported on S3 storage');
+    if (this.#setstatMode === 1) return {};
     const changesMode = attrs.mode !== undefined || attrs.uid !== undefined || attrs.gid !== undefined;
     const changesTime = attrs.mtime !== undefined;
     if (this.#setstatMode === 0 && (changesMode || changesTime)) {
@@ -322,14 +385,11 @@ export class SftpSession {
   async #setstat(id: number, rawPath: string, attrs: Attributes): Promise<void> {
     const path = this.#path(rawPath);
     const info = await this.#storage.stat(path);
-    if (attrs.size !== undefined && this.#setstatMode !== 1) {
-      throw new UnsupportedError('changing a file size (truncate) is not supported on S3 storage');
-    }
     const { mtime } = this.#checkSetstat(attrs, info.size);
     if (mtime && !info.isDirectory && !info.uploading) {
       this.#require('overwrite');
       await this.#storage.setMtime(path, mtime);
-      this.#events.operation?.({ op: 'setstat', path, ok: true });
+      this.#events.operation?.({ user: this.#user.username, op: 'setstat', path, ok: true });
     }
     this.#status(id, STATUS.OK);
   }
@@ -415,9 +475,9 @@ export class SftpSession {
   ): Promise<void> {
     try {
       await work(path);
-      this.#events.operation?.({ op, path, target, ok: true });
+      this.#events.operation?.({ user: this.#user.username, op, path, target, ok: true });
     } catch (err) {
-      this.#events.operation?.({ op, path, target, ok: false });
+      this.#events.operation?.({ user: this.#user.username, op, path, target, ok: false });
       throw err;
     }
   }

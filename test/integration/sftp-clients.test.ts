@@ -130,6 +130,26 @@ with sftp.open("excl.txt", "r") as f:
     assert.equal(out.content, 'original');
   });
 
+  test('plain RENAME refuses an existing target; posix-rename replaces it', async () => {
+    const out = await paramiko(`
+for name, body in (("src.txt", b"new"), ("dst.txt", b"old")):
+    with sftp.open(name, "w") as f:
+        f.write(body)
+out["rename"] = code_of(lambda: sftp.rename("src.txt", "dst.txt"))
+with sftp.open("dst.txt", "r") as f:
+    out["kept"] = f.read().decode()
+out["posix"] = code_of(lambda: sftp.posix_rename("src.txt", "dst.txt"))
+with sftp.open("dst.txt", "r") as f:
+    out["replaced"] = f.read().decode()
+out["src_gone"] = code_of(lambda: sftp.stat("src.txt"))
+`);
+    assert.notEqual(out.rename, 'ok');
+    assert.equal(out.kept, 'old');
+    assert.equal(out.posix, 'ok');
+    assert.equal(out.replaced, 'new');
+    assert.match(String(out.src_gone), /FileNotFoundError/);
+  });
+
   test('STAT of a file still uploading shows the bytes received so far; it appears in S3 only at CLOSE', async () => {
     const out = await paramiko(`
 t2, other = connect()

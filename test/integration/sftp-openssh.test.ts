@@ -219,3 +219,31 @@ describe('modification times', () => {
     assert.equal(Number(head.Metadata?.mtime), when.getTime() / 1000);
   });
 });
+
+describe('setstatMode 1', () => {
+  let ignoreSrv: TestServer;
+  before(async () => {
+    ignoreSrv = await startTestServer({
+      s3,
+      bucket: srv.bucket,
+      env: { S3SFTP_SETSTATMODE: '1' },
+      users: [{ username: 'alice', keyFile: key, keyPrefix: 'users/ignore/' }],
+    });
+  });
+  after(() => ignoreSrv.stop());
+
+  test('chmod, chown and put -p succeed, and nothing is stored', async () => {
+    const file = join(work, 'ignored.txt');
+    await writeFile(file, 'ignored');
+    const when = new Date('2019-01-01T00:00:00Z');
+    await utimes(file, when, when);
+    const r = await sftpBatch(ignoreSrv.port, 'alice', key, 'put -p ignored.txt\nchmod 600 ignored.txt\nchown 1000 ignored.txt\nls -l ignored.txt\n', { cwd: work });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /-rw-r--r--.* ignored\.txt/);
+    const client = s3ClientFor(s3);
+    const head = await client.send(new HeadObjectCommand({ Bucket: srv.bucket, Key: 'users/ignore/ignored.txt' }));
+    client.destroy();
+    assert.equal(head.Metadata?.mtime, undefined);
+    assert.ok(head.LastModified!.getTime() > when.getTime());
+  });
+});
