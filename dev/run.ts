@@ -7,16 +7,15 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile, chmod, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import ssh2 from 'ssh2';
-
-const { utils } = ssh2;
 import { S3Client, CreateBucketCommand } from '@aws-sdk/client-s3';
 import { startSwift } from './swift.ts';
 import { hashPassword } from '../src/auth/password.ts';
+import { generateEd25519 } from '../src/ssh/keygen.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const state = join(root, '.run');
 const port = Number(process.env.S3SFTP_DEMO_PORT ?? 2022);
+const metricsPort = Number(process.env.S3SFTP_DEMO_METRICS_PORT ?? 9090);
 const bucket = 's3sftp-demo';
 
 async function main(): Promise<void> {
@@ -36,7 +35,7 @@ async function main(): Promise<void> {
 
   const keyFile = join(state, 'demo_id_ed25519');
   if (!existsSync(keyFile)) {
-    const pair = utils.generateKeyPairSync('ed25519');
+    const pair = generateEd25519();
     await writeFile(keyFile, pair.private, { mode: 0o600 });
     await writeFile(`${keyFile}.pub`, `${pair.public}\n`);
   }
@@ -71,6 +70,8 @@ async function main(): Promise<void> {
       `  credentials: { accessKeyId: ${JSON.stringify(s3.accessKeyId)}, secretAccessKey: ${JSON.stringify(s3.secretAccessKey)} }`,
       'users:',
       `  directory: ${JSON.stringify(join(state, 'users'))}`,
+      'metrics:',
+      `  listen: 127.0.0.1:${metricsPort}`,
       '',
     ].join('\n'),
   );
@@ -85,6 +86,7 @@ async function main(): Promise<void> {
       'Connect with:',
       `  sftp -P ${port} -i ${keyFile} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null demo@127.0.0.1`,
       `  sftp -P ${port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null demo@127.0.0.1   (password: demo)`,
+      `Metrics: http://127.0.0.1:${metricsPort}/metrics (also /healthz, /readyz)`,
       'Press Ctrl-C to stop.',
       '',
     ].join('\n'),

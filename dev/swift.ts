@@ -55,6 +55,18 @@ export interface StartSwiftOptions {
   log?: (line: string) => void;
   /** Bound on the whole start-up. Default 60 s. */
   timeoutMs?: number;
+  /**
+   * More tempauth users, all admins of their account. S3 access key `account:user`, secret `key`
+   * (tests use them as the keys a fake STS hands out). Default: only test:tester.
+   */
+  tempauthUsers?: TempauthUser[];
+}
+
+/** A Swift tempauth user; account and user are letters and digits only (tempauth splits on "_"). */
+export interface TempauthUser {
+  account: string;
+  user: string;
+  key: string;
 }
 
 const PYTHON = '/usr/bin/python3';
@@ -257,7 +269,13 @@ use = egg:swift#healthcheck
 `;
 }
 
-function proxyConf(etc: string, ports: Ports, user: string, devices: string, probeKey: string): string {
+function proxyConf(etc: string, ports: Ports, user: string, devices: string, probeKey: string, users: TempauthUser[]): string {
+  const extraUsers = users.map((u) => {
+    if (!/^[A-Za-z0-9]+$/.test(u.account) || !/^[A-Za-z0-9]+$/.test(u.user) || !/^\S+$/.test(u.key)) {
+      throw new Error(`tempauth user ${u.account}:${u.user}: use letters and digits for account and user, no spaces in the key`);
+    }
+    return `user_${u.account}_${u.user} = ${u.key} .admin\n`;
+  });
   return `${commonDefault(etc, ports.proxy, user, devices)}
 [pipeline:main]
 pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats s3api tempauth copy slo dlo versioned_writes proxy-logging proxy-server
@@ -289,7 +307,7 @@ use = egg:swift#tempauth
 user_test_tester = testing .admin
 # Used only by startSwift's readiness check (random per start).
 user_ready_probe = ${probeKey} .admin
-
+${extraUsers.join('')}
 [filter:slo]
 use = egg:swift#slo
 # A completed multipart upload is one SLO manifest; allow AWS's 10000 parts.
@@ -407,7 +425,7 @@ export async function startSwift(opts: StartSwiftOptions = {}): Promise<SwiftS3>
     // Ports are picked free and released before the servers bind them, so a parallel run can
     // take one in between; that shows up as a bind failure and a fresh set of ports fixes it.
     for (let attempt = 1; ; attempt++) {
-      const instance = new Instance(dir, logs);
+      const instance = new Instance(dir, logs, opts.tempauthUsers ?? []);
       const mark = logs.count;
       try {
         await instance.start(opts.port, deadline);
@@ -490,10 +508,12 @@ class Instance {
   #earlyExit: Error | undefined;
   /** Aborted when a child dies, so an in-flight readiness request does not delay the error. */
   #died = new AbortController();
+  #users: TempauthUser[];
 
-  constructor(dir: string, logs: LogTail) {
+  constructor(dir: string, logs: LogTail, users: TempauthUser[]) {
     this.#dir = dir;
     this.#logs = logs;
+    this.#users = users;
   }
 
   async start(proxyPort: number | undefined, deadline: number): Promise<void> {
@@ -520,7 +540,7 @@ class Instance {
       writeFile(path.join(etc, 'account-server.conf'), accountConf(etc, ports.account, user, devices)),
       writeFile(path.join(etc, 'container-server.conf'), containerConf(etc, ports.container, user, devices)),
       writeFile(path.join(etc, 'object-server.conf'), objectConf(etc, ports.object, user, devices)),
-      writeFile(path.join(etc, 'proxy-server.conf'), proxyConf(etc, ports, user, devices, probeKey)),
+      writeFile(path.join(etc, 'proxy-server.conf'), proxyConf(etc, ports, user, devices, probeKey, this.#users)),
     ]);
 
     const memcachedArgs = ['-l', '127.0.0.1', '-p', String(ports.memcached), '-U', '0', '-m', '64'];

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 /** The s3sftp command: `serve` runs the server, `hash-password` makes a passwordHash. */
 import { readFileSync } from 'node:fs';
-import { pino } from 'pino';
 import { loadConfig, ConfigError } from '../config/load.ts';
 import { startServer, StartupError } from '../server.ts';
 import { hashPasswordCommand } from './hash-password.ts';
+import { createLogger } from './logger.ts';
 
 const USAGE = `usage:
   s3sftp serve [--config FILE]     run the SFTP server (every setting can also come from S3SFTP_* variables)
@@ -54,10 +54,7 @@ async function serve(args: string[]): Promise<number> {
     }
     throw err;
   }
-  const log = pino({
-    level: config.log.level,
-    redact: { paths: ['password', '*.password', 'secretAccessKey', '*.secretAccessKey', 'sessionToken', '*.sessionToken'], censor: '[redacted]' },
-  });
+  const log = createLogger(config.log.level);
   let server;
   try {
     server = await startServer(config, log);
@@ -69,15 +66,22 @@ async function serve(args: string[]): Promise<number> {
     }
     throw err;
   }
+  const running = server;
   await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log.info({ signal }, 'shutting down');
-      resolve();
+    let signals = 0;
+    // SIGTERM (Kubernetes): drain, letting uploads in flight finish within the
+    // grace period. SIGINT (Ctrl-C), or a second signal: abort them now.
+    const stop = (signal: NodeJS.Signals) => {
+      signals++;
+      const graceMs = signal === 'SIGTERM' && signals === 1 ? config.shutdownGracePeriodMs : 0;
+      log.info({ signal, graceMs }, 'shutting down');
+      running.drain(graceMs).then(resolve, resolve);
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
   });
   await server.close();
+  log.info('stopped');
   return 0;
 }
 
@@ -89,6 +93,9 @@ function version(): string {
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    // Every handle is closed by now; a peer that never acknowledges the end of
+    // its connection must not keep the process from exiting.
+    setTimeout(() => process.exit(), 5_000).unref();
   },
   (err: unknown) => {
     process.stderr.write(`s3sftp: ${(err as Error)?.stack ?? String(err)}\n`);

@@ -194,6 +194,35 @@ function endpointUrl(s: string): string | undefined {
   return undefined;
 }
 
+/** 0 (off), or old enough that no upload still running on another replica can be mistaken for abandoned. */
+function abandonedUploadAge(raw: unknown): Parsed {
+  const r = parseDuration(raw);
+  if ('error' in r || r.value === 0 || r.value >= 3_600_000) return r;
+  return { error: 'is too small; use at least 1h (uploads still running would be aborted), or 0s to turn the clean-up off' };
+}
+
+/** A Kubernetes namespace name (DNS label), or "" for the documented fallback. */
+function namespaceName(s: string): string | undefined {
+  if (s === '' || (s.length <= 63 && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(s))) return undefined;
+  return 'is not a namespace name; use lower-case letters, digits and "-" (at most 63), or "" for the default';
+}
+
+/** An IAM role ARN (any partition; S3-compatible stores with STS use their own, e.g. arn:minio:iam:::role/x), or "". */
+function roleArn(s: string): string | undefined {
+  if (s === '' || /^arn:[\w-]+:iam::\d*:role\/[\w+=,.@/-]+$/.test(s)) return undefined;
+  return 'is not an IAM role ARN; use e.g. arn:aws:iam::123456789012:role/s3sftp, or "" for none';
+}
+
+/** STS accepts 15 minutes to 12 hours. */
+function roleDuration(raw: unknown): Parsed {
+  const r = parseDuration(raw);
+  if ('error' in r) return r;
+  if (r.value < 15 * 60_000) return { error: 'is too short; STS issues credentials for at least 15m' };
+  if (r.value > 12 * 3_600_000) return { error: 'is too long; STS issues credentials for at most 12h' };
+  if (r.value % 1000 !== 0) return { error: 'is not a whole number of seconds' };
+  return r;
+}
+
 const nonEmpty = (what: string) => (s: string) => (s.trim() === '' ? `must not be empty; ${what}` : undefined);
 
 function deepFreeze<T>(value: T): T {
@@ -287,6 +316,12 @@ const KEYS: readonly KeySpec[] = deepFreeze([
     parse: int(1, Number.MAX_SAFE_INTEGER),
   },
   {
+    key: 'shutdownGracePeriod',
+    default: '25s',
+    doc: 'After SIGTERM: how long the server, which stops accepting connections and reports not ready, lets running uploads finish before it closes them.',
+    parse: parseDuration,
+  },
+  {
     key: 's3.bucket',
     default: undefined,
     doc: 'Bucket that holds the files (required). Users may name another bucket in their resource.',
@@ -346,10 +381,40 @@ const KEYS: readonly KeySpec[] = deepFreeze([
     secret: true,
   },
   {
+    key: 's3.credentials.roleArn',
+    default: '',
+    doc: 'IAM role to assume (sts:AssumeRole) with the credentials found (static keys, IRSA, Pod Identity, instance role), e.g. a role in the bucket\'s account; empty uses those credentials directly. Users with spec.s3.roleArn assume their role with this one.',
+    parse: str(roleArn),
+  },
+  {
+    key: 's3.credentials.externalId',
+    default: '',
+    doc: 'sts:ExternalId sent when assuming s3.credentials.roleArn (not for users\' roles), if the role\'s trust policy requires one.',
+    parse: str((s) => (s === '' || /^[\w+=,.@:/-]{2,1224}$/.test(s) ? undefined : 'is not an external id; use 2 to 1224 letters, digits or +=,.@:/-')),
+  },
+  {
+    key: 's3.credentials.sessionName',
+    default: 's3sftp',
+    doc: 'Role session name for every role the server assumes (shown in CloudTrail).',
+    parse: str((s) => (/^[\w+=,.@-]{2,64}$/.test(s) ? undefined : 'is not a role session name; use 2 to 64 letters, digits or +=,.@-')),
+  },
+  {
+    key: 's3.credentials.duration',
+    default: '1h',
+    doc: 'Lifetime of assumed-role credentials, 15m to 12h; renewed 5 minutes before they expire. Above 1h the role\'s maximum session duration must allow it, and STS refuses it for role chaining (credentials that come from a role themselves, as with IRSA or Pod Identity).',
+    parse: roleDuration,
+  },
+  {
     key: 's3.requestChecksum',
     default: 'when_required',
     doc: 'When to send request checksums: when_required (works with most S3-compatible stores) or when_supported (the AWS SDK default).',
     parse: choice(['when_required', 'when_supported']),
+  },
+  {
+    key: 's3.abandonedUploadAge',
+    default: '24h',
+    doc: 'Multipart uploads older than this (left by a crashed server) are aborted, so their parts stop costing storage. At least 1h (keep it above the longest upload); 0s turns this off.',
+    parse: abandonedUploadAge,
   },
   ...transferKeys('upload'),
   ...transferKeys('download'),
@@ -358,6 +423,42 @@ const KEYS: readonly KeySpec[] = deepFreeze([
     default: '',
     doc: 'Directory of SftpUser YAML files (*.yaml, *.yml), watched for changes; empty for none.',
     parse: str(),
+  },
+  {
+    key: 'users.kubernetes.enabled',
+    default: false,
+    doc: 'Serve the SftpUser resources of the cluster the server runs in (and the Secrets they reference). Combinable with users.directory, whose users win on duplicate names.',
+    parse: bool,
+  },
+  {
+    key: 'users.kubernetes.namespace',
+    default: '',
+    doc: 'Namespace whose SftpUser resources are served; empty for every namespace.',
+    parse: str(namespaceName),
+  },
+  {
+    key: 'users.kubernetes.kubeconfig',
+    default: '',
+    doc: 'Path of a kubeconfig file for reaching the Kubernetes API from outside the cluster; empty uses KUBECONFIG, ~/.kube/config, or the in-cluster service account.',
+    parse: str(),
+  },
+  {
+    key: 'users.kubernetes.leaseNamespace',
+    default: '',
+    doc: 'Namespace of the Lease s3sftp-status-writer that picks the one replica writing SftpUser status; empty uses POD_NAMESPACE, then the namespace of the in-cluster service account (or kubeconfig context).',
+    parse: str(namespaceName),
+  },
+  {
+    key: 'metrics.listen',
+    default: '0.0.0.0:9090',
+    doc: 'Address for the HTTP listener of /metrics (Prometheus), /healthz and /readyz, host:port.',
+    parse: listen,
+  },
+  {
+    key: 'metrics.perUserLabels',
+    default: false,
+    doc: 'Add a `user` label to per-user metrics (transfers and bytes). Every user then adds series; keep false with many users.',
+    parse: bool,
   },
   {
     key: 'log.level',
@@ -545,6 +646,9 @@ export function loadConfig(options: LoadConfigOptions): Config {
       problems.push({ key: 's3.credentials.sessionToken', message: 'is set without accessKeyId and secretAccessKey; set all three' });
     }
   }
+  if (values.get('s3.credentials.externalId') && values.get('s3.credentials.roleArn') === '') {
+    problems.push({ key: 's3.credentials.externalId', message: 'is set without s3.credentials.roleArn; it is only sent when assuming that role' });
+  }
 
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -561,6 +665,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
     setstatMode: get('setstatMode'),
     renameMode: get('renameMode'),
     renameMaxObjects: get('renameMaxObjects'),
+    shutdownGracePeriodMs: get('shutdownGracePeriod'),
     s3: {
       bucket: get('s3.bucket'),
       region: get('s3.region'),
@@ -572,12 +677,27 @@ export function loadConfig(options: LoadConfigOptions): Config {
         accessKeyId: get('s3.credentials.accessKeyId'),
         secretAccessKey: get('s3.credentials.secretAccessKey'),
         sessionToken: get('s3.credentials.sessionToken'),
+        roleArn: get('s3.credentials.roleArn'),
+        externalId: get('s3.credentials.externalId'),
+        sessionName: get('s3.credentials.sessionName'),
+        durationMs: get('s3.credentials.duration'),
       },
       requestChecksum: get('s3.requestChecksum'),
       upload: transfer('upload'),
       download: transfer('download'),
+      abandonedUploadAgeMs: get('s3.abandonedUploadAge'),
     },
-    users: { directory: get('users.directory') },
+    users: {
+      directory: get('users.directory'),
+      kubernetes: {
+        enabled: get('users.kubernetes.enabled'),
+        namespace: get('users.kubernetes.namespace'),
+        kubeconfig: get('users.kubernetes.kubeconfig'),
+        // The Downward API's usual name for the pod's namespace; not an S3SFTP_ key.
+        leaseNamespace: get<string>('users.kubernetes.leaseNamespace') || (options.env.POD_NAMESPACE ?? ''),
+      },
+    },
+    metrics: { listen: get('metrics.listen'), perUserLabels: get('metrics.perUserLabels') },
     log: { level: get('log.level') },
   };
   return deepFreeze(config);

@@ -21,11 +21,34 @@ export interface S3Config {
   forcePathStyle: boolean;
   storageClass: string;
   acl: string;
-  credentials: { accessKeyId: string; secretAccessKey: string; sessionToken: string };
+  /**
+   * Static keys (all "" for the AWS default chain), and a role assumed on top of them (roleArn "" for
+   * none) with its sts:ExternalId, session name and session duration. See storage/s3/credentials.ts.
+   */
+  credentials: {
+    accessKeyId: string;
+    secretAccessKey: string;
+    sessionToken: string;
+    roleArn: string;
+    externalId: string;
+    sessionName: string;
+    durationMs: number;
+  };
   /** Request checksums: AWS's default is when_supported; some S3-compatible stores need when_required. */
   requestChecksum: ChecksumMode;
   upload: TransferConfig;
   download: TransferConfig;
+}
+
+/** users.kubernetes: SftpUser resources from the Kubernetes API. */
+export interface KubernetesUsersConfig {
+  enabled: boolean;
+  /** "" for every namespace. */
+  namespace: string;
+  /** A kubeconfig path; "" for KUBECONFIG, ~/.kube/config or in-cluster. */
+  kubeconfig: string;
+  /** Namespace of the status-writer Lease; "" when neither the key nor POD_NAMESPACE sets it. */
+  leaseNamespace: string;
 }
 
 export interface Config {
@@ -36,7 +59,12 @@ export interface Config {
   setstatMode: SetstatMode;
   renameMode: RenameMode;
   renameMaxObjects: number;
-  s3: S3Config;
-  users: { directory: string };
+  /** After SIGTERM, how long running uploads may finish before they are aborted (milliseconds). */
+  shutdownGracePeriodMs: number;
+  /** abandonedUploadAgeMs: multipart uploads older than this are aborted by the janitor; 0 turns it off. */
+  s3: S3Config & { abandonedUploadAgeMs: number };
+  users: { directory: string; kubernetes: KubernetesUsersConfig };
+  /** The HTTP listener for /metrics, /healthz and /readyz, and whether per-user labels are added. */
+  metrics: { listen: { host: string; port: number }; perUserLabels: boolean };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
 }

@@ -11,6 +11,11 @@ export interface ReadHandle {
   path: string;
   info: FileInfo;
   reader: FileReader;
+  /** Bytes sent to the client in DATA replies. */
+  sent: number;
+  /** A READ failed: the download did not go as the client wanted. */
+  failed: boolean;
+  opened: Date;
 }
 
 export interface WriteHandle {

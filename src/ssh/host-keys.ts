@@ -2,6 +2,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
+import { generateEd25519 } from './keygen.ts';
 
 const { utils } = ssh2;
 
@@ -16,7 +17,7 @@ export async function loadHostKeys(paths: readonly string[], dataDir: string): P
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   await mkdir(dataDir, { recursive: true });
-  const pair = utils.generateKeyPairSync('ed25519');
+  const pair = generateEd25519();
   // 'wx' keeps a key another replica or process wrote first.
   await writeFile(path, pair.private, { mode: 0o600, flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'EEXIST') throw err;

@@ -14,6 +14,7 @@ import type { SetstatMode } from '../config/types.ts';
 import { verifyPassword } from '../auth/password.ts';
 import { matchPublicKey } from '../auth/public-key.ts';
 import { SftpSession, type SessionEvents } from '../sftp/session.ts';
+import { auditEvents, combineEvents } from '../sftp/audit.ts';
 import { advertiseExtensions, sendExitStatus } from '../sftp/channel-quirks.ts';
 
 const { Server } = ssh2;
@@ -22,6 +23,19 @@ const { Server } = ssh2;
 const MAX_AUTH_FAILURES = 6;
 /** Delay before answering a failed attempt: slows down password guessing. */
 const FAILURE_DELAY_MS = 300;
+/** While draining, a connection with nothing open for this long is ended. */
+const DRAIN_IDLE_MS = 1000;
+/** How often a drain looks for connections that became idle. */
+const DRAIN_POLL_MS = 200;
+/** After the grace period, how long aborting the remaining uploads may take. */
+const DRAIN_ABORT_WAIT_MS = 8000;
+
+/** What the server reports about logins and sessions, on top of each session's events. */
+export interface SshServerEvents extends SessionEvents {
+  authAttempt?(a: { method: string; ok: boolean }): void;
+  sessionOpened?(): void;
+  sessionClosed?(): void;
+}
 
 export interface SshServerOptions {
   hostKeys: Buffer[];
@@ -29,17 +43,25 @@ export interface SshServerOptions {
   storageFor: (user: User) => Storage;
   setstatMode: SetstatMode;
   log: Logger;
-  events?: SessionEvents & {
-    authAttempt?(a: { method: string; ok: boolean }): void;
-    sessionOpened?(): void;
-    sessionClosed?(): void;
-  };
+  events?: SshServerEvents;
   failureDelayMs?: number;
+  /** While draining, how long a connection must have nothing open before it is ended. */
+  drainIdleMs?: number;
 }
+
+/**
+ * How a connection authenticated: the offered public key, or the hash the password was checked
+ * against (the password itself is never kept). A change of the user ends the connection unless
+ * this would still authenticate.
+ */
+type Credential = { method: 'publickey'; algo: string; data: Buffer } | { method: 'password'; hash: string };
 
 interface LiveConnection {
   id: string;
   client: Connection;
+  credential?: Credential;
+  /** The connection's logger: conn id and remote address, plus the user once authenticated. */
+  log: Logger;
   username?: string;
   sessions: Set<SftpSession>;
 }
@@ -49,6 +71,9 @@ export class SshServer {
   readonly #server: InstanceType<typeof Server>;
   readonly #live = new Set<LiveConnection>();
   readonly #unsubscribe: () => void;
+  #drain: Promise<void> | undefined;
+  #drainDeadline = Infinity;
+  #wakeDrain: (() => void) | undefined;
 
   constructor(opts: SshServerOptions) {
     this.#opts = opts;
@@ -73,6 +98,72 @@ export class SshServer {
     return this.#live.size;
   }
 
+  /** True once drain() was called: new connections, sessions and channels are refused. */
+  get draining(): boolean {
+    return this.#drain !== undefined;
+  }
+
+  /**
+   * Graceful stop. Refuses new connections (the listening socket is closed)
+   * and new sessions on live ones; lets live sessions finish what they have
+   * open, ending each connection once it has been idle for a moment; after
+   * `graceMs`, ends the rest, aborting their uploads, and resolves once those
+   * aborts are done. Calling it again can only shorten the deadline.
+   */
+  drain(graceMs: number): Promise<void> {
+    const deadline = Date.now() + Math.max(0, graceMs);
+    if (deadline < this.#drainDeadline) {
+      this.#drainDeadline = deadline;
+      this.#wakeDrain?.();
+    }
+    this.#drain ??= this.#runDrain();
+    return this.#drain;
+  }
+
+  async #runDrain(): Promise<void> {
+    const log = this.#opts.log;
+    const idleMs = this.#opts.drainIdleMs ?? DRAIN_IDLE_MS;
+    // net.Server calls back once the last connection has closed.
+    const allClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    log.info({ connections: this.#live.size }, 'draining: new connections refused, open transfers may finish');
+    const idleSince = new Map<LiveConnection, number>();
+    while (this.#live.size > 0 && Date.now() < this.#drainDeadline) {
+      const now = Date.now();
+      for (const conn of this.#live) {
+        if ([...conn.sessions].some((s) => s.busy)) {
+          idleSince.delete(conn);
+          continue;
+        }
+        const since = idleSince.get(conn) ?? now;
+        idleSince.set(conn, since);
+        if (now - since >= idleMs) {
+          conn.log.debug('draining: connection idle, ending it');
+          conn.client.end();
+        }
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(DRAIN_POLL_MS, Math.max(0, this.#drainDeadline - Date.now())));
+        this.#wakeDrain = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    this.#wakeDrain = undefined;
+    if (this.#live.size > 0) {
+      log.warn({ connections: this.#live.size }, 'grace period over: ending connections and aborting their uploads');
+      const aborts: Promise<void>[] = [];
+      for (const conn of this.#live) {
+        for (const s of conn.sessions) aborts.push(s.close());
+        conn.client.end();
+      }
+      await settleWithin(Promise.all(aborts), DRAIN_ABORT_WAIT_MS);
+    }
+    await settleWithin(allClosed, DRAIN_ABORT_WAIT_MS);
+    this.#unsubscribe();
+    log.info('drained');
+  }
+
   /** Stops accepting connections; with `force`, also ends the live ones. */
   async close(force = true): Promise<void> {
     this.#unsubscribe();
@@ -82,8 +173,9 @@ export class SshServer {
   }
 
   #onConnection(client: Connection, ip: string, port: number): void {
-    const conn: LiveConnection = { id: randomUUID().slice(0, 8), client, sessions: new Set() };
-    const log = this.#opts.log.child({ conn: conn.id, remote: `${ip}:${port}` });
+    const id = randomUUID().slice(0, 8);
+    const conn: LiveConnection = { id, client, log: this.#opts.log.child({ conn: id, remote: `${ip}:${port}` }), sessions: new Set() };
+    const log = conn.log;
     this.#live.add(conn);
     log.debug('connection opened');
     let failures = 0;
@@ -93,8 +185,20 @@ export class SshServer {
         .then((result) => {
           if (result === 'key-acceptable') return ctx.accept();
           if (result) {
+            const credential: Credential =
+              ctx.method === 'publickey'
+                ? { method: 'publickey', algo: ctx.key.algo, data: Buffer.from(ctx.key.data) }
+                : { method: 'password', hash: result.passwordHash ?? '' };
+            // The user may have changed while the password was being verified.
+            if (!this.#authenticates(result.username, credential)) {
+              log.info({ user: result.username, method: ctx.method }, 'credentials changed during authentication');
+              ctx.reject(['publickey', 'password']);
+              return;
+            }
+            conn.credential = credential;
             conn.username = result.username;
-            log.info({ user: result.username, method: ctx.method }, 'authenticated');
+            conn.log = log.child({ user: result.username });
+            conn.log.info({ method: ctx.method }, 'authenticated');
             ctx.accept();
             return;
           }
@@ -112,14 +216,21 @@ export class SshServer {
         });
     });
     client.on('ready', () => {
-      client.on('session', (accept) => this.#onSession(accept(), conn, log));
+      client.on('session', (accept, reject) => {
+        if (this.draining) {
+          conn.log.debug('draining: refused a new session');
+          reject();
+          return;
+        }
+        this.#onSession(accept(), conn);
+      });
     });
     client.on('error', (err: Error) => log.debug({ err: err.message }, 'connection error'));
     client.on('close', () => {
       this.#live.delete(conn);
       for (const s of conn.sessions) void s.close();
       conn.sessions.clear();
-      log.debug('connection closed');
+      conn.log.debug('connection closed');
     });
   }
 
@@ -153,23 +264,27 @@ export class SshServer {
     return false;
   }
 
-  #onSession(session: Session, conn: LiveConnection, log: Logger): void {
-    session.on('sftp', (accept) => {
+  #onSession(session: Session, conn: LiveConnection): void {
+    const log = conn.log;
+    session.on('sftp', (accept, reject) => {
       const user = conn.username ? this.#opts.users.get(conn.username) : undefined;
-      if (!user || user.disabled) {
+      if (!user || !conn.credential || !this.#authenticates(user.username, conn.credential)) {
         conn.client.end();
+        return;
+      }
+      if (this.draining) {
+        reject?.();
         return;
       }
       const sftp = accept();
       advertiseExtensions(sftp, { 'posix-rename@openssh.com': '1' });
-      const sessionLog = log.child({ user: user.username });
       const sftpSession = new SftpSession({
         sftp,
         storage: this.#opts.storageFor(user),
         user,
         setstatMode: this.#opts.setstatMode,
-        log: sessionLog,
-        events: this.#opts.events,
+        log,
+        events: combineEvents(auditEvents(log), this.#opts.events),
       });
       conn.sessions.add(sftpSession);
       this.#opts.events?.sessionOpened?.();
@@ -195,20 +310,34 @@ export class SshServer {
   }
 
   /** Ends the connections of a user who was removed or disabled. */
+  /** Ends the connections of a user that their credential no longer admits (removed, disabled, key or password changed). */
   #revoke(username: string): void {
-    const user = this.#opts.users.get(username);
-    if (user && !user.disabled) return;
     for (const conn of this.#live) {
-      if (conn.username === username) {
-        this.#opts.log.info({ user: username }, 'user removed or disabled: ending the connection');
-        conn.client.end();
-      }
+      if (conn.username !== username || !conn.credential) continue;
+      if (this.#authenticates(username, conn.credential)) continue;
+      conn.log.info({ method: conn.credential.method }, 'user removed or disabled, or its key or password changed: ending the connection');
+      conn.client.end();
     }
+  }
+
+  /** True when the current user would still accept this credential. */
+  #authenticates(username: string, credential: Credential): boolean {
+    const user = this.#opts.users.get(username);
+    if (!user || user.disabled) return false;
+    if (credential.method === 'password') return user.passwordHash !== undefined && user.passwordHash === credential.hash;
+    return matchPublicKey(user, credential) !== undefined;
   }
 }
 
 function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Waits for `promise` (never rejects) at most `ms`. */
+async function settleWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
 }
 
 export type { ServerChannel };

@@ -13,7 +13,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { parseSftpUser } from './sftp-user.ts';
-import type { User, UserSource } from './user.ts';
+import { sameUser, type User, type UserSource } from './user.ts';
 
 /** The pino methods this source uses. */
 export interface DirectorySourceLogger {
@@ -54,21 +54,6 @@ interface FileResult {
   /** Valid users in document order, with the warnings they carry. */
   users: { user: User; document: number; warnings: string[] }[];
   reports: Report[];
-}
-
-function sameUser(a: User, b: User): boolean {
-  return (
-    a.username === b.username &&
-    a.disabled === b.disabled &&
-    a.passwordHash === b.passwordHash &&
-    a.source === b.source &&
-    a.s3.bucket === b.s3.bucket &&
-    a.s3.keyPrefix === b.s3.keyPrefix &&
-    a.publicKeys.length === b.publicKeys.length &&
-    a.publicKeys.every((k, i) => k === b.publicKeys[i]) &&
-    a.permissions.size === b.permissions.size &&
-    [...a.permissions].every((p) => b.permissions.has(p))
-  );
 }
 
 /** A UserSource backed by *.yaml / *.yml files in one directory (not recursive). */
@@ -313,6 +298,15 @@ export class DirectorySource implements UserSource {
           level: 'warn',
           fields: { ...fields, resource, error: parsed.error },
           msg: `skipped ${what} in ${name} (document ${document}): ${parsed.error}`,
+        });
+        continue;
+      }
+      if (parsed.passwordSecretRef) {
+        // A Secret lives in the Kubernetes API, which this source does not read.
+        result.reports.push({
+          level: 'warn',
+          fields: { ...fields, resource: parsed.user.username },
+          msg: `skipped SftpUser ${parsed.user.username} in ${name} (document ${document}): spec.passwordSecretRef works only for SftpUsers served from Kubernetes (users.kubernetes); put the hash in spec.passwordHash`,
         });
         continue;
       }

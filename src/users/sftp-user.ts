@@ -25,15 +25,51 @@ export interface ParseSftpUserOptions {
   source: string;
 }
 
+/** spec.passwordSecretRef: where a Kubernetes Secret in the resource's namespace keeps the hash. */
+export interface PasswordSecretRef {
+  name: string;
+  /** Key in the Secret's data; "passwordHash" when the resource leaves it out. */
+  key: string;
+}
+
 /**
  * A valid user (with `warnings` worth logging, e.g. it cannot log in), or an
- * error naming each bad field and its fix, joined by "; ".
+ * error naming each bad field and its fix, joined by "; ". With
+ * `passwordSecretRef`, `user.passwordHash` is unset: the caller resolves the
+ * Secret and adds the hash (only the Kubernetes source can).
  */
-export type ParseSftpUserResult = { user: User; warnings: string[] } | { error: string };
+export type ParseSftpUserResult =
+  | { user: User; warnings: string[]; passwordSecretRef?: PasswordSecretRef }
+  | { error: string };
 
 const TOP_FIELDS = ['apiVersion', 'kind', 'metadata', 'spec', 'status'];
-const SPEC_FIELDS = ['username', 'disabled', 'passwordHash', 'publicKeys', 's3', 'permissions'];
-const S3_FIELDS = ['bucket', 'keyPrefix'];
+const SPEC_FIELDS = ['username', 'disabled', 'passwordHash', 'passwordSecretRef', 'publicKeys', 's3', 'permissions'];
+const S3_FIELDS = ['bucket', 'keyPrefix', 'region', 'endpoint', 'storageClass', 'roleArn'];
+const SECRET_REF_FIELDS = ['name', 'key'];
+const DEFAULT_SECRET_KEY = 'passwordHash';
+
+/** A Kubernetes object name (DNS subdomain), as Secrets have. */
+const SECRET_NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const SECRET_KEY_RE = /^[-._a-zA-Z0-9]+$/;
+
+/**
+ * The optional spec.s3 strings: the same limits as the CRD, so the API server refuses
+ * what the server would skip. Empty means "the server's setting".
+ */
+const S3_OPTIONAL_RULES: Record<'region' | 'endpoint' | 'storageClass' | 'roleArn', { re: RegExp; max: number; fix: string }> = {
+  region: { re: /^[A-Za-z0-9._-]*$/, max: 64, fix: 'use a region name such as eu-west-1' },
+  endpoint: {
+    re: /^(https?:\/\/[^/?#\u0000-\u0020\u007f]+(\/[^\u0000-\u0020\u007f]*)?)?$/,
+    max: 2048,
+    fix: 'use an http:// or https:// URL such as http://minio.storage.svc:9000',
+  },
+  storageClass: { re: /^[A-Z0-9_]*$/, max: 64, fix: 'use an S3 storage class such as STANDARD_IA' },
+  roleArn: {
+    re: /^(arn:aws[a-z-]*:iam::[0-9]{12}:role\/[A-Za-z0-9+=,.@_/-]+)?$/,
+    max: 2048,
+    fix: 'use an IAM role ARN such as arn:aws:iam::123456789012:role/sftp-alice',
+  },
+};
 
 function isMapping(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -162,6 +198,36 @@ export function parseSftpUser(doc: unknown, opts: ParseSftpUserOptions): ParseSf
     }
   }
 
+  // passwordSecretRef
+  let passwordSecretRef: PasswordSecretRef | undefined;
+  const ref = spec.passwordSecretRef;
+  if (ref !== undefined && ref !== null) {
+    const refProblems: string[] = [];
+    if (!isMapping(ref)) {
+      refProblems.push('spec.passwordSecretRef: must be a mapping, e.g. { name: alice-password, key: passwordHash }');
+    } else {
+      unknownFields(ref, SECRET_REF_FIELDS, 'spec.passwordSecretRef.', refProblems);
+      if (typeof ref.name !== 'string' || ref.name === '') {
+        refProblems.push('spec.passwordSecretRef.name: is required; name the Secret that holds the password hash');
+      } else if (ref.name.length > 253 || !SECRET_NAME_RE.test(ref.name)) {
+        refProblems.push(`spec.passwordSecretRef.name: ${JSON.stringify(ref.name)} is not a Secret name; use lower-case letters, digits, "-" and "."`);
+      }
+      let key = DEFAULT_SECRET_KEY;
+      if (ref.key !== undefined && ref.key !== null) {
+        if (typeof ref.key !== 'string' || ref.key.length > 253 || !SECRET_KEY_RE.test(ref.key)) {
+          refProblems.push(`spec.passwordSecretRef.key: ${JSON.stringify(ref.key)} is not a Secret key; use letters, digits, "-", "_" and ".", or leave it out for ${DEFAULT_SECRET_KEY}`);
+        } else {
+          key = ref.key;
+        }
+      }
+      if (refProblems.length === 0) passwordSecretRef = { name: ref.name as string, key };
+    }
+    problems.push(...refProblems);
+    if (typeof spec.passwordHash === 'string' && spec.passwordHash !== '') {
+      problems.push('spec.passwordSecretRef: set either passwordHash or passwordSecretRef, not both');
+    }
+  }
+
   // publicKeys
   const publicKeys: string[] = [];
   if (spec.publicKeys !== undefined && spec.publicKeys !== null) {
@@ -183,6 +249,7 @@ export function parseSftpUser(doc: unknown, opts: ParseSftpUserOptions): ParseSf
   // s3
   let bucket = opts.defaultBucket;
   let keyPrefix = '';
+  const s3Optional: Partial<Record<keyof typeof S3_OPTIONAL_RULES, string>> = {};
   const s3 = spec.s3;
   if (!isMapping(s3)) {
     problems.push('spec.s3.keyPrefix: is required; set the user\'s directory, e.g. users/alice/ (or "" for the whole bucket)');
@@ -202,6 +269,16 @@ export function parseSftpUser(doc: unknown, opts: ParseSftpUserOptions): ParseSf
       const r = normalizeKeyPrefix(s3.keyPrefix);
       if ('error' in r) problems.push(`spec.s3.keyPrefix: ${JSON.stringify(s3.keyPrefix)} ${r.error}`);
       else keyPrefix = r.value;
+    }
+    for (const [field, rule] of Object.entries(S3_OPTIONAL_RULES) as [keyof typeof S3_OPTIONAL_RULES, (typeof S3_OPTIONAL_RULES)['region']][]) {
+      const value = s3[field];
+      if (value === undefined || value === null || value === '') continue;
+      if (typeof value !== 'string') problems.push(`spec.s3.${field}: must be a string; ${rule.fix}`);
+      else if (value.length > rule.max || !rule.re.test(value)) {
+        problems.push(`spec.s3.${field}: ${JSON.stringify(value.slice(0, 80))} is not valid; ${rule.fix}, or leave it empty for the server's setting`);
+      } else {
+        s3Optional[field] = value;
+      }
     }
   }
 
@@ -223,7 +300,7 @@ export function parseSftpUser(doc: unknown, opts: ParseSftpUserOptions): ParseSf
   if (problems.length > 0) return { error: problems.join('; ') };
 
   const warnings: string[] = [];
-  if (!passwordHash && publicKeys.length === 0) {
+  if (!passwordHash && !passwordSecretRef && publicKeys.length === 0) {
     warnings.push('has neither spec.passwordHash nor spec.publicKeys, so it cannot log in');
   }
   if (permissions.size === 0) warnings.push('has an empty spec.permissions list, so it can log in but do nothing');
@@ -233,9 +310,9 @@ export function parseSftpUser(doc: unknown, opts: ParseSftpUserOptions): ParseSf
     disabled,
     ...(passwordHash !== undefined ? { passwordHash } : {}),
     publicKeys: Object.freeze(publicKeys) as string[],
-    s3: Object.freeze({ bucket, keyPrefix }),
+    s3: Object.freeze({ bucket, keyPrefix, ...s3Optional }),
     permissions,
     source: opts.source,
   });
-  return { user, warnings };
+  return passwordSecretRef ? { user, warnings, passwordSecretRef } : { user, warnings };
 }

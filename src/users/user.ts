@@ -26,10 +26,41 @@ export interface User {
     bucket: string;
     /** The user's chroot: "" or a prefix ending in "/". */
     keyPrefix: string;
+    /** Region of the bucket when it differs from the server's s3.region; unset: the server's. */
+    region?: string;
+    /** Endpoint URL of the store that holds the bucket; unset: the server's s3.endpoint. */
+    endpoint?: string;
+    /** Storage class of this user's uploads; unset: the server's s3.storageClass. */
+    storageClass?: string;
+    /** IAM role assumed for this user's S3 requests; unset: the server's own credentials. */
+    roleArn?: string;
   };
   permissions: ReadonlySet<Permission>;
   /** Where this user came from, for logs ("file users/alice.yaml", "kube ns/alice"). */
   source: string;
+}
+
+/** The optional spec.s3 fields, for code that copies or compares them. */
+export const USER_S3_OPTIONAL = ['region', 'endpoint', 'storageClass', 'roleArn'] as const;
+
+/**
+ * True when two users would authenticate and behave the same (source included), so a
+ * reload that produces an equal user is not reported as a change.
+ */
+export function sameUser(a: User, b: User): boolean {
+  return (
+    a.username === b.username &&
+    a.disabled === b.disabled &&
+    a.passwordHash === b.passwordHash &&
+    a.source === b.source &&
+    a.s3.bucket === b.s3.bucket &&
+    a.s3.keyPrefix === b.s3.keyPrefix &&
+    USER_S3_OPTIONAL.every((k) => a.s3[k] === b.s3[k]) &&
+    a.publicKeys.length === b.publicKeys.length &&
+    a.publicKeys.every((k, i) => k === b.publicKeys[i]) &&
+    a.permissions.size === b.permissions.size &&
+    [...a.permissions].every((p) => b.permissions.has(p))
+  );
 }
 
 /** A source of users: the directory watcher, the Kubernetes controller, or both merged. */

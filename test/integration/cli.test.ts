@@ -19,6 +19,7 @@ function serve(env: Record<string, string>) {
     timeoutMs: 60_000,
     env: {
       S3SFTP_LISTEN: '127.0.0.1:0',
+      S3SFTP_METRICS_LISTEN: '127.0.0.1:0',
       S3SFTP_DATADIR: '/tmp/s3sftp-cli-test',
       S3SFTP_S3_ENDPOINT: s3.endpoint,
       S3SFTP_S3_FORCEPATHSTYLE: 'true',

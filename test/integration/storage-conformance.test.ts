@@ -70,7 +70,15 @@ before(async () => {
     forcePathStyle: true,
     storageClass: '',
     acl: '',
-    credentials: { accessKeyId: swift.accessKeyId, secretAccessKey: swift.secretAccessKey, sessionToken: '' },
+    credentials: {
+      accessKeyId: swift.accessKeyId,
+      secretAccessKey: swift.secretAccessKey,
+      sessionToken: '',
+      roleArn: '',
+      externalId: '',
+      sessionName: 's3sftp',
+      durationMs: 3_600_000,
+    },
     // Swift's s3api rejects aws-chunked bodies.
     requestChecksum: 'when_required',
     upload: { partSize: 5 * MiB, concurrency: 2, partMaxTimeMs: 0 },
@@ -372,6 +380,44 @@ describe('S3Storage specifics', () => {
       assert.deepEqual(await uploadsUnder(prefix), []);
     } finally {
       failing.destroy();
+      await removePrefix(prefix);
+    }
+  });
+
+  it('an upload aborted while its commit waits for parts stores nothing, and its memory accounting balances', async () => {
+    const prefix = newPrefix();
+    // Part 1 is stored at once, the others are slow: completing with what is
+    // there would make a 5 MiB object of a 12 MiB file.
+    const slow = interceptCommand(UploadPartCommand, async (send, command, signal) => {
+      if (command.input.PartNumber !== 1) await sleep(2_000, undefined, signal ? { signal } : {});
+      return send();
+    });
+    const bytes = { buffered: 0, stored: 0, discarded: 0 };
+    try {
+      const storage = makeStorage(prefix, {
+        client: slow,
+        events: {
+          onBuffered: (n) => void (bytes.buffered += n),
+          onStored: (n) => void (bytes.stored += n),
+          onDiscarded: (n) => void (bytes.discarded += n),
+        },
+      });
+      const writer = await storage.openWrite('/cut.bin');
+      const data = randomBytes(12 * MiB + 7);
+      for (let offset = 0; offset < data.length; offset += MiB) await writer.write(offset, data.subarray(offset, offset + MiB));
+      const commit = writer.commit();
+      commit.catch(() => {});
+      for (let i = 0; i < 100 && bytes.stored === 0; i++) await sleep(50);
+      assert.equal(bytes.stored, 5 * MiB, 'part 1 is in S3');
+      // The session ends (client gone, or a drain's grace period over) while CLOSE waits.
+      await writer.abort();
+      await assert.rejects(commit);
+      await assert.rejects(storage.stat('/cut.bin'), NotFoundError);
+      assert.deepEqual(await uploadsUnder(prefix), []);
+      assert.equal(bytes.buffered, data.length);
+      assert.equal(bytes.stored + bytes.discarded, bytes.buffered, JSON.stringify(bytes));
+    } finally {
+      slow.destroy();
       await removePrefix(prefix);
     }
   });

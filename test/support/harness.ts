@@ -9,14 +9,12 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { pino, type Logger } from 'pino';
-import ssh2 from 'ssh2';
-
-const { utils } = ssh2;
 import { S3Client, CreateBucketCommand } from '@aws-sdk/client-s3';
 import { startSwift, type SwiftS3 } from '../../dev/swift.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
 import { hashPassword } from '../../src/auth/password.ts';
+import { generateEd25519 } from '../../src/ssh/keygen.ts';
 
 /**
  * The S3 server for a test file: the run's shared one (test/support/global-setup.ts)
@@ -90,6 +88,7 @@ export async function startTestServer(opts: ServerOptions): Promise<TestServer> 
     S3SFTP_S3_UPLOAD_PARTSIZE: '5MiB',
     S3SFTP_USERS_DIRECTORY: usersDir,
     S3SFTP_LOG_LEVEL: process.env.S3SFTP_TEST_LOG ?? 'silent',
+    S3SFTP_METRICS_LISTEN: '127.0.0.1:0',
     ...opts.env,
   };
   const config = loadConfig({ env });
@@ -113,7 +112,8 @@ export async function startTestServer(opts: ServerOptions): Promise<TestServer> 
   };
 }
 
-async function userYaml(user: TestUser): Promise<string> {
+/** An SftpUser manifest for `user` (JSON, which is YAML), as the directory source reads it. */
+export async function userYaml(user: TestUser): Promise<string> {
   const spec: Record<string, unknown> = {
     username: user.username,
     disabled: user.disabled ?? false,
@@ -129,7 +129,7 @@ const publicKeys = new Map<string, string>();
 
 /** Writes a fresh ed25519 client key pair into `dir`; returns the private key path. */
 export async function makeClientKey(dir: string, name = 'id_ed25519'): Promise<string> {
-  const pair = utils.generateKeyPairSync('ed25519');
+  const pair = generateEd25519();
   const path = join(dir, name);
   await writeFile(path, pair.private);
   await chmod(path, 0o600);

@@ -32,15 +32,7 @@ const readYaml = (...parts: string[]): unknown => parseYaml(read(...parts));
  * other work), with the defaults they are specified to have. Remove an entry once describeConfigKeys()
  * lists the key: the tests then check the chart against the server's own default.
  */
-const PENDING_CONFIG_KEYS: Readonly<Record<string, ConfigDefault>> = {
-  shutdownGracePeriod: '25s',
-  's3.abandonedUploadAge': '24h',
-  's3.credentials.roleArn': '',
-  'users.kubernetes.enabled': false,
-  'users.kubernetes.namespace': '',
-  'metrics.listen': '0.0.0.0:9090',
-  'metrics.perUserLabels': false,
-};
+const PENDING_CONFIG_KEYS: Readonly<Record<string, ConfigDefault>> = {};
 
 /** Where the chart's default deliberately differs from the server's, and why. */
 const CHART_DEFAULTS_DIFFER: Readonly<Record<string, string>> = {

@@ -44,6 +44,7 @@ describe('defaults', () => {
       setstatMode: 0,
       renameMode: 0,
       renameMaxObjects: 10000,
+      shutdownGracePeriodMs: 25_000,
       s3: {
         bucket: 'files',
         region: 'us-east-1',
@@ -51,12 +52,22 @@ describe('defaults', () => {
         forcePathStyle: false,
         storageClass: '',
         acl: '',
-        credentials: { accessKeyId: '', secretAccessKey: '', sessionToken: '' },
+        credentials: {
+          accessKeyId: '',
+          secretAccessKey: '',
+          sessionToken: '',
+          roleArn: '',
+          externalId: '',
+          sessionName: 's3sftp',
+          durationMs: 3_600_000,
+        },
         requestChecksum: 'when_required',
         upload: { partSize: 16 * 2 ** 20, concurrency: 4, partMaxTimeMs: 0 },
         download: { partSize: 8 * 2 ** 20, concurrency: 4, partMaxTimeMs: 0 },
+        abandonedUploadAgeMs: 24 * 3_600_000,
       },
-      users: { directory: '' },
+      users: { directory: '', kubernetes: { enabled: false, namespace: '', kubeconfig: '', leaseNamespace: '' } },
+      metrics: { listen: { host: '0.0.0.0', port: 9090 }, perUserLabels: false },
       log: { level: 'info' },
     });
   });
@@ -83,6 +94,7 @@ dataDir: /var/lib/s3sftp
 setstatMode: 0
 renameMode: 0
 renameMaxObjects: 10000
+shutdownGracePeriod: 25s
 s3:
   bucket: my-bucket
   region: us-east-1
@@ -92,10 +104,12 @@ s3:
   acl: ""
   credentials: { accessKeyId: "", secretAccessKey: "", sessionToken: "" }
   requestChecksum: when_required
+  abandonedUploadAge: 24h
   upload: { partSize: 16MiB, concurrency: 4, partMaxTime: 0s }
   download: { partSize: 8MiB, concurrency: 4, partMaxTime: 0s }
 users:
   directory: ""
+metrics: { listen: 0.0.0.0:9090, perUserLabels: false }
 log: { level: info }
 `);
     const c = loadConfig({ file, env: {} });
@@ -151,6 +165,10 @@ log: { level: debug }
         S3SFTP_S3_CREDENTIALS_ACCESSKEYID: 'AKIA',
         S3SFTP_S3_CREDENTIALS_SECRETACCESSKEY: 'secret',
         S3SFTP_S3_CREDENTIALS_SESSIONTOKEN: 'token',
+        S3SFTP_S3_CREDENTIALS_ROLEARN: 'arn:aws:iam::123456789012:role/s3sftp',
+        S3SFTP_S3_CREDENTIALS_EXTERNALID: 'ext-1',
+        S3SFTP_S3_CREDENTIALS_SESSIONNAME: 'sftp-prod',
+        S3SFTP_S3_CREDENTIALS_DURATION: '2h',
         S3SFTP_S3_REQUESTCHECKSUM: 'when_supported',
         S3SFTP_S3_UPLOAD_PARTSIZE: '6MB',
         S3SFTP_S3_UPLOAD_CONCURRENCY: '16',
@@ -172,7 +190,15 @@ log: { level: debug }
     assert.equal(c.s3.forcePathStyle, true);
     assert.equal(c.s3.storageClass, 'STANDARD_IA');
     assert.equal(c.s3.acl, 'bucket-owner-full-control');
-    assert.deepEqual(c.s3.credentials, { accessKeyId: 'AKIA', secretAccessKey: 'secret', sessionToken: 'token' });
+    assert.deepEqual(c.s3.credentials, {
+      accessKeyId: 'AKIA',
+      secretAccessKey: 'secret',
+      sessionToken: 'token',
+      roleArn: 'arn:aws:iam::123456789012:role/s3sftp',
+      externalId: 'ext-1',
+      sessionName: 'sftp-prod',
+      durationMs: 7_200_000,
+    });
     assert.equal(c.s3.requestChecksum, 'when_supported');
     assert.deepEqual(c.s3.upload, { partSize: 6_000_000, concurrency: 16, partMaxTimeMs: 120_000 });
     assert.deepEqual(c.s3.download, { partSize: 512 * 1024, concurrency: 2, partMaxTimeMs: 30_000 });
@@ -201,7 +227,7 @@ log: { level: debug }
     assert.equal(byKey.get('s3.bucket')?.required, true);
     assert.equal(byKey.get('s3.bucket')?.default, undefined);
     for (const k of keys) assert.ok(k.doc.length > 10, `${k.key} has a doc`);
-    assert.equal(keys.length, 24);
+    assert.equal(keys.length, 36);
   });
 });
 
@@ -368,5 +394,61 @@ describe('unknown keys and missing bucket', () => {
     assert.match(configError(() => loadConfig({ file: list, env: BUCKET })).message, /must be a YAML mapping/);
     const dup = await yamlFile('listen: a:1\nlisten: b:2\ns3: { bucket: b }\n');
     assert.match(configError(() => loadConfig({ file: dup, env: {} })).message, /not valid YAML.*[Uu]nique/);
+  });
+});
+
+describe('drain, janitor and metrics keys', () => {
+  test('defaults', () => {
+    const c = loadConfig({ env: BUCKET });
+    assert.equal(c.shutdownGracePeriodMs, 25_000);
+    assert.equal(c.s3.abandonedUploadAgeMs, 24 * 3_600_000);
+    assert.deepEqual(c.metrics, { listen: { host: '0.0.0.0', port: 9090 }, perUserLabels: false });
+  });
+
+  test('set from env', () => {
+    const c = loadConfig({
+      env: {
+        ...BUCKET,
+        S3SFTP_SHUTDOWNGRACEPERIOD: '1m30s',
+        S3SFTP_S3_ABANDONEDUPLOADAGE: '0s',
+        S3SFTP_METRICS_LISTEN: '127.0.0.1:0',
+        S3SFTP_METRICS_PERUSERLABELS: 'true',
+      },
+    });
+    assert.equal(c.shutdownGracePeriodMs, 90_000);
+    assert.equal(c.s3.abandonedUploadAgeMs, 0);
+    assert.deepEqual(c.metrics, { listen: { host: '127.0.0.1', port: 0 }, perUserLabels: true });
+  });
+
+  test('an abandoned-upload age short enough to abort live uploads is refused', () => {
+    const err = configError(() => loadConfig({ env: { ...BUCKET, S3SFTP_S3_ABANDONEDUPLOADAGE: '10m' } }));
+    assert.match(err.message, /^s3\.abandonedUploadAge \(env S3SFTP_S3_ABANDONEDUPLOADAGE\): "10m" is too small; use at least 1h/);
+  });
+
+  test('a metrics address without a port is refused', () => {
+    assert.match(configError(() => loadConfig({ env: { ...BUCKET, S3SFTP_METRICS_LISTEN: '9090' } })).message, /^metrics\.listen .*has no port/);
+  });
+});
+
+describe('users.kubernetes', () => {
+  test('off by default; every key from env; POD_NAMESPACE fills leaseNamespace', () => {
+    assert.deepEqual(loadConfig({ env: BUCKET }).users.kubernetes, { enabled: false, namespace: '', kubeconfig: '', leaseNamespace: '' });
+    const c = loadConfig({
+      env: {
+        ...BUCKET,
+        S3SFTP_USERS_KUBERNETES_ENABLED: 'true',
+        S3SFTP_USERS_KUBERNETES_NAMESPACE: 'sftp',
+        S3SFTP_USERS_KUBERNETES_KUBECONFIG: '/etc/kube/config',
+        POD_NAMESPACE: 'ops',
+      },
+    });
+    assert.deepEqual(c.users.kubernetes, { enabled: true, namespace: 'sftp', kubeconfig: '/etc/kube/config', leaseNamespace: 'ops' });
+    const explicit = loadConfig({ env: { ...BUCKET, S3SFTP_USERS_KUBERNETES_LEASENAMESPACE: 'leases', POD_NAMESPACE: 'ops' } });
+    assert.equal(explicit.users.kubernetes.leaseNamespace, 'leases', 'the key wins over POD_NAMESPACE');
+  });
+
+  test('a namespace that is not a Kubernetes name is refused', () => {
+    const err = configError(() => loadConfig({ env: { ...BUCKET, S3SFTP_USERS_KUBERNETES_NAMESPACE: 'My_NS' } }));
+    assert.match(err.message, /^users\.kubernetes\.namespace \(env S3SFTP_USERS_KUBERNETES_NAMESPACE\): "My_NS" is not a namespace name/m);
   });
 });

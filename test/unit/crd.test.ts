@@ -21,11 +21,12 @@ const EXAMPLES_DIR = new URL('../../examples/', import.meta.url);
 const OPTS = { defaultBucket: 'server-bucket', source: 'test' };
 
 /**
- * Fields the CRD has and parseSftpUser does not know yet (it rejects them as unknown): they arrive
- * with Kubernetes users (issue 3). The parser checks below strip them first; a test fails once the
- * parser accepts one, so this list is kept true.
+ * Fields the CRD has and parseSftpUser does not know yet (it rejects them as unknown). The parser
+ * checks below strip them first; a test fails once the parser accepts one, so this list is kept
+ * true. Empty since Kubernetes users (issue 3) taught the parser passwordSecretRef and the optional
+ * spec.s3 fields.
  */
-const NOT_YET_PARSED = ['spec.passwordSecretRef', 'spec.s3.region', 'spec.s3.endpoint', 'spec.s3.storageClass', 'spec.s3.roleArn'];
+const NOT_YET_PARSED: string[] = [];
 
 /** The parts of an OpenAPI v3 schema node that this test reads. */
 interface Schema {
@@ -411,7 +412,7 @@ describe('examples/', () => {
     });
 
     test(`${where} is loaded by the server (without fields it does not know yet)`, () => {
-      // Kubernetes users (issue 3): the parser does not know NOT_YET_PARSED fields yet, so the
+      // Fields the parser does not know yet (NOT_YET_PARSED) are stripped, so the
       // check covers the rest of the resource.
       const result = parseSftpUser(without(doc, NOT_YET_PARSED), OPTS);
       if ('error' in result) assert.fail(result.error);
@@ -662,8 +663,8 @@ describe('the CRD refuses what the server would skip', () => {
   });
 });
 
-describe('fields for Kubernetes users (issue 3), checked by the CRD only', () => {
-  test('the parser does not know them yet; remove a field from NOT_YET_PARSED once it does', () => {
+describe('fields for Kubernetes users (issue 3)', () => {
+  test('the parser knows every CRD field (NOT_YET_PARSED lists the ones it does not)', () => {
     const values: Record<string, unknown> = {
       'spec.passwordSecretRef': { name: 'alice-password' },
       'spec.s3.region': 'eu-west-1',
@@ -671,12 +672,39 @@ describe('fields for Kubernetes users (issue 3), checked by the CRD only', () =>
       'spec.s3.storageClass': 'STANDARD_IA',
       'spec.s3.roleArn': 'arn:aws:iam::123456789012:role/sftp-alice',
     };
-    assert.deepEqual(Object.keys(values), NOT_YET_PARSED);
     for (const [path, value] of Object.entries(values)) {
       const doc = withField(path.replace(/^spec\./, ''), value);
       assert.deepEqual(crdErrors(doc), [], `${path}: the CRD refused ${JSON.stringify(value)}`);
-      assert.match(parserError(doc) ?? '', new RegExp(`${path.replace(/\./g, '\\.')}: is not a known field`), path);
+      const error = parserError(doc);
+      if (NOT_YET_PARSED.includes(path)) assert.match(error ?? '', /is not a known field/, `${path} is parsed now: remove it from NOT_YET_PARSED`);
+      else assert.equal(error, undefined, path);
     }
+  });
+
+  test('the parser carries them: the Secret reference (key defaults to passwordHash) and the spec.s3 settings', () => {
+    const doc = resource({
+      ...VALID_SPEC,
+      passwordSecretRef: { name: 'alice-password' },
+      s3: { keyPrefix: 'users/alice/', region: 'eu-west-1', endpoint: 'https://s3.example.com', storageClass: 'STANDARD_IA', roleArn: 'arn:aws:iam::123456789012:role/sftp-alice' },
+    });
+    const result = parseSftpUser(doc, OPTS);
+    if ('error' in result) assert.fail(result.error);
+    assert.deepEqual(result.passwordSecretRef, { name: 'alice-password', key: 'passwordHash' });
+    assert.equal(result.user.passwordHash, undefined, 'the Secret is resolved by the Kubernetes source, not the parser');
+    assert.deepEqual(result.user.s3, {
+      bucket: 'server-bucket',
+      keyPrefix: 'users/alice/',
+      region: 'eu-west-1',
+      endpoint: 'https://s3.example.com',
+      storageClass: 'STANDARD_IA',
+      roleArn: 'arn:aws:iam::123456789012:role/sftp-alice',
+    });
+    const plain = parseSftpUser(resource({ ...VALID_SPEC, s3: { keyPrefix: 'a/', region: '', roleArn: '' } }), OPTS);
+    if ('error' in plain) assert.fail(plain.error);
+    assert.deepEqual(plain.user.s3, { bucket: 'server-bucket', keyPrefix: 'a/' }, 'empty means the server default: not set');
+    const onlySecret = parseSftpUser(resource({ s3: { keyPrefix: 'a/' }, permissions: ['*'], passwordSecretRef: { name: 's' } }), OPTS);
+    if ('error' in onlySecret) assert.fail(onlySecret.error);
+    assert.deepEqual(onlySecret.warnings, [], 'a user with only a Secret reference can log in');
   });
 
   test('values', () => {
@@ -706,17 +734,22 @@ describe('fields for Kubernetes users (issue 3), checked by the CRD only', () =>
       ['secret with an invalid name', 'passwordSecretRef', { name: 'Alice_Password' }, false],
       ['secret with an invalid key', 'passwordSecretRef', { name: 'alice-password', key: 'pass word' }, false],
     ];
-    const wrong = rows
-      .map(([label, field, value, admit]) => ({ label, admit, errors: crdErrors(withField(field, value)) }))
-      .filter((r) => (r.errors.length === 0) !== r.admit)
-      .map((r) => `${r.label}: expected ${r.admit ? 'admitted' : 'refused'}, got ${r.errors.join('; ') || 'admitted'}`);
-    assert.deepEqual(wrong, []);
+    expectVerdicts(rows.map(([label, field, value, admit]) => [label, withField(field, value), admit ? 'both accept' : 'both reject']));
+    expectVerdicts([
+      ['role ARN longer than 2048', withField('s3.roleArn', `arn:aws:iam::123456789012:role/${'r'.repeat(2048)}`), 'both reject'],
+      ['region longer than 64', withField('s3.region', 'r'.repeat(65)), 'both reject'],
+      ['secret key left empty', withField('passwordSecretRef', { name: 'alice-password', key: '' }), 'both reject'],
+      ['unknown field in passwordSecretRef', withField('passwordSecretRef', { name: 'alice-password', namespace: 'other' }), 'both reject'],
+    ]);
   });
 
-  test('passwordHash and passwordSecretRef cannot both be set (CEL rule)', () => {
+  test('passwordHash and passwordSecretRef cannot both be set (CEL rule, and the parser)', () => {
     const ref = { name: 'alice-password' };
     const both = resource({ ...VALID_SPEC, passwordHash: ARGON2ID, passwordSecretRef: ref });
     assert.deepEqual(crdErrors(both), ['spec set either passwordHash or passwordSecretRef, not both']);
-    assert.deepEqual(crdErrors(resource({ ...VALID_SPEC, passwordHash: '', passwordSecretRef: ref })), []);
+    assert.match(parserError(both) ?? '', /spec\.passwordSecretRef: set either passwordHash or passwordSecretRef, not both/);
+    const emptyHash = resource({ ...VALID_SPEC, passwordHash: '', passwordSecretRef: ref });
+    assert.deepEqual(crdErrors(emptyHash), []);
+    assert.equal(parserError(emptyHash), undefined);
   });
 });

@@ -194,7 +194,14 @@ describe('invalid resources name the field and the fix', () => {
       err(parseSftpUser(resource({ ...VALID_SPEC, publickeys: [alice.public] }), OPTS)),
       /spec\.publickeys: is not a known field; did you mean publicKeys\?/,
     );
-    assert.match(err(parseSftpUser(resource({ ...VALID_SPEC, s3: { keyPrefix: 'x/', region: 'eu' } }), OPTS)), /spec\.s3\.region: is not a known field; use only bucket, keyPrefix/);
+    assert.match(
+      err(parseSftpUser(resource({ ...VALID_SPEC, s3: { keyPrefix: 'x/', path: 'eu' } }), OPTS)),
+      /spec\.s3\.path: is not a known field; use only bucket, keyPrefix, region, endpoint, storageClass, roleArn/,
+    );
+    assert.match(
+      err(parseSftpUser(resource({ ...VALID_SPEC, passwordSecretRef: { name: 'p', Key: 'k' } }), OPTS)),
+      /spec\.passwordSecretRef\.Key: is not a known field; did you mean key\?/,
+    );
   });
 
   test('wrong types', () => {

@@ -1,50 +1,55 @@
-/** Builds the one S3Client the server shares, and checks the bucket at startup. */
+/**
+ * Builds S3Clients (the server's come from ClientPool in client-pool.ts, one per role, region and
+ * endpoint) and checks the bucket at startup.
+ */
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { HeadBucketCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
-import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import type { S3Config } from '../../config/types.ts';
+import { baseCredentials, CredentialsError } from './credentials.ts';
 import { errorCodeOf, httpStatusOf } from './errors.ts';
 
-// Every SFTP session shares this client; sockets must cover several sessions
+// Every SFTP session shares these sockets; they must cover several sessions
 // transferring at once, not just one session's parts.
 const SESSIONS_PER_SOCKET_POOL = 8;
 const MIN_SOCKETS = 64;
 
-/**
- * An S3Client for `cfg`. Static credentials when configured, otherwise the
- * SDK's default chain (env, profile, web identity / IRSA, ECS, IMDS).
- * `overrides` is merged last (tests use it to tweak retries).
- */
-export function createS3Client(cfg: S3Config, overrides: Partial<S3ClientConfig> = {}): S3Client {
+/** HTTP agents and timeouts for `requestHandler`; clients given the same object share its sockets. */
+export function httpHandlerOptions(cfg: S3Config) {
   const maxSockets = Math.max(
     MIN_SOCKETS,
     (cfg.upload.concurrency + cfg.download.concurrency) * SESSIONS_PER_SOCKET_POOL,
   );
   const agentOptions = { keepAlive: true, maxSockets, maxFreeSockets: Math.min(maxSockets, 256) };
-  const { accessKeyId, secretAccessKey, sessionToken } = cfg.credentials;
+  return {
+    httpAgent: new HttpAgent(agentOptions),
+    httpsAgent: new HttpsAgent(agentOptions),
+    // Connecting should be quick; whole-request deadlines come from each
+    // caller's abortSignal, sized to the bytes it moves.
+    connectionTimeout: 10_000,
+  };
+}
+
+/**
+ * An S3Client for `cfg`'s region and endpoint. Credentials: `overrides.credentials`, else
+ * baseCredentials() (static keys, or the SDK's default chain: env, web identity / IRSA, ECS and
+ * Pod Identity, IMDS); roles (s3.credentials.roleArn) are applied by ClientPool, not here.
+ * `overrides` is merged last (tests use it to tweak retries).
+ */
+export function createS3Client(cfg: S3Config, overrides: Partial<S3ClientConfig> = {}): S3Client {
   const checksum = cfg.requestChecksum === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED';
   return new S3Client({
     region: cfg.region || 'us-east-1',
     ...(cfg.endpoint ? { endpoint: cfg.endpoint } : {}),
     forcePathStyle: cfg.forcePathStyle,
-    credentials:
-      accessKeyId && secretAccessKey
-        ? { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) }
-        : fromNodeProviderChain(),
+    credentials: overrides.credentials ?? baseCredentials(cfg.credentials),
     requestChecksumCalculation: checksum,
     responseChecksumValidation: checksum,
     // The SDK's "standard" mode retries throttling, 5xx and dropped connections
     // with backoff; the upload pipeline adds its own per-part attempts on top.
     retryMode: 'standard',
     maxAttempts: 4,
-    requestHandler: {
-      httpAgent: new HttpAgent(agentOptions),
-      httpsAgent: new HttpsAgent(agentOptions),
-      // Connecting should be quick; whole-request deadlines come from each
-      // caller's abortSignal, sized to the bytes it moves.
-      connectionTimeout: 10_000,
-    },
+    requestHandler: overrides.requestHandler ?? httpHandlerOptions(cfg),
     ...overrides,
   });
 }
@@ -59,6 +64,8 @@ export async function checkBucket(client: S3Client, bucket: string, timeoutMs = 
       abortSignal: AbortSignal.timeout(timeoutMs),
     });
   } catch (err) {
+    // "cannot assume role X: AccessDenied: ..." or "no AWS credentials found ...".
+    if (err instanceof CredentialsError) throw new Error(err.message, { cause: err });
     const status = httpStatusOf(err);
     const code = errorCodeOf(err);
     if (status === 404 || code === 'NoSuchBucket' || code === 'NotFound') {

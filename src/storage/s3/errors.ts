@@ -10,6 +10,7 @@ import {
   PermissionDeniedError,
   StorageError,
 } from '../errors.ts';
+import { CredentialsError } from './credentials.ts';
 
 interface SdkErrorShape {
   name?: unknown;
@@ -58,6 +59,13 @@ export function isAbortOrTimeout(err: unknown): boolean {
 export function toStorageError(err: unknown, context: string): StorageError {
   if (err instanceof StorageError) return err;
   const options = { cause: err };
+  // A role STS refuses: the cause names the role and why (logged when the session opens); the
+  // client learns only that access is denied. No credentials at all is the server's problem.
+  if (err instanceof CredentialsError) {
+    return err.roleArn
+      ? new PermissionDeniedError(`${context}: permission denied (storage credentials unavailable)`, options)
+      : new BackendError(`${context}: storage backend refused the server's credentials`, options);
+  }
   const code = errorCodeOf(err);
   const status = httpStatusOf(err);
 

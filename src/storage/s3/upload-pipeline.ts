@@ -22,9 +22,19 @@ import { deadlineFor, withRetries } from './retry.ts';
 /**
  * Counters for the metrics layer; every callback is optional, and one that
  * throws is ignored. A single-PUT upload reports as one part.
+ *
+ * Bytes held in memory balance out: every byte reported by onBuffered is
+ * later reported exactly once by onStored or onDiscarded, whether the upload
+ * completes, fails or is aborted.
  */
 export interface UploadEvents {
-  /** A part request starts (each attempt counts once). */
+  /** Bytes from a client were accepted into memory. */
+  onBuffered?(bytes: number): void;
+  /** Buffered bytes were stored in S3 (a part or a single PUT succeeded). */
+  onStored?(bytes: number): void;
+  /** Buffered bytes were dropped (failure, abort, or data a client sent twice). */
+  onDiscarded?(bytes: number): void;
+  /** A part starts uploading (once per part, before its first attempt). */
   onPartStart?(bytes: number): void;
   /** A part finished after all attempts; seconds is the wall time. */
   onPartDone?(bytes: number, seconds: number, ok: boolean): void;
@@ -103,8 +113,10 @@ export class UploadPipeline {
 
   /** Queues a full part. Resolves when it starts uploading (there is room), rejects once the upload failed. */
   submit(partNumber: number, body: Buffer): Promise<void> {
-    if (this.#failure) return Promise.reject(this.#failure);
-    if (this.#aborted) return Promise.reject(new BackendError(`write ${this.#o.path}: upload aborted`));
+    if (this.#failure || this.#aborted) {
+      safely(() => this.#o.events?.onDiscarded?.(body.length));
+      return Promise.reject(this.#failure ?? new BackendError(`write ${this.#o.path}: upload aborted`));
+    }
     this.#uploadId ??= this.#create();
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     this.#queue.push({ partNumber, body, started: { resolve, reject } });
@@ -123,6 +135,9 @@ export class UploadPipeline {
       await Promise.allSettled([...this.#running]);
     }
     if (this.#failure) throw this.#failure;
+    // Aborted while waiting (the session ended during CLOSE): the cancelled
+    // parts are missing, and completing with the rest would store a file with holes.
+    if (this.#aborted) throw new BackendError(`write ${this.#o.path}: upload aborted`);
     const { client, bucket, key } = this.#o;
     const uploadId = await this.#uploadId!;
     const parts = [...this.#parts].sort((a, b) => a.PartNumber! - b.PartNumber!);
@@ -216,11 +231,11 @@ export class UploadPipeline {
   async #upload(partNumber: number, body: Buffer): Promise<void> {
     const { client, bucket, key, path, events, clock, log } = this.#o;
     const startedAt = clock.now();
+    safely(() => events?.onPartStart?.(body.length));
     try {
       const uploadId = await this.#uploadId!;
       const out = await withRetries(
         (signal) => {
-          safely(() => events?.onPartStart?.(body.length));
           return client.send(
             new UploadPartCommand({
               Bucket: bucket,
@@ -246,8 +261,10 @@ export class UploadPipeline {
         ...(out.ChecksumCRC32 ? { ChecksumCRC32: out.ChecksumCRC32 } : {}),
       });
       safely(() => events?.onPartDone?.(body.length, (clock.now() - startedAt) / 1000, true));
+      safely(() => events?.onStored?.(body.length));
     } catch (err) {
       safely(() => events?.onPartDone?.(body.length, (clock.now() - startedAt) / 1000, false));
+      safely(() => events?.onDiscarded?.(body.length));
       if (!this.#cancel.signal.aborted) this.#fail(err, `write ${path}: part ${partNumber}`);
     }
   }
@@ -266,6 +283,7 @@ export class UploadPipeline {
   #rejectQueued(err: unknown): void {
     for (const part of this.#queue.splice(0)) {
       this.#queuedBytes -= part.body.length;
+      safely(() => this.#o.events?.onDiscarded?.(part.body.length));
       part.started.reject(err);
     }
   }

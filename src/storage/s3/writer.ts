@@ -75,6 +75,8 @@ export class S3Writer implements FileWriter {
   /** Out-of-order pieces by offset. */
   #pending = new Map<number, Buffer>();
   #pendingBytes = 0;
+  /** Bytes of a single PutObject in flight (taken out of the part buffer). */
+  #singleBytes = 0;
   /** Resolves when the latest submitted part has started: the backpressure signal. */
   #room: Promise<void> = Promise.resolve();
   #mtime: Date | undefined;
@@ -117,7 +119,7 @@ export class S3Writer implements FileWriter {
 
   /** Bytes held in memory: the part being filled, queued and in-flight parts, out-of-order pieces. */
   get bufferedBytes(): number {
-    return this.#partFill + this.#pipeline.bufferedBytes + this.#pendingBytes;
+    return this.#partFill + this.#pipeline.bufferedBytes + this.#pendingBytes + this.#singleBytes;
   }
 
   async write(offset: number, data: Buffer): Promise<void> {
@@ -141,7 +143,7 @@ export class S3Writer implements FileWriter {
       this.#hold(offset, data);
       return;
     }
-    this.#append(data);
+    this.#appendCounted(data);
     this.#drainPending();
     return this.#room;
   }
@@ -174,6 +176,8 @@ export class S3Writer implements FileWriter {
     // Copied: the caller may reuse its buffer once write() resolves.
     this.#pending.set(offset, Buffer.from(data));
     this.#pendingBytes += data.length - replaced;
+    if (replaced > 0) this.#event('onDiscarded', replaced);
+    this.#event('onBuffered', data.length);
   }
 
   /** Appends pieces that have become contiguous. */
@@ -184,12 +188,32 @@ export class S3Writer implements FileWriter {
         if (offset > this.#next) continue;
         this.#pending.delete(offset);
         this.#pendingBytes -= piece.length;
-        // An overlapping piece contributes only its bytes beyond what is already here.
-        if (offset + piece.length > this.#next) this.#append(piece.subarray(this.#next - offset));
+        const before = this.#next;
+        try {
+          // An overlapping piece contributes only its bytes beyond what is already here.
+          if (offset + piece.length > this.#next) this.#append(piece.subarray(this.#next - offset));
+        } finally {
+          const dropped = piece.length - (this.#next - before);
+          if (dropped > 0) this.#event('onDiscarded', dropped);
+        }
         progressed = true;
       }
       if (!progressed) return;
     }
+  }
+
+  /** #append for bytes new to this writer: reports what was taken into memory. */
+  #appendCounted(data: Buffer): void {
+    const before = this.#next;
+    try {
+      this.#append(data);
+    } finally {
+      if (this.#next > before) this.#event('onBuffered', this.#next - before);
+    }
+  }
+
+  #event(name: 'onBuffered' | 'onStored' | 'onDiscarded', bytes: number): void {
+    safely(() => this.#o.events?.[name]?.(bytes));
   }
 
   /** Copies contiguous data into parts, submitting each part once full. */
@@ -257,12 +281,14 @@ export class S3Writer implements FileWriter {
   async #putSingle(): Promise<void> {
     const { client, bucket, key, path, config, events, clock } = this.#o;
     const body = this.#part ? this.#part.subarray(0, this.#partFill) : Buffer.alloc(0);
+    // The PUT owns these bytes now: an abort() meanwhile must not count them discarded twice.
+    this.#part = undefined;
+    this.#partFill = 0;
+    this.#singleBytes = body.length;
     const put = (ifNoneMatch: boolean) =>
       withRetries(
-        (signal) => {
-          // A single PUT is a one-part upload as far as the byte and duration metrics go.
-          safely(() => events?.onPartStart?.(body.length));
-          return client.send(
+        (signal) =>
+          client.send(
             new PutObjectCommand({
               ...this.#headers(),
               Bucket: bucket,
@@ -272,21 +298,26 @@ export class S3Writer implements FileWriter {
               ...(ifNoneMatch ? { IfNoneMatch: '*' } : {}),
             }),
             { abortSignal: signal },
-          );
-        },
+          ),
         {
           attempts: 3,
           timeoutMs: deadlineFor(config.upload.partMaxTimeMs, body.length, 60_000, 2_000),
         },
       );
     const startedAt = clock.now();
+    // A single PUT is a one-part upload as far as the part metrics go.
+    safely(() => events?.onPartStart?.(body.length));
     try {
       await this.#conditionally(put, 'put', path);
     } catch (err) {
       safely(() => events?.onPartDone?.(body.length, (clock.now() - startedAt) / 1000, false));
+      this.#event('onDiscarded', body.length);
       throw err;
+    } finally {
+      this.#singleBytes = 0;
     }
     safely(() => events?.onPartDone?.(body.length, (clock.now() - startedAt) / 1000, true));
+    this.#event('onStored', body.length);
   }
 
   async #completeMultipart(): Promise<void> {
@@ -352,6 +383,7 @@ export class S3Writer implements FileWriter {
 
   async #doAbort(): Promise<void> {
     if (this.#state !== 'committing') this.#state = 'aborted';
+    if (this.#partFill + this.#pendingBytes > 0) this.#event('onDiscarded', this.#partFill + this.#pendingBytes);
     this.#part = undefined;
     this.#partFill = 0;
     this.#pending.clear();
