@@ -81,7 +81,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     throw new StartupError((err as Error).message, { cause: err });
   }
   state.bucketChecked = true;
-  const users = await openUsers(config, log).catch(async (err: unknown) => {
+  const users = await openUsers(config, log, (user) => clients.checkUserAccess(user)).catch(async (err: unknown) => {
     clients.destroy();
     await http.close();
     throw err;
@@ -158,7 +158,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
  * users.directory and users.kubernetes, merged when both are set (files win on duplicate names).
  * client-node is loaded only when users.kubernetes is enabled.
  */
-async function openUsers(config: Config, log: Logger): Promise<UserSource> {
+async function openUsers(config: Config, log: Logger, checkAccess: (user: User) => Promise<AccessCheck>): Promise<UserSource> {
   const sources: NamedSource[] = [];
   const { directory, kubernetes } = config.users;
   if (directory) {
@@ -188,6 +188,7 @@ async function openUsers(config: Config, log: Logger): Promise<UserSource> {
         namespace: kubernetes.namespace,
         defaultBucket: config.s3.bucket,
         leaseNamespace,
+        checkAccess,
         log: log.child({ component: 'kube' }),
       }).start();
       sources.push({ name: 'users.kubernetes', source });

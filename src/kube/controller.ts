@@ -59,7 +59,28 @@ export interface KubeUserSourceOptions {
   informer?: { restartDelayMs?: { min: number; max: number }; maxReconnectDelayMs?: number };
   statusRetryDelayMs?: { min: number; max: number };
   now?: () => Date;
+  /**
+   * Checks that a loaded user can reach its storage (role assumable, bucket listable). Runs on
+   * the status-writing replica only, once per spec and again every `accessRecheckMs` while it
+   * fails; a failure shows as Ready=False with the check's reason. The user stays loaded, so a
+   * fixed trust policy needs no edit of the resource.
+   */
+  checkAccess?: (user: User) => Promise<AccessResult>;
+  accessRecheckMs?: number;
 }
+
+/** What checkAccess answers; `reason` is one of the storage ReadyReasons. */
+export type AccessResult = { ok: true } | { ok: false; reason: string; message: string };
+
+interface AccessState {
+  /** The user fields the check depends on. */
+  version: string;
+  result?: AccessResult;
+  checkedAt: number;
+  running: boolean;
+}
+
+const DEFAULT_ACCESS_RECHECK_MS = 5 * 60_000;
 
 interface Parsed {
   /** uid and generation (or resourceVersion) the result was computed from. */
@@ -99,6 +120,7 @@ export class KubeUserSource implements UserSource {
   #closed = false;
   #rebuildScheduled = false;
   #readyWaiters = new Set<() => void>();
+  readonly #access = new Map<string, AccessState>();
 
   constructor(opts: KubeUserSourceOptions) {
     this.#opts = opts;
@@ -138,7 +160,10 @@ export class KubeUserSource implements UserSource {
         renewIntervalMs: opts.lease?.renewIntervalMs,
         renewDeadlineMs: opts.lease?.renewDeadlineMs,
         clock: opts.lease?.clock,
-        onLeadingChange: (leading) => status.setActive(leading),
+        onLeadingChange: (leading) => {
+          status.setActive(leading);
+          this.#scheduleRebuild();
+        },
       });
     }
   }
@@ -232,6 +257,42 @@ export class KubeUserSource implements UserSource {
     });
   }
 
+  /**
+   * The last access-check result for this resource's user, starting a check when there is
+   * none for the current storage settings or a failed one is due again. Undefined until known.
+   */
+  #accessResult(key: string, user: User): AccessResult | undefined {
+    const check = this.#opts.checkAccess;
+    if (!check || !this.leading) return undefined;
+    const { bucket, keyPrefix, roleArn, region, endpoint } = user.s3;
+    const version = JSON.stringify([bucket, keyPrefix, roleArn, region, endpoint]);
+    const now = Date.now();
+    let state = this.#access.get(key);
+    if (state?.version !== version) {
+      state = { version, checkedAt: 0, running: false };
+      this.#access.set(key, state);
+    }
+    const due = !state.result || (!state.result.ok && now - state.checkedAt >= (this.#opts.accessRecheckMs ?? DEFAULT_ACCESS_RECHECK_MS));
+    if (due && !state.running) {
+      const current = state;
+      current.running = true;
+      check(user)
+        .catch((err: unknown): AccessResult => ({ ok: false, reason: 'StorageError', message: `access check failed: ${(err as Error).message}` }))
+        .then((result) => {
+          current.running = false;
+          current.result = result;
+          current.checkedAt = Date.now();
+          if (!result.ok) {
+            this.#log.warn({ resource: key, reason: result.reason }, result.message);
+            const delay = this.#opts.accessRecheckMs ?? DEFAULT_ACCESS_RECHECK_MS;
+            setTimeout(() => this.#scheduleRebuild(), delay + 10).unref();
+          }
+          this.#scheduleRebuild();
+        });
+    }
+    return state.result;
+  }
+
   #parse(resource: SftpUserResource): ParseSftpUserResult {
     const key = objectKey(resource.metadata);
     const m = resource.metadata;
@@ -291,6 +352,11 @@ export class KubeUserSource implements UserSource {
       }
       const user: User = resolved.hash === undefined ? result.user : Object.freeze({ ...result.user, passwordHash: resolved.hash });
       const notes = [...result.warnings.map((w) => `it ${w}`), ...(user.disabled ? ['it is disabled, so logins are refused'] : [])];
+      const access = this.#accessResult(key, user);
+      if (access && !access.ok) {
+        verdicts.set(key, { user, ready: ready('False', access.reason as DesiredReady['reason'], access.message) });
+        continue;
+      }
       verdicts.set(key, { user, ready: ready('True', 'Loaded', `loaded as user ${username}${notes.length ? `; ${notes.join('; ')}` : ''}`) });
     }
 
@@ -306,6 +372,7 @@ export class KubeUserSource implements UserSource {
       this.#status?.want(key, v.ready);
     }
     for (const key of this.#parsed.keys()) if (!keys.has(key)) this.#parsed.delete(key);
+    for (const key of this.#access.keys()) if (!keys.has(key)) this.#access.delete(key);
 
     const pending = [...verdicts.values()].filter((v) => v.ready === undefined).length;
     if (!this.#ready && pending === 0) {

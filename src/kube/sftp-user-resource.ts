@@ -21,7 +21,14 @@ export type ReadyReason =
   | 'SecretKeyMissing'
   | 'InvalidSecret'
   | 'SecretUnreadable'
-  | 'UsernameConflict';
+  | 'UsernameConflict'
+  // The user's storage cannot be reached (from the server's access check).
+  | 'AssumeRoleFailed'
+  | 'CredentialsUnavailable'
+  | 'BucketNotFound'
+  | 'AccessDenied'
+  | 'StorageUnreachable'
+  | 'StorageError';
 
 /** metav1.ObjectMeta, the parts the server reads. */
 export interface ObjectMeta {

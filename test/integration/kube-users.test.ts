@@ -307,6 +307,17 @@ describe('SftpUsers from the Kubernetes API', () => {
     assert.ok(srv.server.users.get('no-secret')?.passwordHash);
   });
 
+  test('a user whose bucket cannot be reached is loaded but gets Ready=False with the storage reason', async () => {
+    const key = await makeClientKey(work, 'wren');
+    await createUser('wren', { publicKeys: [await publicKeyLine(key)], s3: { keyPrefix: 'wren/', bucket: 'no-such-bucket-wren' } });
+    await eventually(() => assert.equal(ready(fake, 'wren')?.reason, 'BucketNotFound'), 5000);
+    assert.equal(ready(fake, 'wren')?.status, 'False');
+    assert.match(ready(fake, 'wren')?.message ?? '', /no-such-bucket-wren/);
+    // Fixing the spec clears it.
+    await api(fake, 'PATCH', `${USERS}/namespaces/${NS}/sftpusers/wren`, { spec: { s3: { bucket: '' } } }, 'application/merge-patch+json');
+    await eventually(() => assert.equal(ready(fake, 'wren')?.reason, 'Loaded'), 5000);
+  });
+
   test('a username used in two namespaces: the older resource wins, the newer gets UsernameConflict', async () => {
     const key = await makeClientKey(work, 'hal');
     const otherKey = await makeClientKey(work, 'hal-other');
