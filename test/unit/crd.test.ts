@@ -219,8 +219,9 @@ describe('the CustomResourceDefinition', () => {
     );
     const resourceNames = [names.plural, names.singular, ...(names.shortNames ?? [])];
     for (const name of resourceNames) assert.match(name, /^[a-z]([-a-z0-9]*[a-z0-9])?$/, `${name} is not a DNS-1035 label`);
-    // kubectl already resolves the singular; a short name equal to it adds nothing.
-    assert.equal(new Set(resourceNames).size, resourceNames.length, 'plural, singular and short names must differ');
+    assert.ok(names.shortNames?.includes('sftpuser'), 'the short name `sftpuser` (issue 3)');
+    assert.equal(new Set(names.shortNames).size, names.shortNames?.length, 'short names must not repeat');
+    assert.ok(!names.shortNames?.includes(names.plural), 'a short name must not shadow the plural');
 
     assert.equal(versions.length, 1);
     assert.deepEqual([version.name, version.served, version.storage], ['v1alpha1', true, true]);
