@@ -277,6 +277,9 @@ export class SshServer {
         return;
       }
       const sftp = accept();
+      // ssh2 emits 'error' for a malformed packet, then closes the channel; without a
+      // listener the emit would throw inside ssh2's parser instead.
+      sftp.on('error', (err: Error) => log.info({ err: err.message, user: user.username }, 'sftp protocol error: closing the channel'));
       advertiseExtensions(sftp, { 'posix-rename@openssh.com': '1' });
       const sftpSession = new SftpSession({
         sftp,
