@@ -21,6 +21,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { passwordHashAlgorithm } from '../auth/password.ts';
+import type { AccessCheck } from '../storage/s3/client-pool.ts';
 import { parseSftpUser, type ParseSftpUserResult, type PasswordSecretRef } from '../users/sftp-user.ts';
 import { sameUser, type User, type UserSource } from '../users/user.ts';
 import { createKubeApi, secretsPath, sftpUsersPath, type KubeApi } from './api.ts';
@@ -69,8 +70,7 @@ export interface KubeUserSourceOptions {
   accessRecheckMs?: number;
 }
 
-/** What checkAccess answers; `reason` is one of the storage ReadyReasons. */
-export type AccessResult = { ok: true } | { ok: false; reason: string; message: string };
+type AccessResult = AccessCheck;
 
 interface AccessState {
   /** The user fields the check depends on. */
@@ -354,7 +354,7 @@ export class KubeUserSource implements UserSource {
       const notes = [...result.warnings.map((w) => `it ${w}`), ...(user.disabled ? ['it is disabled, so logins are refused'] : [])];
       const access = this.#accessResult(key, user);
       if (access && !access.ok) {
-        verdicts.set(key, { user, ready: ready('False', access.reason as DesiredReady['reason'], access.message) });
+        verdicts.set(key, { user, ready: ready('False', access.reason, access.message) });
         continue;
       }
       verdicts.set(key, { user, ready: ready('True', 'Loaded', `loaded as user ${username}${notes.length ? `; ${notes.join('; ')}` : ''}`) });

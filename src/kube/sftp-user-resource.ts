@@ -4,6 +4,7 @@
  * users/sftp-user.ts; here it stays `unknown` because the API server may hold anything that was
  * admitted before the CRD got stricter.
  */
+import type { AccessFailureReason } from '../storage/s3/client-pool.ts';
 
 export const GROUP = 's3sftp.io';
 export const VERSION = 'v1alpha1';
@@ -23,12 +24,7 @@ export type ReadyReason =
   | 'SecretUnreadable'
   | 'UsernameConflict'
   // The user's storage cannot be reached (from the server's access check).
-  | 'AssumeRoleFailed'
-  | 'CredentialsUnavailable'
-  | 'BucketNotFound'
-  | 'AccessDenied'
-  | 'StorageUnreachable'
-  | 'StorageError';
+  | AccessFailureReason;
 
 /** metav1.ObjectMeta, the parts the server reads. */
 export interface ObjectMeta {
