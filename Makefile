@@ -6,7 +6,16 @@ export PATH := $(NODE_BIN):$(PATH)
 # Native addons (ssh2's crypto binding, cpu-features, argon2) build against Node 24's headers.
 export npm_config_nodedir := $(abspath $(NODE_BIN)/..)
 
-.PHONY: help install deps system-deps build typecheck lint test test-unit bench run clean
+# The server version (package.json) tags the image; the chart version (Chart.yaml) names its package.
+# Recursive (=) so that only the targets using them run the commands.
+VERSION = $(shell $(NODE_BIN)/node -p "require('./package.json').version")
+CHART_DIR := charts/s3sftp
+CHART_NAME := $(notdir $(CHART_DIR))
+CHART_VERSION = $(shell sed -n -E 's/^version:[[:space:]]*"?([^"[:space:]]+)"?.*$$/\1/p' $(CHART_DIR)/Chart.yaml)
+# `make chart HELM=/nonexistent` forces the tar fallback (the tests use it).
+HELM ?= helm
+
+.PHONY: help install deps system-deps build typecheck lint test test-unit bench run image chart clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,6 +49,35 @@ bench: install system-deps ## run the benchmarks (ratios against a baseline meas
 
 run: install system-deps ## start a local Swift S3 emulator and the server with a demo user
 	node dev/run.ts
+
+image: ## build the container image s3sftp:<package.json version> (needs a Docker engine)
+	docker build -t s3sftp:$(VERSION) .
+
+# A chart package is a gzipped tar of the chart directory under the chart's name. Without helm, the same
+# archive is built with tar, leaving out what .helmignore lists (names and globs; a leading "/" anchors
+# a pattern at the chart's root, a trailing "/" is dropped).
+chart: ## package the Helm chart as dist/s3sftp-<chart version>.tgz (helm package, or tar without helm)
+	@mkdir -p dist
+	@set -eo pipefail; \
+	if command -v $(HELM) >/dev/null 2>&1; then \
+	  $(HELM) package $(CHART_DIR) -d dist; \
+	else \
+	  version='$(CHART_VERSION)'; \
+	  if [ -z "$$version" ]; then echo "no version: line in $(CHART_DIR)/Chart.yaml" >&2; exit 1; fi; \
+	  excludes=(); \
+	  if [ -f $(CHART_DIR)/.helmignore ]; then \
+	    while IFS= read -r pattern || [ -n "$$pattern" ]; do \
+	      pattern="$${pattern%$$'\r'}"; pattern="$${pattern%/}"; \
+	      case "$$pattern" in ''|'#'*) continue ;; /*) pattern="$(CHART_NAME)$$pattern" ;; esac; \
+	      excludes+=("--exclude=$$pattern"); \
+	    done < $(CHART_DIR)/.helmignore; \
+	  fi; \
+	  out="dist/$(CHART_NAME)-$$version.tgz"; \
+	  tar -C $(dir $(CHART_DIR)) --sort=name --owner=0 --group=0 --numeric-owner "$${excludes[@]}" \
+	    -cf - $(CHART_NAME) | gzip -n > "$$out.tmp"; \
+	  mv "$$out.tmp" "$$out"; \
+	  echo "Packaged the chart as $$out (with tar: $(HELM) is not installed)"; \
+	fi
 
 clean: ## remove build output and local state
 	rm -rf dist .run
