@@ -102,7 +102,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
         client: clients.forSession(user, storageLog),
         bucket: user.s3.bucket,
         keyPrefix: user.s3.keyPrefix,
-        config: config.s3,
+        config: user.s3.storageClass ? { ...config.s3, storageClass: user.s3.storageClass } : config.s3,
         renameMode: config.renameMode,
         renameMaxObjects: config.renameMaxObjects,
         uploads,

@@ -460,8 +460,9 @@ export class SftpSession {
     const from = this.#path(rawFrom);
     const to = this.#path(rawTo);
     if (from === '/' || to === '/') throw new PermissionDeniedError('the root directory cannot be renamed');
-    if (overwrite) this.#require('overwrite');
     if (to === from) return this.#status(id, STATUS.OK);
+    // posix-rename (what OpenSSH's `rename` sends) needs `overwrite` only when it replaces something.
+    if (overwrite && (await this.#statOrUndefined(to))) this.#require('overwrite');
     if (to.startsWith(from + '/')) throw new InvalidRequestError('cannot move a directory into itself');
     await this.#audited('rename', from, to, () => this.#storage.rename(from, to, { overwrite }));
     this.#status(id, STATUS.OK);

@@ -29,6 +29,7 @@ let work: string;
 let key: string;
 let otherKey: string;
 let readOnlyKey: string;
+let moverKey: string;
 
 before(async () => {
   s3 = await s3Server();
@@ -36,6 +37,7 @@ before(async () => {
   key = await makeClientKey(work, 'alice');
   otherKey = await makeClientKey(work, 'bob');
   readOnlyKey = await makeClientKey(work, 'reader');
+  moverKey = await makeClientKey(work, 'mover');
   srv = await startTestServer({
     s3,
     bucket: await createBucket(s3),
@@ -43,6 +45,7 @@ before(async () => {
       { username: 'alice', keyFile: key, password: 'correct horse', keyPrefix: 'users/alice/' },
       { username: 'bob', keyFile: otherKey, keyPrefix: 'users/alice2/' },
       { username: 'reader', keyFile: readOnlyKey, keyPrefix: 'users/alice/', permissions: ['list', 'download'] },
+      { username: 'mover', keyFile: moverKey, keyPrefix: 'users/mover/', permissions: ['list', 'download', 'upload', 'rename'] },
     ],
   });
 });
@@ -164,6 +167,17 @@ describe('OpenSSH sftp', () => {
     const check = await sftpBatch(srv.port, 'alice', key, 'ls -1\n');
     assert.match(check.stdout, /up\.bin/);
     assert.doesNotMatch(check.stdout, /ro\.txt|nope|moved\.bin/);
+  });
+
+  test('rename onto a free name needs only "rename"; replacing a file also needs "overwrite"', async () => {
+    await writeFile(join(work, 'm1.txt'), 'm1');
+    await writeFile(join(work, 'm2.txt'), 'm2');
+    const r = await sftpBatch(srv.port, 'mover', moverKey, 'put m1.txt\nput m2.txt\nrename m1.txt moved.txt\n-rename moved.txt m2.txt\nls -1\n', { cwd: work });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /[Pp]ermission denied/);
+    const listing = r.stdout.split('sftp> ls -1')[1] ?? '';
+    assert.match(listing, /moved\.txt/);
+    assert.match(listing, /m2\.txt/);
   });
 
   test('symlinks and hard links answer "unsupported" and the session goes on', async () => {
