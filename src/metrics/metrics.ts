@@ -104,7 +104,7 @@ export class Metrics {
     });
     this.sessionsActive = new Gauge({
       name: 's3sftp_sessions_active',
-      help: 'SFTP sessions open now.',
+      help: 'SFTP and SCP sessions open now.',
       registers,
     });
     this.authAttempts = new Counter({

@@ -1,7 +1,8 @@
 /**
  * The SSH front door: ssh2 server, authentication against the user table,
- * and one SFTP session per subsystem request. Storage for a user comes from an
- * injected factory, so this module knows nothing of S3.
+ * one SFTP session per subsystem request and one SCP session per exec
+ * request. Storage for a user comes from an injected factory, so this module
+ * knows nothing of S3.
  */
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -16,6 +17,7 @@ import { matchPublicKey } from '../auth/public-key.ts';
 import { SftpSession, type SessionEvents } from '../sftp/session.ts';
 import { auditEvents, combineEvents } from '../sftp/audit.ts';
 import { advertiseExtensions, sendExitStatus } from '../sftp/channel-quirks.ts';
+import { ScpSession } from '../scp/session.ts';
 
 const { Server } = ssh2;
 
@@ -63,8 +65,11 @@ interface LiveConnection {
   /** The connection's logger: conn id and remote address, plus the user once authenticated. */
   log: Logger;
   username?: string;
-  sessions: Set<SftpSession>;
+  sessions: Set<ProtocolSession>;
 }
+
+/** What draining and disconnects need from an SFTP or SCP session. */
+type ProtocolSession = Pick<SftpSession, 'busy' | 'close'>;
 
 export class SshServer {
   readonly #opts: SshServerOptions;
@@ -307,7 +312,35 @@ export class SshServer {
       reject?.();
     };
     session.on('shell', refuse('shell'));
-    session.on('exec', refuse('exec'));
+    // Legacy SCP (`scp -O`, older clients) runs `scp -t`/`scp -f` through exec; any other command is refused there.
+    session.on('exec', (accept, reject, info) => {
+      const user = conn.username ? this.#opts.users.get(conn.username) : undefined;
+      if (!user || !conn.credential || !this.#authenticates(user.username, conn.credential)) {
+        conn.client.end();
+        return;
+      }
+      if (this.draining) {
+        reject?.();
+        return;
+      }
+      const channel = accept();
+      if (!channel) return; // the session closed while we decided
+      const scp = new ScpSession({
+        channel,
+        command: info.command,
+        storage: this.#opts.storageFor(user),
+        user,
+        setstatMode: this.#opts.setstatMode,
+        log,
+        events: combineEvents(auditEvents(log), this.#opts.events),
+      });
+      conn.sessions.add(scp);
+      this.#opts.events?.sessionOpened?.();
+      void scp.run().finally(() => {
+        conn.sessions.delete(scp);
+        this.#opts.events?.sessionClosed?.();
+      });
+    });
     session.on('pty', (accept) => accept?.());
     session.on('env', (accept) => accept?.());
   }

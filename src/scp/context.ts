@@ -1,0 +1,54 @@
+/**
+ * What the sink and source sides of an SCP session share: the channel, the
+ * user's storage, permission checks and transfer reporting. ScpSession
+ * implements it; sink.ts and source.ts only see this interface.
+ */
+import type { Logger } from 'pino';
+import type { SetstatMode } from '../config/types.ts';
+import type { SessionEvents } from '../sftp/session.ts';
+import type { FileInfo, FileWriter, Storage } from '../storage/storage.ts';
+import type { Permission, User } from '../users/user.ts';
+import type { ScpChannel } from './channel-io.ts';
+import type { ScpCommand } from './command.ts';
+
+/** The session as the sink and source sides use it. */
+export interface ScpContext {
+  readonly io: ScpChannel;
+  readonly command: ScpCommand;
+  readonly storage: Storage;
+  readonly user: User;
+  readonly setstatMode: SetstatMode;
+  readonly log: Logger;
+  readonly events: SessionEvents;
+  readonly clock: () => Date;
+  /** Throws PermissionDeniedError unless the user holds `permission`. */
+  require(permission: Permission): void;
+  /** A client path made absolute and normalised (the user's chroot is "/"). */
+  path(raw: string): string;
+  /** Stat that answers undefined instead of NotFoundError. */
+  statOrUndefined(path: string): Promise<FileInfo | undefined>;
+  /**
+   * Reports a failure the session goes on from: counted for the exit status,
+   * logged, and sent to the client as a "\1" warning line.
+   */
+  warn(err: unknown, path?: string): Promise<void>;
+  /** Counts a failure that the client itself reported or already knows about. */
+  countError(): void;
+  /** The upload in progress, so ending the session can abort it; undefined once it is finished. */
+  setOpenWriter(writer: FileWriter | undefined): void;
+}
+
+/** A file transfer to report through SessionEvents.transferDone. */
+export function reportTransfer(
+  ctx: ScpContext,
+  t: { direction: 'upload' | 'download'; path: string; bytes: number; started: Date; ok: boolean },
+): void {
+  ctx.events.transferDone?.({
+    user: ctx.user.username,
+    direction: t.direction,
+    path: t.path,
+    bytes: t.bytes,
+    seconds: (ctx.clock().getTime() - t.started.getTime()) / 1000,
+    ok: t.ok,
+  });
+}
