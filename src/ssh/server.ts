@@ -269,31 +269,46 @@ export class SshServer {
     return false;
   }
 
+  /**
+   * The user a new SFTP or SCP channel runs as, or undefined when it must not open: the
+   * connection is ended if its credential no longer authenticates (revoked meanwhile), and
+   * the request is refused while draining.
+   */
+  #channelUser(conn: LiveConnection, reject: (() => void) | undefined): User | undefined {
+    const user = conn.username ? this.#opts.users.get(conn.username) : undefined;
+    if (!user || !conn.credential || !this.#authenticates(user.username, conn.credential)) {
+      conn.client.end();
+      return undefined;
+    }
+    if (this.draining) {
+      reject?.();
+      return undefined;
+    }
+    return user;
+  }
+
+  /** What an SFTP or SCP session needs: the user's storage, settings, log and events (audit + metrics). */
+  #sessionDeps(user: User, log: Logger) {
+    return {
+      storage: this.#opts.storageFor(user),
+      user,
+      setstatMode: this.#opts.setstatMode,
+      log,
+      events: combineEvents(auditEvents(log), this.#opts.events),
+    };
+  }
+
   #onSession(session: Session, conn: LiveConnection): void {
     const log = conn.log;
     session.on('sftp', (accept, reject) => {
-      const user = conn.username ? this.#opts.users.get(conn.username) : undefined;
-      if (!user || !conn.credential || !this.#authenticates(user.username, conn.credential)) {
-        conn.client.end();
-        return;
-      }
-      if (this.draining) {
-        reject?.();
-        return;
-      }
+      const user = this.#channelUser(conn, reject);
+      if (!user) return;
       const sftp = accept();
       // ssh2 emits 'error' for a malformed packet, then closes the channel; without a
       // listener the emit would throw inside ssh2's parser instead.
       sftp.on('error', (err: Error) => log.info({ err: err.message, user: user.username }, 'sftp protocol error: closing the channel'));
       advertiseExtensions(sftp, { 'posix-rename@openssh.com': '1' });
-      const sftpSession = new SftpSession({
-        sftp,
-        storage: this.#opts.storageFor(user),
-        user,
-        setstatMode: this.#opts.setstatMode,
-        log,
-        events: combineEvents(auditEvents(log), this.#opts.events),
-      });
+      const sftpSession = new SftpSession({ sftp, ...this.#sessionDeps(user, log) });
       conn.sessions.add(sftpSession);
       this.#opts.events?.sessionOpened?.();
       // OpenSSH's `sftp -b` waits for us to close after it sends EOF.
@@ -314,26 +329,11 @@ export class SshServer {
     session.on('shell', refuse('shell'));
     // Legacy SCP (`scp -O`, older clients) runs `scp -t`/`scp -f` through exec; any other command is refused there.
     session.on('exec', (accept, reject, info) => {
-      const user = conn.username ? this.#opts.users.get(conn.username) : undefined;
-      if (!user || !conn.credential || !this.#authenticates(user.username, conn.credential)) {
-        conn.client.end();
-        return;
-      }
-      if (this.draining) {
-        reject?.();
-        return;
-      }
+      const user = this.#channelUser(conn, reject);
+      if (!user) return;
       const channel = accept();
       if (!channel) return; // the session closed while we decided
-      const scp = new ScpSession({
-        channel,
-        command: info.command,
-        storage: this.#opts.storageFor(user),
-        user,
-        setstatMode: this.#opts.setstatMode,
-        log,
-        events: combineEvents(auditEvents(log), this.#opts.events),
-      });
+      const scp = new ScpSession({ channel, command: info.command, ...this.#sessionDeps(user, log) });
       conn.sessions.add(scp);
       this.#opts.events?.sessionOpened?.();
       void scp.run().finally(() => {
