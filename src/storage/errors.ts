@@ -9,6 +9,8 @@
 /** Base class: any storage failure with a client-safe message. */
 export class StorageError extends Error {
   override name = 'StorageError';
+  /** What the store answered (error code, HTTP status, request id): for the logs, never for clients. */
+  backend?: { code?: string; status?: number; requestId?: string };
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
   }

@@ -58,6 +58,18 @@ export function isAbortOrTimeout(err: unknown): boolean {
  */
 export function toStorageError(err: unknown, context: string): StorageError {
   if (err instanceof StorageError) return err;
+  const error = translate(err, context);
+  // Logged with the error (pino keeps own properties), so an operator can quote the S3 request id.
+  const requestId = (err as SdkErrorShape | null)?.$metadata?.requestId;
+  error.backend = {
+    code: errorCodeOf(err) || undefined,
+    status: httpStatusOf(err),
+    requestId: typeof requestId === 'string' ? requestId : undefined,
+  };
+  return error;
+}
+
+function translate(err: unknown, context: string): StorageError {
   const options = { cause: err };
   // A role STS refuses: the cause names the role and why (logged when the session opens); the
   // client learns only that access is denied. No credentials at all is the server's problem.
