@@ -10,7 +10,7 @@
 import type { ServerChannel } from 'ssh2';
 import type { Logger } from 'pino';
 import type { SetstatMode } from '../config/types.ts';
-import type { SessionEvents } from '../sftp/session.ts';
+import type { SessionDeps, SessionEvents } from '../sftp/session.ts';
 import { NotFoundError, PermissionDeniedError } from '../storage/errors.ts';
 import { normalizePath } from '../storage/paths.ts';
 import type { FileInfo, FileWriter, Storage } from '../storage/storage.ts';
@@ -26,16 +26,10 @@ import { runSource } from './source.ts';
 const SOURCE_READ_AHEAD = 64 * 1024;
 
 /** What an ScpSession is built from; the same pieces as an SftpSession. */
-export interface ScpSessionOptions {
+export interface ScpSessionOptions extends SessionDeps {
   channel: ServerChannel;
   /** The exec request's command line. */
   command: string;
-  storage: Storage;
-  user: User;
-  setstatMode: SetstatMode;
-  log: Logger;
-  events?: SessionEvents;
-  clock?: () => Date;
 }
 
 /** One exec request: an scp command run to its exit status, or a refused command. */

@@ -40,14 +40,18 @@ export interface SessionEvents {
   operation?(o: { user: string; op: 'mkdir' | 'rmdir' | 'remove' | 'rename' | 'setstat'; path: string; target?: string; ok: boolean }): void;
 }
 
-export interface SftpSessionOptions {
-  sftp: SFTPWrapper;
+/** What every file-transfer session (SFTP, SCP) is built from. */
+export interface SessionDeps {
   storage: Storage;
   user: User;
   setstatMode: SetstatMode;
   log: Logger;
   events?: SessionEvents;
   clock?: () => Date;
+}
+
+export interface SftpSessionOptions extends SessionDeps {
+  sftp: SFTPWrapper;
   maxOpenHandles?: number;
 }
 

@@ -14,7 +14,7 @@ import type { User, UserSource } from '../users/user.ts';
 import type { SetstatMode } from '../config/types.ts';
 import { verifyPassword } from '../auth/password.ts';
 import { matchPublicKey } from '../auth/public-key.ts';
-import { SftpSession, type SessionEvents } from '../sftp/session.ts';
+import { SftpSession, type SessionDeps, type SessionEvents } from '../sftp/session.ts';
 import { auditEvents, combineEvents } from '../sftp/audit.ts';
 import { advertiseExtensions, sendExitStatus } from '../sftp/channel-quirks.ts';
 import { ScpSession } from '../scp/session.ts';
@@ -288,7 +288,7 @@ export class SshServer {
   }
 
   /** What an SFTP or SCP session needs: the user's storage, settings, log and events (audit + metrics). */
-  #sessionDeps(user: User, log: Logger) {
+  #sessionDeps(user: User, log: Logger): SessionDeps {
     return {
       storage: this.#opts.storageFor(user),
       user,
