@@ -20,8 +20,11 @@ HELM ?= helm
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
+# A node_modules that is a symlink is another checkout's install (git worktrees): npm ci would
+# follow the link and empty it under everyone using it, so it is left alone.
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund
+	@if [ -L node_modules ]; then echo "node_modules is a symlink to a shared install: not running npm ci" >&2; \
+	else npm ci --no-audit --no-fund; fi
 	@touch $@
 
 install: node_modules/.installed ## install npm dependencies (npm ci)
