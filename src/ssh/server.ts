@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import ssh2 from 'ssh2';
-import type { AuthContext, Connection, ServerChannel, Session } from 'ssh2';
+import type { AuthContext, Connection, Session } from 'ssh2';
 import type { Logger } from 'pino';
 import type { Storage } from '../storage/storage.ts';
 import type { User, UserSource } from '../users/user.ts';
@@ -319,7 +319,7 @@ export class SshServer {
         void sftpSession.close();
       });
     });
-    const refuse = (what: string) => (accept: unknown, reject?: () => void) => {
+    const refuse = (what: string) => (_accept: unknown, reject?: () => void) => {
       log.debug({ what }, 'refused session request');
       reject?.();
     };
@@ -372,4 +372,3 @@ async function settleWithin(promise: Promise<unknown>, ms: number): Promise<void
   clearTimeout(timer);
 }
 
-export type { ServerChannel };
