@@ -260,6 +260,18 @@ describe('status codes', () => {
     assert.deepEqual(await alice.get('/file'), Buffer.from('content'), 'nothing changed');
   });
 
+  test('extensions the server did not advertise: OP_UNSUPPORTED naming them', async () => {
+    // ssh2's client sends only what the server advertised; pretend it did, as other clients just try.
+    const sftp = alice.sftp as unknown as { _extensions: Record<string, string> };
+    sftp._extensions['hardlink@openssh.com'] = '1';
+    sftp._extensions['statvfs@openssh.com'] = '2';
+    const hardlink = await statusOf(new Promise<void>((resolve, reject) => alice.sftp.ext_openssh_hardlink('/file', '/hard', (err) => (err ? reject(err) : resolve()))));
+    assert.equal(hardlink.code, OP_UNSUPPORTED);
+    assert.match(hardlink.message, /"hardlink@openssh.com" is not supported/);
+    const statvfs = await statusOf(new Promise<void>((resolve, reject) => alice.sftp.ext_openssh_statvfs('/', (err) => (err ? reject(err) : resolve()))));
+    assert.equal(statvfs.code, OP_UNSUPPORTED);
+  });
+
   test('a non-empty directory cannot be renamed with renameMode 0; an empty one can', async () => {
     const st = await statusOf(alice.rename('/dir', '/dir2'));
     assert.equal(st.code, OP_UNSUPPORTED);
