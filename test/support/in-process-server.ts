@@ -70,6 +70,8 @@ export interface InProcessOptions {
 
 export interface InProcessServer {
   port: number;
+  /** The server itself, for drain() and the like. */
+  ssh: SshServer;
   /** The store every user's storage shares. */
   bucket: MemoryBucket;
   users: MemoryUserSource;
@@ -113,6 +115,8 @@ export async function startInProcessServer(options: InProcessOptions = {}): Prom
     setstatMode: options.setstatMode ?? 2,
     log,
     failureDelayMs: 0,
+    // A drain ends idle connections after this long; the default second only slows tests down.
+    drainIdleMs: 50,
     ...(options.events ? { events: options.events } : {}),
   });
   const { port } = await server.listen(0, '127.0.0.1');
@@ -130,6 +134,7 @@ export async function startInProcessServer(options: InProcessOptions = {}): Prom
 
   return {
     port,
+    ssh: server,
     bucket,
     users,
     storageOf: (username) => {
