@@ -125,6 +125,12 @@ async function bigFiles(ctx: Ctx): Promise<void> {
   const rclone = await startRclone({ s3: ctx.s3, endpoint: ctx.s3.endpoint, bucket: ctx.bucket, dir: join(ctx.work, 'big-rclone'), key: ctx.key, partSize: CFG.partSize, concurrency: CFG.concurrency });
   const sshd = await startSshd({ dir: join(ctx.work, 'big-sshd'), key: ctx.key });
   const systems: (SftpSystem | 'sdk')[] = [s3sftp, rclone, sshd, 'sdk'];
+  // BENCH_COMPARE_ROOT: another checkout of s3sftp (e.g. the commit before a change) as one more system.
+  const compareRoot = process.env.BENCH_COMPARE_ROOT;
+  const other = compareRoot
+    ? await startS3sftp({ s3: ctx.s3, endpoint: ctx.s3.endpoint, bucket: ctx.bucket, dir: join(ctx.work, 'big-other'), key: ctx.key, root: compareRoot, name: `s3sftp at ${compareRoot}` })
+    : undefined;
+  if (other) systems.push(other);
   type Row = { put: number[]; get: number[]; cpuPut: number[]; cpuGet: number[] };
   const rows = new Map<string, Row>();
   const row = (name: string) => rows.get(name) ?? rows.set(name, { put: [], get: [], cpuPut: [], cpuGet: [] }).get(name)!;
@@ -157,7 +163,7 @@ async function bigFiles(ctx: Ctx): Promise<void> {
       }
     }
   } finally {
-    await Promise.all([s3sftp.stop(), rclone.stop(), sshd.stop()]);
+    await Promise.all([s3sftp.stop(), rclone.stop(), sshd.stop(), other?.stop()]);
     await rm(payload, { force: true });
   }
   const m = (name: string) => {
@@ -175,6 +181,7 @@ async function bigFiles(ctx: Ctx): Promise<void> {
       ['AWS SDK straight to S3 — S3 ceiling', fmt(sdk.put), fmt(sdk.get), '–', '–'],
       [`\`${rclone.name}\` — the peer`, fmt(rc.put), fmt(rc.get), fmt(rc.cpuPut), fmt(rc.cpuGet)],
       ['**s3sftp**', fmt(me.put), fmt(me.get), fmt(me.cpuPut), fmt(me.cpuGet)],
+      ...(other ? [((o) => [other.name, fmt(o.put), fmt(o.get), fmt(o.cpuPut), fmt(o.cpuGet)])(m(other.name))] : []),
     ],
   );
   const ratios = markdownTable(
@@ -278,7 +285,7 @@ async function renderChart(chart: Record<string, Sample[]>): Promise<void> {
     `set multiplot layout 2,1 title 'put then get of ${CFG.mib} MiB (last round)'`,
     `set xlabel 'seconds'`,
     `set ylabel 'client MB/s'`,
-    `set key outside right`,
+    `set key top right`,
     `plot ${plot(2)}`,
     `set ylabel 'server RSS MiB'`,
     `plot ${plot(3)}`,
@@ -465,7 +472,7 @@ async function listing(ctx: Ctx): Promise<void> {
     Array.from({ length: 32 }, async () => {
       while (next < n) {
         const i = next++;
-        await ctx.client.send(new PutObjectCommand({ Bucket: ctx.bucket, Key: `${prefix}o${String(i).padStart(7, '0')}`, Body: '' }));
+        await ctx.client.send(new PutObjectCommand({ Bucket: ctx.bucket, Key: `${prefix}o${String(i).padStart(7, '0')}`, Body: 'x' }));
       }
     }),
   );
@@ -498,7 +505,7 @@ async function listing(ctx: Ctx): Promise<void> {
     sampler.stop();
     await p.close(session.sftp, h);
     session.client.end();
-    const names = me.count - 2; // "." and ".."
+    const names = me.count;
     ctx.report.push(
       `## Listing: a directory of ${n} objects`,
       '',

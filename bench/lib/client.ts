@@ -116,13 +116,13 @@ export const p = {
   rmdir: (s: SFTPWrapper, path: string) => new Promise<void>((res, rej) => s.rmdir(path, (e) => (e ? rej(e) : res()))),
   unlink: (s: SFTPWrapper, path: string) => new Promise<void>((res, rej) => s.unlink(path, (e) => (e ? rej(e) : res()))),
   opendir: (s: SFTPWrapper, path: string) => new Promise<Buffer>((res, rej) => s.opendir(path, (e, h) => (e ? rej(e) : res(h)))),
-  /** One READDIR: the number of names, or false at EOF. */
+  /** One READDIR: the number of names ("." and ".." left out), or false at EOF. */
   readdir: (s: SFTPWrapper, h: Buffer) =>
     new Promise<number | false>((res, rej) =>
       s.readdir(h, (e, list) => {
         if (e && (e as { code?: number }).code === 1) return res(false);
         if (e) return rej(e);
-        res(Array.isArray(list) ? list.length : false);
+        res(Array.isArray(list) ? list.filter((n) => n.filename !== '.' && n.filename !== '..').length : false);
       }),
     ),
 };

@@ -80,6 +80,8 @@ export interface S3sftpOptions {
   key: ClientKey;
   name?: string;
   env?: Record<string, string>;
+  /** Another checkout to run instead of this one (before/after comparisons); default this tree. */
+  root?: string;
 }
 
 /** s3sftp as `node src/cli/main.ts serve`, user `bench` chrooted to `bench/`. */
@@ -104,7 +106,8 @@ export async function startS3sftp(o: S3sftpOptions): Promise<SftpSystem & { data
     S3SFTP_METRICS_LISTEN: '127.0.0.1:0',
     ...o.env,
   };
-  const { child, stderr } = spawnServer(NODE, [join(ROOT, 'src/cli/main.ts'), 'serve'], { env, cwd: ROOT });
+  const root = o.root ?? ROOT;
+  const { child, stderr } = spawnServer(NODE, [join(root, 'src/cli/main.ts'), 'serve'], { env, cwd: root });
   await waitForPort(port, child, stderr, 's3sftp');
   return { name: o.name ?? 's3sftp', port, user: 'bench', remoteDir: '', pid: child.pid!, child, dataDir, stop: () => stopGroup(child) };
 }
