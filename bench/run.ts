@@ -12,7 +12,8 @@
  *   memory    BENCH_MEM_UPLOADS (8) concurrent uploads of BENCH_MEM_MIB (1024) — peak RSS vs the bound
  *   listing   a BENCH_LIST_OBJECTS (100000) object directory — first READDIR reply, total, vs raw ListObjectsV2
  *   sessions  BENCH_IDLE_SESSIONS (500) idle + BENCH_ACTIVE_SESSIONS (20) transferring — RSS, login p50/p99
- * BENCH_ROUNDS (3) rounds for big and small. Needs dev/system-deps.sh (rclone, openssh-server, gnuplot-nox).
+ * BENCH_ROUNDS (3) rounds for big and small (BENCH_SMALL_ROUNDS for small alone). BENCH_COMPARE_ROOT=/other/checkout adds that s3sftp to the big
+ * part (before/after a change, same run). Needs dev/system-deps.sh (rclone, openssh-server, gnuplot-nox).
  */
 import { mkdtemp, mkdir, rm, writeFile, readFile, open } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
@@ -42,6 +43,7 @@ const GIB = 1024 * MIB;
 const env = (name: string, def: number) => Number(process.env[name] ?? def);
 const CFG = {
   rounds: env('BENCH_ROUNDS', 3),
+  smallRounds: env('BENCH_SMALL_ROUNDS', env('BENCH_ROUNDS', 3)),
   mib: env('BENCH_MIB', 1024),
   smallFiles: env('BENCH_SMALL_FILES', 1000),
   latencyMs: env('BENCH_LATENCY_MS', 20),
@@ -131,6 +133,10 @@ async function bigFiles(ctx: Ctx): Promise<void> {
     ? await startS3sftp({ s3: ctx.s3, endpoint: ctx.s3.endpoint, bucket: ctx.bucket, dir: join(ctx.work, 'big-other'), key: ctx.key, root: compareRoot, name: `s3sftp at ${compareRoot}` })
     : undefined;
   if (other) systems.push(other);
+  // BENCH_BIG_SYSTEMS=s3sftp,compare (ids: s3sftp rclone sshd sdk compare) runs only those, e.g. for an A/B.
+  const ids = new Map<SftpSystem | 'sdk', string>([[s3sftp, 's3sftp'], [rclone, 'rclone'], [sshd, 'sshd'], ['sdk', 'sdk'], ...(other ? [[other, 'compare'] as const] : [])]);
+  const wanted = process.env.BENCH_BIG_SYSTEMS?.split(',').map((x) => x.trim());
+  if (wanted) systems.splice(0, systems.length, ...systems.filter((x) => wanted.includes(ids.get(x)!)));
   type Row = { put: number[]; get: number[]; cpuPut: number[]; cpuGet: number[] };
   const rows = new Map<string, Row>();
   const row = (name: string) => rows.get(name) ?? rows.set(name, { put: [], get: [], cpuPut: [], cpuGet: [] }).get(name)!;
@@ -167,7 +173,7 @@ async function bigFiles(ctx: Ctx): Promise<void> {
     await rm(payload, { force: true });
   }
   const m = (name: string) => {
-    const r = rows.get(name)!;
+    const r = rows.get(name) ?? { put: [], get: [], cpuPut: [], cpuGet: [] };
     return { put: median(r.put), get: median(r.get), cpuPut: median(r.cpuPut), cpuGet: median(r.cpuGet) };
   };
   const me = m('s3sftp');
@@ -320,7 +326,7 @@ async function smallFiles(ctx: Ctx): Promise<void> {
     check(await runSftp(s3sftp, ctx.key, 'pwd\n', { cwd: ctx.work, workDir: ctx.work }), 'empty session');
     const sessionCost = proxy.since(mark0).length;
     requests.session!.push(sessionCost);
-    for (let round = 0; round < CFG.rounds; round++) {
+    for (let round = 0; round < CFG.smallRounds; round++) {
       for (const sys of rotate([s3sftp, rclone], round)) {
         const dir = `small-${round}`;
         const dst = join(ctx.work, `small-dst-${round}`);
@@ -347,7 +353,7 @@ async function smallFiles(ctx: Ctx): Promise<void> {
     const me = rate.get('s3sftp')!;
     const rc = rate.get(rclone.name)!;
     ctx.report.push(
-      `## Small files: ${n} × 4 KiB, S3 behind a proxy adding ${CFG.latencyMs} ms per request, median of ${CFG.rounds} rounds`,
+      `## Small files: ${n} × 4 KiB, S3 behind a proxy adding ${CFG.latencyMs} ms per request, median of ${CFG.smallRounds} rounds`,
       '',
       'One OpenSSH `sftp -b` session per phase: `put *`, `ls -l`, `get dir/*`, `rm dir/*` + `rmdir`.',
       '',

@@ -6,6 +6,7 @@
  *   node bench/ssh-probe.cjs            → prints the port; serves until killed
  *   PROBE_SINK=null                     → WRITE is answered without touching the disk
  *   PROBE_NO_BINDING=1                  → ssh2's native crypto binding is not loaded (JS/OpenSSL ciphers)
+ *   PROBE_NODELAY=1                     → TCP_NODELAY on the connection (small WRITE replies not held by Nagle)
  *   PROBE_WINDOW=8388608                → keep the SFTP channel's receive window at this size (ssh2: 2 MiB)
  */
 'use strict';
@@ -45,6 +46,7 @@ function widenWindow(chan, target) {
 }
 
 const server = new ssh2.Server({ hostKeys: [hostKey] }, (client) => {
+  if (process.env.PROBE_NODELAY) client.setNoDelay(true);
   client.on('authentication', (ctx) => ctx.accept());
   client.on('error', () => {});
   client.on('ready', () => {
