@@ -17,7 +17,7 @@
  */
 import { mkdtemp, mkdir, rm, writeFile, readFile, open } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -438,7 +438,8 @@ async function memory(ctx: Ctx): Promise<void> {
   try {
     await sleep(500);
     const idle = groupRssBytes(sys.pid);
-    const du = (path: string) => Number(execFileSync('du', ['-sb', path], { encoding: 'utf8' }).split('\t')[0]);
+    // du exits non-zero when another process removes a file under it meanwhile (/tmp is shared); its total still counts.
+    const du = (path: string) => Number(spawnSync('du', ['-sb', path], { encoding: 'utf8' }).stdout.split('\t')[0]);
     await mkdir(sys.dataDir, { recursive: true });
     const before = { data: du(sys.dataDir), tmp: du(tmpdir()), writes: await storageWrites(sys.pid) };
     const sampler = new RssSampler(sys.pid, 100);
