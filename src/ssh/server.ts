@@ -18,6 +18,7 @@ import { SftpSession } from '../sftp/session.ts';
 import type { SessionDeps, SessionEvents } from '../session/types.ts';
 import { auditEvents, combineEvents } from '../session/audit.ts';
 import { advertiseExtensions, sendExitStatus } from '../sftp/channel-quirks.ts';
+import { widenReceiveWindow } from './ssh2-window.ts';
 import { ScpSession } from '../scp/session.ts';
 
 const { Server } = ssh2;
@@ -301,6 +302,8 @@ export class SshServer {
       const user = this.#channelUser(conn, reject);
       if (!user) return;
       const sftp = accept();
+      // Before any data can arrive: uploads are window-bound with ssh2's 2 MiB (see ssh2-window.ts).
+      widenReceiveWindow(sftp, log);
       // ssh2 emits 'error' for a malformed packet, then closes the channel; without a
       // listener the emit would throw inside ssh2's parser instead.
       sftp.on('error', (err: Error) => log.info({ err: err.message, user: user.username }, 'sftp protocol error: closing the channel'));
