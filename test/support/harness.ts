@@ -89,6 +89,9 @@ export async function startTestServer(opts: ServerOptions): Promise<TestServer> 
     S3SFTP_USERS_DIRECTORY: usersDir,
     S3SFTP_LOG_LEVEL: process.env.S3SFTP_TEST_LOG ?? 'silent',
     S3SFTP_METRICS_LISTEN: '127.0.0.1:0',
+    // Every test client comes from loopback: one file's deliberate wrong passwords must not get
+    // the next test banned. The defender's own tests override this.
+    S3SFTP_DEFENDER_TRUSTEDCIDRS: '127.0.0.0/8,::1',
     ...opts.env,
   };
   const config = loadConfig({ env });
