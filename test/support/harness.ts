@@ -52,6 +52,8 @@ export interface TestUser {
   keyPrefix: string;
   permissions?: string[];
   disabled?: boolean;
+  /** spec.allowedCIDRs */
+  allowedCIDRs?: string[];
 }
 
 export interface TestServer {
@@ -125,6 +127,7 @@ export async function userYaml(user: TestUser): Promise<string> {
   };
   if (user.password) spec.passwordHash = await hashPassword(user.password, 'bcrypt');
   if (user.keyFile) spec.publicKeys = [publicKeys.get(user.keyFile)];
+  if (user.allowedCIDRs) spec.allowedCIDRs = user.allowedCIDRs;
   return JSON.stringify({ apiVersion: 's3sftp.io/v1alpha1', kind: 'SftpUser', metadata: { name: user.username }, spec });
 }
 
