@@ -22,6 +22,7 @@ import { matchPublicKey } from '../auth/public-key.ts';
 import { SftpSession, type SessionDeps, type SessionEvents } from '../sftp/session.ts';
 import { auditEvents, combineEvents } from '../sftp/audit.ts';
 import { advertiseExtensions, sendExitStatus } from '../sftp/channel-quirks.ts';
+import { refuseNonUtf8Paths } from '../sftp/utf8-paths.ts';
 import { ScpSession } from '../scp/session.ts';
 
 const { Server } = ssh2;
@@ -403,6 +404,7 @@ export class SshServer {
       // listener the emit would throw inside ssh2's parser instead.
       sftp.on('error', (err: Error) => log.info({ err: err.message, user: user.username }, 'sftp protocol error: closing the channel'));
       advertiseExtensions(sftp, { 'posix-rename@openssh.com': '1' });
+      refuseNonUtf8Paths(sftp, () => log.info({ user: user.username }, 'refused a request with a file name that is not valid UTF-8'));
       const sftpSession = new SftpSession({ sftp, ...this.#sessionDeps(user, log) });
       conn.sessions.add(sftpSession);
       this.#opts.events?.sessionOpened?.();

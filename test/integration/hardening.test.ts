@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -139,6 +139,61 @@ c.close()
   });
 });
 
+describe('names and handles', () => {
+  let srv: TestServer;
+  before(async () => {
+    srv = await server();
+  });
+
+  test('a file name that is not valid UTF-8 is refused with a clear message; two such names never share a key', async () => {
+    const raw = await rawSftp(srv.port);
+    try {
+      const open = (name: Buffer, id: number) => raw.request(id, 3, [sshString(name), uint32(0x02 | 0x08 | 0x10), uint32(0)]);
+      const first = await open(Buffer.from('caf\xe9.txt', 'latin1'), 10);
+      const second = await open(Buffer.from('caf\xeb.txt', 'latin1'), 11);
+      for (const reply of [first, second]) {
+        assert.equal(reply.type, 101, 'STATUS');
+        assert.equal(reply.code, 4, 'SSH_FX_FAILURE');
+        assert.match(reply.message ?? '', /not valid UTF-8/);
+      }
+      // The session goes on, and a UTF-8 name with the same letters works.
+      const ok = await open(Buffer.from('café.txt', 'utf8'), 12);
+      assert.equal(ok.type, 102, 'HANDLE');
+      const renamed = await raw.request(13, 18, [sshString(Buffer.from('a.txt')), sshString(Buffer.from([0x62, 0xff]))]);
+      assert.equal(renamed.code, 4, 'RENAME to a non-UTF-8 name');
+      assert.match(renamed.message ?? '', /not valid UTF-8/);
+    } finally {
+      raw.close();
+    }
+  });
+
+  test('open handles are capped before any S3 request: the OPENs over the limit send no S3 request', async () => {
+    await writeFile(join(work, 'same.txt'), 'same\n');
+    const put = await sftpPassword(srv.port, 'pat', PASSWORD, `put ${join(work, 'same.txt')} same.txt\n`, { timeoutMs: 30_000 });
+    assert.equal(put.code, 0, put.stderr);
+    const heads = async () => (await scrape(srv.server.metrics.port)).value('s3sftp_s3_requests_total', { operation: 'HeadObject' });
+    const raw = await rawSftp(srv.port);
+    try {
+      // What one OPEN costs in HEADs, to count what 300 cost.
+      const start = await heads();
+      const one = await raw.request(99, 3, [sshString(Buffer.from('/same.txt')), uint32(0x01), uint32(0)]);
+      assert.equal(one.type, 102);
+      const perOpen = (await heads()) - start;
+      const before = await heads();
+      const replies = await Promise.all(Array.from({ length: 300 }, (_, i) => raw.request(100 + i, 3, [sshString(Buffer.from('/same.txt')), uint32(0x01), uint32(0)])));
+      const handles = replies.filter((r) => r.type === 102).length;
+      const refused = replies.filter((r) => r.type === 101 && /too many open handles/.test(r.message ?? '')).length;
+      const after = await heads();
+      console.log(`# 300 pipelined OPENs with 1 handle open: ${handles} handles, ${refused} refused, ${after - before} HEAD requests (${perOpen} per OPEN)`);
+      assert.equal(handles, 255);
+      assert.equal(refused, 45);
+      assert.equal(after - before, 255 * perOpen, 'the refused OPENs sent no request');
+    } finally {
+      raw.close();
+    }
+  });
+});
+
 describe('login grace time and unauthenticated connections', () => {
   let srv: TestServer;
   before(async () => {
@@ -190,6 +245,72 @@ describe('defender', () => {
     assert.ok(m.value('s3sftp_connections_refused_total', { reason: 'banned' }) >= 1);
   });
 });
+
+function uint32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return b;
+}
+
+function sshString(b: Buffer): Buffer {
+  return Buffer.concat([uint32(b.length), b]);
+}
+
+interface Reply {
+  type: number;
+  id: number;
+  code?: number;
+  message?: string;
+}
+
+/** An SFTP channel spoken byte by byte (as pat, by key): send a request, get its reply by id. */
+async function rawSftp(port: number): Promise<{ request(id: number, type: number, body: Buffer[]): Promise<Reply>; close(): void }> {
+  const client = await login(port, { username: 'pat', privateKey: await readFile(key) });
+  const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) => client.subsys('sftp', (err, ch) => (err ? reject(err) : resolve(ch))));
+  const waiting = new Map<number, (r: Reply) => void>();
+  let versionSeen: (() => void) | undefined;
+  const version = new Promise<void>((r) => (versionSeen = r));
+  let buf = Buffer.alloc(0);
+  channel.on('data', (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+      const packet = buf.subarray(4, 4 + buf.readUInt32BE(0));
+      buf = buf.subarray(4 + packet.length);
+      const type = packet[0] ?? 0;
+      if (type === 2) {
+        versionSeen?.();
+        continue;
+      }
+      const id = packet.readUInt32BE(1);
+      const reply: Reply = { type, id };
+      if (type === 101) {
+        reply.code = packet.readUInt32BE(5);
+        const n = packet.readUInt32BE(9);
+        reply.message = packet.subarray(13, 13 + n).toString('utf8');
+      }
+      waiting.get(id)?.(reply);
+      waiting.delete(id);
+    }
+  });
+  const send = (type: number, parts: Buffer[]) => {
+    const body = Buffer.concat([Buffer.from([type]), ...parts]);
+    channel.write(Buffer.concat([uint32(body.length), body]));
+  };
+  send(1, [uint32(3)]);
+  await within(version, 10_000, 'SFTP VERSION');
+  return {
+    request: (id, type, body) =>
+      within(
+        new Promise<Reply>((resolve) => {
+          waiting.set(id, resolve);
+          send(type, [uint32(id), ...body]);
+        }),
+        60_000,
+        `reply to request ${id}`,
+      ),
+    close: () => client.end(),
+  };
+}
 
 interface Offered {
   kex: string[];
