@@ -12,7 +12,10 @@
  * thread; a password spray that verifies every guess at once starves
  * everything else. At most `concurrency` verifications run at once, at most
  * `queueLimit` wait; beyond that an attempt fails at once without hashing
- * (reported as `busy`), which the caller treats as a failed login.
+ * (reported as `busy`), which the caller treats as a failed login. Waiting
+ * attempts are served round-robin by source address, so one address that
+ * sprays guesses over many connections delays a login from elsewhere by about
+ * one verification, not by its whole queue.
  */
 import { randomBytes } from 'node:crypto';
 import * as argon2 from 'argon2';
@@ -29,6 +32,8 @@ export interface VerifyRequest {
   hash: string | undefined;
   /** False for a disabled user: its own hash is checked (same cost) but the answer is 'wrong'. */
   usable?: boolean;
+  /** Who asks (the source address): waiting attempts are served round-robin by source. */
+  source?: string;
 }
 
 export interface PasswordVerifierOptions {
@@ -83,7 +88,9 @@ export class PasswordVerifier {
   readonly #verify: (plain: string, hash: string) => Promise<boolean>;
   readonly #makeDummy: (like: string) => Promise<string>;
   readonly #dummies = new Map<string, Promise<string>>();
-  readonly #waiting: (() => void)[] = [];
+  /** Waiting attempts per source, in round-robin order (Map order: the next source to serve first). */
+  readonly #waiting = new Map<string, (() => void)[]>();
+  #queued = 0;
   #running = 0;
   #commonParams: string | undefined;
 
@@ -95,7 +102,7 @@ export class PasswordVerifier {
 
   /** Verifications running now and waiting now, for metrics. */
   get load(): { running: number; queued: number } {
-    return { running: this.#running, queued: this.#waiting.length };
+    return { running: this.#running, queued: this.#queued };
   }
 
   /** Forget the cached common parameters (call when users change); dummies are kept. */
@@ -109,9 +116,9 @@ export class PasswordVerifier {
   }
 
   async check(req: VerifyRequest): Promise<VerifyOutcome> {
-    if (this.#running >= this.#opts.concurrency && this.#waiting.length >= this.#opts.queueLimit) return 'busy';
+    if (this.#running >= this.#opts.concurrency && this.#queued >= this.#opts.queueLimit) return 'busy';
     const hash = req.hash !== undefined && hashParameters(req.hash) !== undefined ? req.hash : await this.#dummy();
-    await this.#slot();
+    await this.#slot(req.source ?? '');
     try {
       const ok = await this.#verify(req.password, hash);
       return ok && hash === req.hash && req.usable !== false ? 'ok' : 'wrong';
@@ -120,19 +127,33 @@ export class PasswordVerifier {
     }
   }
 
-  #slot(): Promise<void> {
+  #slot(source: string): Promise<void> {
     if (this.#running < this.#opts.concurrency) {
       this.#running++;
       return Promise.resolve();
     }
-    return new Promise((resolve) => this.#waiting.push(resolve));
+    return new Promise((resolve) => {
+      const queue = this.#waiting.get(source);
+      if (queue) queue.push(resolve);
+      else this.#waiting.set(source, [resolve]);
+      this.#queued++;
+    });
   }
 
   #release(): void {
-    const next = this.#waiting.shift();
+    const first = this.#waiting.entries().next();
+    if (first.done) {
+      this.#running--;
+      return;
+    }
+    const [source, queue] = first.value;
+    const next = queue.shift();
+    // This source goes to the back of the round.
+    this.#waiting.delete(source);
+    if (queue.length > 0) this.#waiting.set(source, queue);
+    this.#queued--;
     // The slot passes straight to the next waiter: #running stays the same.
-    if (next) next();
-    else this.#running--;
+    next?.();
   }
 
   /** The dummy hash with the parameters most users have. */

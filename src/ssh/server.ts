@@ -351,7 +351,7 @@ export class SshServer {
       // Every outcome costs one verification of the same cost: the user's own hash when it has
       // one (answering 'wrong' when disabled or from the wrong address), else a dummy.
       const usable = user !== undefined && !user.disabled && this.#fromAllowedAddress(user, ip);
-      const outcome = await this.#verifier.check({ password: ctx.password, hash: user?.passwordHash, usable });
+      const outcome = await this.#verifier.check({ password: ctx.password, hash: user?.passwordHash, usable, source: ip });
       if (outcome === 'busy') this.#opts.events?.verifyQueueFull?.();
       return outcome === 'ok';
     }

@@ -114,4 +114,29 @@ describe('bounded pool', () => {
     assert.equal(g.peak(), 2);
     assert.deepEqual(verifier.load, { running: 0, queued: 0 });
   });
+
+  test('waiting attempts are served round-robin by source: a spray from one address does not hold back another', async () => {
+    const g = gated();
+    const order: string[] = [];
+    const verifier = new PasswordVerifier({
+      concurrency: 1,
+      queueLimit: 100,
+      knownHashes: () => [],
+      verify: async (plain, hash) => {
+        order.push(plain);
+        return g.verify();
+      },
+    });
+    const hash = '$2b$04$' + 'b'.repeat(53);
+    const all = [...Array.from({ length: 5 }, (_, i) => verifier.check({ password: `spray${i}`, hash, source: '198.51.100.1' }))];
+    await new Promise((r) => setImmediate(r));
+    all.push(verifier.check({ password: 'legit', hash, source: '203.0.113.9' }));
+    for (let i = 0; i < 20 && order.length < 6; i++) {
+      g.waiting.splice(0).forEach((release) => release());
+      await new Promise((r) => setImmediate(r));
+    }
+    g.waiting.splice(0).forEach((release) => release());
+    await Promise.all(all);
+    assert.deepEqual(order.slice(0, 3), ['spray0', 'spray1', 'legit'], 'the other source is served after one more spray attempt');
+  });
 });
