@@ -34,6 +34,8 @@ export interface VerifyRequest {
   usable?: boolean;
   /** Who asks (the source address): waiting attempts are served round-robin by source. */
   source?: string;
+  /** Aborted when the client goes away: a waiting attempt leaves the queue without hashing. */
+  signal?: AbortSignal;
 }
 
 export interface PasswordVerifierOptions {
@@ -82,6 +84,10 @@ async function dummyLike(params: string): Promise<string> {
   });
 }
 
+interface Waiter {
+  start(): void;
+}
+
 /** A bounded pool of password verifications with a dummy for every "no hash" case. */
 export class PasswordVerifier {
   readonly #opts: PasswordVerifierOptions;
@@ -89,7 +95,7 @@ export class PasswordVerifier {
   readonly #makeDummy: (like: string) => Promise<string>;
   readonly #dummies = new Map<string, Promise<string>>();
   /** Waiting attempts per source, in round-robin order (Map order: the next source to serve first). */
-  readonly #waiting = new Map<string, (() => void)[]>();
+  readonly #waiting = new Map<string, Waiter[]>();
   #queued = 0;
   #running = 0;
   #commonParams: string | undefined;
@@ -116,9 +122,10 @@ export class PasswordVerifier {
   }
 
   async check(req: VerifyRequest): Promise<VerifyOutcome> {
-    if (this.#running >= this.#opts.concurrency && this.#queued >= this.#opts.queueLimit) return 'busy';
+    const source = req.source ?? '';
+    if (this.#full(source)) return 'busy';
     const hash = req.hash !== undefined && hashParameters(req.hash) !== undefined ? req.hash : await this.#dummy();
-    await this.#slot(req.source ?? '');
+    if (!(await this.#slot(source, req.signal))) return 'wrong';
     try {
       const ok = await this.#verify(req.password, hash);
       return ok && hash === req.hash && req.usable !== false ? 'ok' : 'wrong';
@@ -127,16 +134,42 @@ export class PasswordVerifier {
     }
   }
 
-  #slot(source: string): Promise<void> {
+  /**
+   * No room to wait: the queue is full, or this source already has a quarter of it, so that one
+   * address spraying guesses cannot fill the queue and make everybody else's login 'busy'.
+   */
+  #full(source: string): boolean {
+    if (this.#running < this.#opts.concurrency) return false;
+    const perSource = Math.max(1, Math.floor(this.#opts.queueLimit / 4));
+    return this.#queued >= this.#opts.queueLimit || (this.#waiting.get(source)?.length ?? 0) >= perSource;
+  }
+
+  /** Resolves true with a slot, or false when `signal` aborted while waiting (the slot is not taken). */
+  #slot(source: string, signal: AbortSignal | undefined): Promise<boolean> {
+    if (signal?.aborted) return Promise.resolve(false);
     if (this.#running < this.#opts.concurrency) {
       this.#running++;
-      return Promise.resolve();
+      return Promise.resolve(true);
     }
     return new Promise((resolve) => {
+      const waiter: Waiter = { start: () => resolve(true) };
       const queue = this.#waiting.get(source);
-      if (queue) queue.push(resolve);
-      else this.#waiting.set(source, [resolve]);
+      if (queue) queue.push(waiter);
+      else this.#waiting.set(source, [waiter]);
       this.#queued++;
+      signal?.addEventListener(
+        'abort',
+        () => {
+          const q = this.#waiting.get(source);
+          const at = q?.indexOf(waiter) ?? -1;
+          if (!q || at < 0) return; // already started
+          q.splice(at, 1);
+          if (q.length === 0) this.#waiting.delete(source);
+          this.#queued--;
+          resolve(false);
+        },
+        { once: true },
+      );
     });
   }
 
@@ -153,7 +186,7 @@ export class PasswordVerifier {
     if (queue.length > 0) this.#waiting.set(source, queue);
     this.#queued--;
     // The slot passes straight to the next waiter: #running stays the same.
-    next?.();
+    next?.start();
   }
 
   /** The dummy hash with the parameters most users have. */

@@ -89,6 +89,8 @@ interface LiveConnection {
   /** Session channels open now, for maxChannelsPerConnection. */
   channels: number;
   ticket?: Ticket;
+  /** Aborted when the connection closes: its queued password check is dropped. */
+  gone: AbortController;
 }
 
 /** What draining and disconnects need from an SFTP or SCP session. */
@@ -238,7 +240,7 @@ export class SshServer {
 
   #onConnection(client: Connection, ip: string, port: number): void {
     const id = randomUUID().slice(0, 8);
-    const conn: LiveConnection = { id, client, log: this.#opts.log.child({ conn: id, remote: `${ip}:${port}` }), sessions: new Set(), ip, channels: 0 };
+    const conn: LiveConnection = { id, client, log: this.#opts.log.child({ conn: id, remote: `${ip}:${port}` }), sessions: new Set(), ip, channels: 0, gone: new AbortController() };
     conn.ticket = this.#tickets.get((client as unknown as { _sock: Socket })._sock);
     const log = conn.log;
     this.#live.add(conn);
@@ -310,6 +312,7 @@ export class SshServer {
     });
     client.on('error', (err: Error) => log.debug({ err: err.message }, 'connection error'));
     client.on('close', () => {
+      conn.gone.abort();
       this.#live.delete(conn);
       for (const s of conn.sessions) void s.close();
       conn.sessions.clear();
@@ -322,7 +325,7 @@ export class SshServer {
     const log = conn.log;
     if (ctx.method === 'none') return undefined;
     const user = this.#opts.users.get(ctx.username);
-    const ok = await this.#check(ctx, user, conn.ip);
+    const ok = await this.#check(ctx, user, conn);
     if (ctx.method === 'publickey' && !ctx.signature && ok) return 'key-acceptable';
     this.#opts.events?.authAttempt?.({ method: ctx.method, ok });
     if (!ok) {
@@ -346,12 +349,13 @@ export class SshServer {
     return set.has(ip);
   }
 
-  async #check(ctx: AuthContext, user: User | undefined, ip: string): Promise<boolean> {
+  async #check(ctx: AuthContext, user: User | undefined, conn: LiveConnection): Promise<boolean> {
+    const ip = conn.ip;
     if (ctx.method === 'password') {
       // Every outcome costs one verification of the same cost: the user's own hash when it has
       // one (answering 'wrong' when disabled or from the wrong address), else a dummy.
       const usable = user !== undefined && !user.disabled && this.#fromAllowedAddress(user, ip);
-      const outcome = await this.#verifier.check({ password: ctx.password, hash: user?.passwordHash, usable, source: ip });
+      const outcome = await this.#verifier.check({ password: ctx.password, hash: user?.passwordHash, usable, source: ip, signal: conn.gone.signal });
       if (outcome === 'busy') this.#opts.events?.verifyQueueFull?.();
       return outcome === 'ok';
     }

@@ -61,7 +61,12 @@ async function legitLogins(n: number): Promise<number[]> {
   const times: number[] = [];
   for (let i = 0; i < n; i++) {
     const ms = await attempt(PASSWORD, '127.0.0.2');
-    if (ms instanceof Error) assert.fail(`the legitimate login failed: ${ms.message}`);
+    if (ms instanceof Error) {
+      const m = await scrape(srv.server.metrics.port);
+      const busy = m.value('s3sftp_auth_verify_rejected_total');
+      const queued = m.value('s3sftp_auth_verifications', { state: 'queued' });
+      assert.fail(`the legitimate login failed: ${ms.message} (attempts refused for a full queue so far: ${busy}; queued now: ${queued})`);
+    }
     times.push(Math.round(ms));
   }
   return times;

@@ -97,22 +97,56 @@ describe('bounded pool', () => {
     return { verify, waiting, peak: () => peak, running: () => running };
   }
 
-  test('at most `concurrency` verifications run; the rest queue, and beyond the queue an attempt is busy at once', async () => {
+  test('at most `concurrency` verifications run; the rest queue; beyond the queue, or a quarter of it from one source, an attempt is busy at once', async () => {
     const g = gated();
-    const verifier = new PasswordVerifier({ concurrency: 2, queueLimit: 3, knownHashes: () => [], verify: g.verify, makeDummy: async () => '$2b$04$' + 'a'.repeat(53) });
+    const verifier = new PasswordVerifier({ concurrency: 2, queueLimit: 8, knownHashes: () => [], verify: g.verify, makeDummy: async () => '$2b$04$' + 'a'.repeat(53) });
     await verifier.warm();
     const hash = '$2b$04$' + 'b'.repeat(53);
-    const attempts = Array.from({ length: 5 }, () => verifier.check({ password: 'p', hash }));
+    const from = (source: string) => verifier.check({ password: 'p', hash, source });
+    // 2 run, then 8 wait: 2 from each of 4 sources (a quarter of the queue each).
+    const attempts = [from('a'), from('a'), ...['a', 'a', 'b', 'b', 'c', 'c', 'd', 'd'].map(from)];
     await new Promise((r) => setImmediate(r));
-    assert.deepEqual(verifier.load, { running: 2, queued: 3 });
-    assert.equal(await verifier.check({ password: 'p', hash }), 'busy', 'a sixth attempt does not wait');
-    for (let i = 0; i < 20 && (g.waiting.length > 0 || verifier.load.running > 0); i++) {
+    assert.deepEqual(verifier.load, { running: 2, queued: 8 });
+    assert.equal(await from('e'), 'busy', 'the queue is full');
+    for (let i = 0; i < 30 && (g.waiting.length > 0 || verifier.load.running > 0); i++) {
       g.waiting.splice(0).forEach((release) => release());
       await new Promise((r) => setImmediate(r));
     }
-    assert.deepEqual(await Promise.all(attempts), ['wrong', 'wrong', 'wrong', 'wrong', 'wrong']);
+    assert.deepEqual(await Promise.all(attempts), Array(10).fill('wrong'));
     assert.equal(g.peak(), 2);
     assert.deepEqual(verifier.load, { running: 0, queued: 0 });
+  });
+
+  test('one source gets at most a quarter of the queue; a client that went away leaves the queue without hashing', async () => {
+    const g = gated();
+    let verified = 0;
+    const verifier = new PasswordVerifier({
+      concurrency: 1,
+      queueLimit: 8,
+      knownHashes: () => [],
+      verify: async () => {
+        verified++;
+        return g.verify();
+      },
+    });
+    const hash = '$2b$04$' + 'b'.repeat(53);
+    const gone = new AbortController();
+    const running = verifier.check({ password: 'p', hash, source: 'a' });
+    const queued = [verifier.check({ password: 'p', hash, source: 'a', signal: gone.signal }), verifier.check({ password: 'p', hash, source: 'a' })];
+    await new Promise((r) => setImmediate(r));
+    assert.equal(await verifier.check({ password: 'p', hash, source: 'a' }), 'busy', 'a third waiting attempt from one source');
+    const other = verifier.check({ password: 'p', hash, source: 'b' });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(verifier.load.queued, 3, 'another source still gets in');
+    gone.abort();
+    assert.equal(await queued[0], 'wrong');
+    assert.equal(verifier.load.queued, 2);
+    for (let i = 0; i < 30 && (g.waiting.length > 0 || verifier.load.running > 0); i++) {
+      g.waiting.splice(0).forEach((release) => release());
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all([running, queued[1], other]);
+    assert.equal(verified, 3, 'the abandoned attempt was never hashed');
   });
 
   test('waiting attempts are served round-robin by source: a spray from one address does not hold back another', async () => {
