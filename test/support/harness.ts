@@ -54,6 +54,8 @@ export interface TestUser {
   disabled?: boolean;
   /** spec.allowedCIDRs */
   allowedCIDRs?: string[];
+  /** How the password is hashed; bcrypt unless set. */
+  passwordAlgorithm?: 'bcrypt' | 'argon2id';
 }
 
 export interface TestServer {
@@ -125,7 +127,7 @@ export async function userYaml(user: TestUser): Promise<string> {
     s3: { keyPrefix: user.keyPrefix },
     permissions: user.permissions ?? ['*'],
   };
-  if (user.password) spec.passwordHash = await hashPassword(user.password, 'bcrypt');
+  if (user.password) spec.passwordHash = await hashPassword(user.password, user.passwordAlgorithm ?? 'bcrypt');
   if (user.keyFile) spec.publicKeys = [publicKeys.get(user.keyFile)];
   if (user.allowedCIDRs) spec.allowedCIDRs = user.allowedCIDRs;
   return JSON.stringify({ apiVersion: 's3sftp.io/v1alpha1', kind: 'SftpUser', metadata: { name: user.username }, spec });
