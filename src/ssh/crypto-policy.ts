@@ -3,8 +3,9 @@
  * (hmac-sha1, hmac-sha1-etm) and, with an RSA host key, ssh-rsa (SHA-1)
  * signatures; these lists leave out SHA-1, CBC ciphers and Diffie-Hellman
  * groups under 2048 bits. docs/security.md documents the same lists and
- * test/integration/crypto-policy.test.ts reads them back from a live KEXINIT.
+ * test/integration/hardening.test.ts reads them back from a live KEXINIT.
  */
+import { createRequire } from 'node:module';
 
 /** Key exchange: curve25519, NIST ECDH, DH group exchange and fixed groups of 2048 bits and more, all SHA-2. */
 export const DEFAULT_KEX: readonly string[] = [
@@ -55,4 +56,46 @@ export function serverAlgorithms(lists: { kex: readonly string[]; hostKey: reado
   hmac: string[];
 } {
   return { kex: [...lists.kex], serverHostKey: [...lists.hostKey], cipher: [...lists.cipher], hmac: [...lists.mac] };
+}
+
+interface OfferLists {
+  kex: { array: string[] };
+  serverHostKey: { array: string[] };
+  cs: Record<'cipher' | 'mac' | 'compress' | 'lang', { array: string[] }>;
+  sc: Record<'cipher' | 'mac' | 'compress' | 'lang', { array: string[] }>;
+}
+type KexInitCtor = new (obj: unknown) => { lists: OfferLists };
+
+const KEX_MODULE_VERSION = '1.17.0';
+const ssh2Require = createRequire(import.meta.url);
+const kexInit: KexInitCtor | undefined =
+  (ssh2Require('ssh2/package.json') as { version: string }).version === KEX_MODULE_VERSION
+    ? (ssh2Require('ssh2/lib/protocol/kex.js') as { KexInit: KexInitCtor }).KexInit
+    : undefined;
+const restricted = new WeakMap<object, object>();
+
+/**
+ * ssh2 1.17.0 offers `ssh-rsa` (SHA-1) signatures for an RSA host key even when the configured
+ * list leaves it out (lib/server.js falls back to "lowest priority" instead of "not at all").
+ * Called from the 'connection' listener, before the server's KEXINIT goes out, this swaps the
+ * connection's offer for one with only the allowed host key algorithms. Pinned to ssh2 1.17.0
+ * (private API: `_protocol._offer`); returns false when it did nothing.
+ */
+export function restrictHostKeyOffer(client: unknown, allowed: readonly string[]): boolean {
+  const proto = (client as { _protocol?: { _offer?: { lists?: OfferLists } } })._protocol;
+  const offer = proto?._offer;
+  const lists = offer?.lists;
+  if (!kexInit || !proto || !offer || !lists?.serverHostKey?.array) return false;
+  const cached = restricted.get(offer);
+  if (cached) {
+    proto._offer = cached as typeof offer;
+    return true;
+  }
+  const hostKeys = lists.serverHostKey.array.filter((a) => allowed.includes(a));
+  if (hostKeys.length === lists.serverHostKey.array.length) return false;
+  const pick = (side: OfferLists['cs']) => ({ cipher: side.cipher.array, mac: side.mac.array, compress: side.compress.array, lang: side.lang.array });
+  const replacement = new kexInit({ kex: lists.kex.array, serverHostKey: hostKeys, cs: pick(lists.cs), sc: pick(lists.sc) });
+  restricted.set(offer, replacement);
+  proto._offer = replacement as typeof offer;
+  return true;
 }

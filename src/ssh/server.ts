@@ -17,6 +17,7 @@ import type { Socket } from 'node:net';
 import { ConnectionLimits, type LimitReason, type Ticket } from './connection-limits.ts';
 import { Defender, type Offence } from './defender.ts';
 import { CidrSet } from './cidr.ts';
+import { restrictHostKeyOffer } from './crypto-policy.ts';
 import { acceptRepeatedUserauth, installedSsh2Version, PATCHED_SSH2_VERSION, userauthPatchApplies } from './ssh2-userauth.ts';
 import { matchPublicKey } from '../auth/public-key.ts';
 import { SftpSession, type SessionDeps, type SessionEvents } from '../sftp/session.ts';
@@ -245,6 +246,7 @@ export class SshServer {
     const log = conn.log;
     this.#live.add(conn);
     acceptRepeatedUserauth(client);
+    if (this.#opts.algorithms?.serverHostKey) restrictHostKeyOffer(client, this.#opts.algorithms.serverHostKey);
     log.debug('connection opened');
     let failures = 0;
 

@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
+import { generateKeyPairSync } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
@@ -113,6 +114,17 @@ c.close()
     assert.deepEqual(documented, { kex: DEFAULT_KEX, hostKey: DEFAULT_HOST_KEY_ALGORITHMS, cipher: DEFAULT_CIPHERS, mac: DEFAULT_MACS });
     const all = [...offered.kex, ...offered.hostKey, ...offered.cipherCS, ...offered.macCS];
     assert.deepEqual(all.filter((a) => /sha1|-cbc|arcfour|md5|^ssh-rsa$|^ssh-dss$|group1-|group14-sha1/.test(a)), []);
+  });
+
+  test('with an RSA host key only the SHA-2 signatures are offered (not ssh-rsa), and OpenSSH connects', async () => {
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs1', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
+    const keyPath = join(work, 'rsa_host_key');
+    await writeFile(keyPath, rsa.privateKey, { mode: 0o600 });
+    const rsaSrv = await server({ S3SFTP_HOSTKEYS: keyPath });
+    const offered = await readKexinit(rsaSrv.port);
+    assert.deepEqual(offered.hostKey, ['rsa-sha2-512', 'rsa-sha2-256']);
+    const r = await sftpPassword(rsaSrv.port, 'pat', PASSWORD, 'pwd\n', { timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stderr);
   });
 
   test('spec.allowedCIDRs: a login from another address fails like a wrong password; from an allowed one it works', async () => {
