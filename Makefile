@@ -49,6 +49,7 @@ test-unit: install ## run the unit tests only
 
 bench: install system-deps ## run the benchmarks (ratios against a baseline measured in the same run)
 	npm run bench
+	node --test bench/login-spray.test.ts
 
 run: install system-deps ## start a local Swift S3 emulator and the server with a demo user
 	node dev/run.ts

@@ -21,6 +21,7 @@ import { Metrics } from './metrics/metrics.ts';
 import { startMetricsListener } from './metrics/http.ts';
 import { instrumentS3Client } from './metrics/s3-requests.ts';
 import { UploadJanitor } from './storage/s3/janitor.ts';
+import { hardening } from './ssh/hardening.ts';
 
 /** A start-up failure the operator must fix (exit code 2), as opposed to a crash. */
 export class StartupError extends Error {
@@ -90,12 +91,15 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   metrics.countUsersWith(() => users.all().length);
   const uploads = new UploadRegistry();
   const uploadEvents = metrics.uploadEvents();
+  // Connection limits, defender, password pool and algorithms (docs/security.md).
+  const guard = hardening(config, users, registry, log);
   const ssh = new SshServer({
     hostKeys: await loadHostKeys(config.hostKeys, config.dataDir),
     users,
     setstatMode: config.setstatMode,
     log,
-    events: metrics.serverEvents(),
+    ...guard.options,
+    events: { ...metrics.serverEvents(), ...guard.events },
     storageFor: (user) => {
       const storageLog = log.child({ user: user.username, component: 'storage' });
       return new S3Storage({

@@ -12,6 +12,8 @@ import { isIPv6 } from 'node:net';
 import { parseDocument } from 'yaml';
 import type { Config } from './types.ts';
 import { formatSize, parseDuration, parseSize } from './units.ts';
+import { DEFAULT_CIPHERS, DEFAULT_HOST_KEY_ALGORITHMS, DEFAULT_KEX, DEFAULT_MACS } from '../ssh/crypto-policy.ts';
+import { parseCidr } from '../ssh/cidr.ts';
 
 /** One thing wrong with the configuration. `key` is the dotted path, or "" for the file itself. */
 export interface ConfigProblem {
@@ -277,6 +279,117 @@ function transferKeys(dir: 'upload' | 'download'): KeySpec[] {
   ];
 }
 
+/** An IPv4 or IPv6 CIDR (or a bare address), as net.BlockList takes it. */
+function cidrList(raw: unknown): Parsed {
+  const list = stringList(raw);
+  if ('error' in list) return list;
+  for (const item of list.value as string[]) {
+    if (parseCidr(item) === undefined) return { error: `has "${item}", which is not an address or CIDR; use e.g. 10.0.0.0/8 or 2001:db8::/32` };
+  }
+  return list;
+}
+
+/** An algorithm list for the SSH handshake: names only, at least one. */
+function algorithmList(raw: unknown): Parsed {
+  const list = stringList(raw);
+  if ('error' in list) return list;
+  if ((list.value as string[]).length === 0) return { error: 'is empty; name at least one algorithm' };
+  return list;
+}
+
+function hardeningKeys(): KeySpec[] {
+  const algos = (name: string, what: string, list: readonly string[]): KeySpec => ({
+    key: `ssh.${name}`,
+    default: list,
+    doc: `${what} the server offers, in order of preference (comma-separated in env). The defaults leave out SHA-1, CBC and small groups; see docs/security.md.`,
+    parse: algorithmList,
+  });
+  return [
+    {
+      key: 'ssh.loginGraceTime',
+      default: '30s',
+      doc: 'A connection that has not authenticated this long after it opened is closed (OpenSSH: LoginGraceTime). 0s turns it off.',
+      parse: parseDuration,
+    },
+    {
+      key: 'ssh.maxUnauthenticated',
+      default: 100,
+      doc: 'Connections that have not authenticated yet, server-wide; more are closed at once.',
+      parse: int(1, 1_000_000),
+    },
+    {
+      key: 'ssh.maxUnauthenticatedPerSource',
+      default: 20,
+      doc: 'Connections from one source address that have not authenticated yet; more are closed at once.',
+      parse: int(1, 1_000_000),
+    },
+    {
+      key: 'ssh.maxConnectionsPerUser',
+      default: 0,
+      doc: 'Authenticated connections one user may have open at once, on this replica; 0 for no limit.',
+      parse: int(0, 1_000_000),
+    },
+    {
+      key: 'ssh.maxConnectionsPerSource',
+      default: 0,
+      doc: 'Authenticated connections one source address may have open at once, on this replica; 0 for no limit.',
+      parse: int(0, 1_000_000),
+    },
+    {
+      key: 'ssh.maxChannelsPerConnection',
+      default: 10,
+      doc: 'SFTP and SCP channels one connection may have open at once (OpenSSH: MaxSessions); more are refused.',
+      parse: int(1, 10_000),
+    },
+    algos('kex', 'Key exchange algorithms', DEFAULT_KEX),
+    algos('hostKeyAlgorithms', 'Host key signature algorithms', DEFAULT_HOST_KEY_ALGORITHMS),
+    algos('ciphers', 'Ciphers', DEFAULT_CIPHERS),
+    algos('macs', 'MAC algorithms', DEFAULT_MACS),
+    {
+      key: 'auth.verifyConcurrency',
+      default: 2,
+      doc: 'Password hashes (argon2id, bcrypt) verified at once; further logins queue, so guessing cannot take every core.',
+      parse: int(1, 256),
+    },
+    {
+      key: 'auth.verifyQueue',
+      default: 64,
+      doc: 'Password logins that may wait for auth.verifyConcurrency; beyond it an attempt fails at once as a failed login.',
+      parse: int(0, 100_000),
+    },
+    {
+      key: 'defender.enabled',
+      default: true,
+      doc: 'Score failed logins and protocol abuse per source address and ban sources that pass defender.threshold.',
+      parse: bool,
+    },
+    {
+      key: 'defender.threshold',
+      default: 15,
+      doc: 'Score at which a source is banned: a failed login scores 1; a connection closed for a limit, the login grace time or a protocol error scores 3.',
+      parse: int(1, 1_000_000),
+    },
+    {
+      key: 'defender.observationTime',
+      default: '10m',
+      doc: 'How long a score counts towards a ban.',
+      parse: parseDuration,
+    },
+    {
+      key: 'defender.banTime',
+      default: '15m',
+      doc: 'How long a banned source is refused (its connections are closed before the SSH handshake).',
+      parse: parseDuration,
+    },
+    {
+      key: 'defender.trustedCIDRs',
+      default: [],
+      doc: 'Addresses or CIDRs never scored nor banned, e.g. a monitoring probe or a partner\'s NAT (comma-separated in env).',
+      parse: cidrList,
+    },
+  ];
+}
+
 /** Every configuration key, in file order. Defaults are written as they would appear in YAML. */
 const KEYS: readonly KeySpec[] = deepFreeze([
   {
@@ -448,6 +561,9 @@ const KEYS: readonly KeySpec[] = deepFreeze([
     doc: 'Namespace of the Lease s3sftp-status-writer that picks the one replica writing SftpUser status; empty uses POD_NAMESPACE, then the namespace of the in-cluster service account (or kubeconfig context).',
     parse: str(namespaceName),
   },
+  // Hardening (issue 11): connection limits, login grace time, crypto policy, password
+  // verification pool and the defender. See docs/security.md.
+  ...hardeningKeys(),
   {
     key: 'metrics.listen',
     default: '0.0.0.0:9090',
@@ -696,6 +812,23 @@ export function loadConfig(options: LoadConfigOptions): Config {
         // The Downward API's usual name for the pod's namespace; not an S3SFTP_ key.
         leaseNamespace: get<string>('users.kubernetes.leaseNamespace') || (options.env.POD_NAMESPACE ?? ''),
       },
+    },
+    ssh: {
+      loginGraceTimeMs: get('ssh.loginGraceTime'),
+      maxUnauthenticated: get('ssh.maxUnauthenticated'),
+      maxUnauthenticatedPerSource: get('ssh.maxUnauthenticatedPerSource'),
+      maxConnectionsPerUser: get('ssh.maxConnectionsPerUser'),
+      maxConnectionsPerSource: get('ssh.maxConnectionsPerSource'),
+      maxChannelsPerConnection: get('ssh.maxChannelsPerConnection'),
+      algorithms: { kex: get('ssh.kex'), hostKey: get('ssh.hostKeyAlgorithms'), cipher: get('ssh.ciphers'), mac: get('ssh.macs') },
+    },
+    auth: { verifyConcurrency: get('auth.verifyConcurrency'), verifyQueue: get('auth.verifyQueue') },
+    defender: {
+      enabled: get('defender.enabled'),
+      threshold: get('defender.threshold'),
+      observationTimeMs: get('defender.observationTime'),
+      banTimeMs: get('defender.banTime'),
+      trustedCIDRs: get('defender.trustedCIDRs'),
     },
     metrics: { listen: get('metrics.listen'), perUserLabels: get('metrics.perUserLabels') },
     log: { level: get('log.level') },

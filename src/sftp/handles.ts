@@ -60,6 +60,25 @@ export class HandleTable {
     return this.#slots.size;
   }
 
+  /** OPENs and OPENDIRs being answered: they count against the limit before their S3 requests. */
+  #opening = 0;
+
+  /**
+   * Runs an OPEN or OPENDIR with a place in the table held for it, so a burst of pipelined OPENs
+   * is refused before it sends any S3 request rather than after (each OPEN starts with a HEAD).
+   */
+  async opening<T>(work: () => Promise<T>): Promise<T> {
+    if (this.#slots.size + this.#opening >= this.#max) {
+      throw new InvalidRequestError(`too many open handles (limit ${this.#max}); close some first`);
+    }
+    this.#opening++;
+    try {
+      return await work();
+    } finally {
+      this.#opening--;
+    }
+  }
+
   add(handle: Handle): Buffer {
     if (this.#slots.size >= this.#max) {
       throw new InvalidRequestError(`too many open handles (limit ${this.#max})`);

@@ -90,7 +90,7 @@ export class SftpSession {
 
   #register(): void {
     const s = this.#sftp;
-    s.on('OPEN', (id: number, path: string, flags: number, attrs: Attributes) => this.#run(id, () => this.#open(id, path, flags, attrs)));
+    s.on('OPEN', (id: number, path: string, flags: number, attrs: Attributes) => this.#run(id, () => this.#handles.opening(() => this.#open(id, path, flags, attrs))));
     s.on('READ', (id: number, h: Buffer, offset: number, len: number) => this.#onHandle(id, h, (handle) => this.#read(id, handle, offset, len)));
     s.on('WRITE', (id: number, h: Buffer, offset: number, data: Buffer) => this.#onHandle(id, h, (handle) => this.#write(id, handle, offset, data)));
     s.on('CLOSE', (id: number, h: Buffer) => this.#run(id, () => this.#close(id, h)));
@@ -99,7 +99,7 @@ export class SftpSession {
     s.on('STAT', (id: number, path: string) => this.#run(id, () => this.#stat(id, path)));
     s.on('LSTAT', (id: number, path: string) => this.#run(id, () => this.#stat(id, path)));
     s.on('SETSTAT', (id: number, path: string, attrs: Attributes) => this.#run(id, () => this.#setstat(id, path, attrs)));
-    s.on('OPENDIR', (id: number, path: string) => this.#run(id, () => this.#opendir(id, path)));
+    s.on('OPENDIR', (id: number, path: string) => this.#run(id, () => this.#handles.opening(() => this.#opendir(id, path))));
     s.on('READDIR', (id: number, h: Buffer) => this.#onHandle(id, h, (handle) => this.#readdir(id, handle)));
     s.on('REALPATH', (id: number, path: string) => this.#run(id, () => this.#realpath(id, path)));
     s.on('MKDIR', (id: number, path: string) => this.#run(id, () => this.#mkdir(id, path)));

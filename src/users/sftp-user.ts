@@ -8,6 +8,7 @@ import ssh2 from 'ssh2';
 import type { ParsedKey } from 'ssh2';
 import { passwordHashAlgorithm } from '../auth/password.ts';
 import { PERMISSIONS, type Permission, type User } from './user.ts';
+import { parseCidr } from '../ssh/cidr.ts';
 
 const { utils } = ssh2;
 
@@ -43,7 +44,7 @@ export type ParseSftpUserResult =
   | { error: string };
 
 const TOP_FIELDS = ['apiVersion', 'kind', 'metadata', 'spec', 'status'];
-const SPEC_FIELDS = ['username', 'disabled', 'passwordHash', 'passwordSecretRef', 'publicKeys', 's3', 'permissions'];
+const SPEC_FIELDS = ['username', 'disabled', 'passwordHash', 'passwordSecretRef', 'publicKeys', 's3', 'permissions', 'allowedCIDRs'];
 const S3_FIELDS = ['bucket', 'keyPrefix', 'region', 'endpoint', 'storageClass', 'roleArn'];
 const SECRET_REF_FIELDS = ['name', 'key'];
 const DEFAULT_SECRET_KEY = 'passwordHash';
@@ -297,6 +298,18 @@ export function parseSftpUser(doc: unknown, opts: ParseSftpUserOptions): ParseSf
     }
   }
 
+  // allowedCIDRs (optional): where this user may log in from
+  const allowedCIDRs: string[] = [];
+  if (spec.allowedCIDRs !== undefined && spec.allowedCIDRs !== null) {
+    if (!Array.isArray(spec.allowedCIDRs)) problems.push('spec.allowedCIDRs: must be a list, e.g. ["203.0.113.0/24", "2001:db8::/32"]');
+    else {
+      for (const [i, c] of spec.allowedCIDRs.entries()) {
+        if (typeof c === 'string' && parseCidr(c)) allowedCIDRs.push(c.trim());
+        else problems.push(`spec.allowedCIDRs[${i}]: ${JSON.stringify(c)} is not an address or CIDR; use e.g. 203.0.113.0/24 or 2001:db8::/32`);
+      }
+    }
+  }
+
   if (problems.length > 0) return { error: problems.join('; ') };
 
   const warnings: string[] = [];
@@ -312,6 +325,7 @@ export function parseSftpUser(doc: unknown, opts: ParseSftpUserOptions): ParseSf
     publicKeys: Object.freeze(publicKeys) as string[],
     s3: Object.freeze({ bucket, keyPrefix, ...s3Optional }),
     permissions,
+    ...(allowedCIDRs.length > 0 ? { allowedCIDRs: Object.freeze(allowedCIDRs) } : {}),
     source: opts.source,
   });
   return passwordSecretRef ? { user, warnings, passwordSecretRef } : { user, warnings };

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, describeConfigKeys, loadConfig } from '../../src/config/load.ts';
 import { formatDuration, formatSize, parseDuration, parseSize } from '../../src/config/units.ts';
+import { DEFAULT_CIPHERS, DEFAULT_HOST_KEY_ALGORITHMS, DEFAULT_KEX, DEFAULT_MACS } from '../../src/ssh/crypto-policy.ts';
 
 let dir: string;
 before(async () => {
@@ -69,7 +70,31 @@ describe('defaults', () => {
       users: { directory: '', kubernetes: { enabled: false, namespace: '', kubeconfig: '', leaseNamespace: '' } },
       metrics: { listen: { host: '0.0.0.0', port: 9090 }, perUserLabels: false },
       log: { level: 'info' },
+      ssh: {
+        loginGraceTimeMs: 30_000,
+        maxUnauthenticated: 100,
+        maxUnauthenticatedPerSource: 20,
+        maxConnectionsPerUser: 0,
+        maxConnectionsPerSource: 0,
+        maxChannelsPerConnection: 10,
+        algorithms: {
+          kex: [...DEFAULT_KEX],
+          hostKey: [...DEFAULT_HOST_KEY_ALGORITHMS],
+          cipher: [...DEFAULT_CIPHERS],
+          mac: [...DEFAULT_MACS],
+        },
+      },
+      auth: { verifyConcurrency: 2, verifyQueue: 64 },
+      defender: { enabled: true, threshold: 15, observationTimeMs: 600_000, banTimeMs: 900_000, trustedCIDRs: [] },
     });
+  });
+
+  test('hardening keys: CIDR lists are checked, algorithm lists must not be empty', () => {
+    const c = loadConfig({ env: { ...BUCKET, S3SFTP_DEFENDER_TRUSTEDCIDRS: '10.0.0.0/8, 2001:db8::/32', S3SFTP_SSH_MACS: 'hmac-sha2-512' } });
+    assert.deepEqual(c.defender.trustedCIDRs, ['10.0.0.0/8', '2001:db8::/32']);
+    assert.deepEqual(c.ssh.algorithms.mac, ['hmac-sha2-512']);
+    const err = configError(() => loadConfig({ env: { ...BUCKET, S3SFTP_DEFENDER_TRUSTEDCIDRS: '10.0.0.0/40' } }));
+    assert.match(err.message, /defender\.trustedCIDRs .*not an address or CIDR/);
   });
 
   test('the result is deep-frozen', () => {
@@ -227,7 +252,7 @@ log: { level: debug }
     assert.equal(byKey.get('s3.bucket')?.required, true);
     assert.equal(byKey.get('s3.bucket')?.default, undefined);
     for (const k of keys) assert.ok(k.doc.length > 10, `${k.key} has a doc`);
-    assert.equal(keys.length, 36);
+    assert.equal(keys.length, 53);
   });
 });
 

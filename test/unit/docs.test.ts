@@ -17,6 +17,7 @@ import { Registry } from 'prom-client';
 import { parse as parseYaml } from 'yaml';
 import { describeConfigKeys } from '../../src/config/load.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
+import { hardeningMetrics } from '../../src/metrics/hardening.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const read = (...parts: string[]): string => readFileSync(join(...parts), 'utf8');
@@ -241,6 +242,7 @@ describe('docs/metrics.md', () => {
   async function serverMetrics(): Promise<{ name: string; type: string; labels: string[] }[]> {
     const registry = new Registry();
     new Metrics({ registry, perUserLabels: true, processMetrics: false });
+    hardeningMetrics(registry, { bannedSources: () => 0, unauthenticatedConnections: () => 0, verifications: () => ({ running: 0, queued: 0 }) });
     return (await registry.getMetricsAsJSON()).map((m) => ({
       name: m.name,
       type: String(m.type),
