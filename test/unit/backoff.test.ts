@@ -9,9 +9,9 @@ test('without the random share the delay doubles from min and stops at max', () 
 });
 
 test('jitter only ever shortens a delay, by at most its share', () => {
-  const policy = { minMs: 1_000, maxMs: 10_000, jitter: 0.5, random: () => 0.999 };
-  assert.equal(backoffDelay(1, policy), 501);
-  assert.equal(backoffDelay(10, policy), 5_005);
+  const policy = { minMs: 1_000, maxMs: 10_000, jitter: 0.5, random: () => 0.99 };
+  assert.equal(backoffDelay(1, policy), 505);
+  assert.equal(backoffDelay(10, policy), 5_050);
   assert.equal(backoffDelay(3, { ...policy, random: () => 0.5 }), 3_000);
   for (let i = 0; i < 100; i++) {
     const d = backoffDelay(4, { minMs: 1_000, maxMs: 60_000 });
