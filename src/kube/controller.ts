@@ -17,7 +17,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { AccessCheck } from '../users/access.ts';
-import { parseSftpUser, type ParseSftpUserResult } from '../users/sftp-user.ts';
+import { validateSftpUser, type ParseSftpUserResult } from '../users/sftp-user.ts';
 import { sameUser, type User, type UserSource } from '../users/user.ts';
 import { AccessChecks } from './access-checks.ts';
 import { createKubeApi, sftpUsersPath, type KubeApi } from './api.ts';
@@ -227,7 +227,7 @@ export class KubeUserSource implements UserSource {
     const version = `${m.uid ?? ''}:${m.generation ?? m.resourceVersion ?? ''}`;
     const cached = this.#parsed.get(key);
     if (cached?.version === version) return cached.result;
-    const result = parseSftpUser(resource, { defaultBucket: this.#opts.defaultBucket, source: `kube ${key}` });
+    const result = validateSftpUser(resource, { defaultBucket: this.#opts.defaultBucket, source: `kube ${key}` });
     this.#parsed.set(key, { version, result });
     return result;
   }

@@ -11,7 +11,7 @@
  */
 import { passwordHashAlgorithm } from '../auth/password.ts';
 import type { AccessCheck } from '../users/access.ts';
-import { parseSftpUser, type ParseSftpUserResult, type PasswordSecretRef } from '../users/sftp-user.ts';
+import { validateSftpUser, type ParseSftpUserResult, type PasswordSecretRef } from '../users/sftp-user.ts';
 import type { User } from '../users/user.ts';
 import { createdAt, objectKey, type DesiredReady, type SecretResource, type SftpUserResource } from './sftp-user-resource.ts';
 
@@ -41,7 +41,7 @@ export interface UserTableInput {
   secrets: ReadonlyMap<string, NamespaceSecrets>;
   /** The server's s3.bucket, for users that name none. */
   defaultBucket: string;
-  /** Parses one resource; the controller passes a per-generation cache of parseSftpUser. */
+  /** Validates one resource; the controller passes a per-generation cache of validateSftpUser. */
   parse?: (resource: SftpUserResource) => ParseSftpUserResult;
   /** The last access check of a resource's user, undefined while unknown (or not checked here). */
   access?: (key: string, user: User) => AccessCheck | undefined;
@@ -76,7 +76,7 @@ export function namespacesWithSecretRefs(parsed: readonly { resource: SftpUserRe
 
 /** Computes the user table and each resource's Ready verdict; see the module comment. */
 export function computeUserTable(input: UserTableInput): UserTable {
-  const parse = input.parse ?? ((r: SftpUserResource) => parseSftpUser(r, { defaultBucket: input.defaultBucket, source: `kube ${objectKey(r.metadata)}` }));
+  const parse = input.parse ?? ((r: SftpUserResource) => validateSftpUser(r, { defaultBucket: input.defaultBucket, source: `kube ${objectKey(r.metadata)}` }));
   const verdicts = new Map<string, Verdict>();
   const owner = new Map<string, string>();
   for (const resource of rankResources(input.resources)) {

@@ -12,7 +12,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { parseSftpUser } from './sftp-user.ts';
+import { validateSftpUser } from './sftp-user.ts';
 import { sameUser, type User, type UserSource } from './user.ts';
 
 /** The pino methods this source uses. */
@@ -286,7 +286,7 @@ export class DirectorySource implements UserSource {
         result.reports.push({ level: 'warn', fields, msg: `skipped document ${document} of ${name}: ${(err as Error).message}` });
         continue;
       }
-      const parsed = parseSftpUser(js, {
+      const parsed = validateSftpUser(js, {
         defaultBucket: this.#opts.defaultBucket,
         source: `file ${path}${many ? ` (document ${document})` : ''}`,
       });

@@ -715,6 +715,7 @@ describe('fields for Kubernetes users (issue 3)', () => {
       ['role in China', 's3.roleArn', 'arn:aws-cn:iam::123456789012:role/sftp-alice', true],
       ['role in GovCloud', 's3.roleArn', 'arn:aws-us-gov:iam::123456789012:role/sftp-alice', true],
       ['empty role', 's3.roleArn', '', true],
+      ['role of an S3-compatible store with STS', 's3.roleArn', 'arn:minio:iam:::role/sftp-alice', true],
       ['short account', 's3.roleArn', 'arn:aws:iam::12345:role/sftp-alice', false],
       ['a user, not a role', 's3.roleArn', 'arn:aws:iam::123456789012:user/alice', false],
       ['a bucket ARN', 's3.roleArn', 'arn:aws:s3:::my-bucket', false],
