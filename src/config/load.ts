@@ -280,7 +280,7 @@ const KEYS: readonly KeySpec[] = deepFreeze([
   {
     key: 'users.kubernetes.leaseNamespace',
     default: '',
-    doc: 'Namespace of the Lease s3sftp-status-writer that picks the one replica writing SftpUser status; empty uses POD_NAMESPACE, then the namespace of the in-cluster service account (or kubeconfig context).',
+    doc: 'Namespace of the Lease s3sftp-status-writer that picks the one replica writing SftpUser status; empty uses POD_NAMESPACE, then the namespace of the kubeconfig context (in a pod, the service account\'s), then users.kubernetes.namespace.',
     parse: str(namespaceName),
   },
   {
