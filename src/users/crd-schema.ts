@@ -20,7 +20,8 @@ interface Schema {
   [keyword: string]: unknown;
 }
 
-const K8S_EXTENSIONS = [
+/** The API server's schema extensions: annotations to ajv (the CEL rules get stand-ins below). */
+export const K8S_EXTENSIONS = [
   'x-kubernetes-validations',
   'x-kubernetes-list-type',
   'x-kubernetes-list-map-keys',
@@ -40,8 +41,8 @@ function get(value: unknown, path: string): unknown {
   return v;
 }
 
-/** JavaScript stand-ins for the CRD's CEL rules (the API server runs the real ones). */
-const CEL_STAND_INS: Record<string, (self: unknown) => boolean> = {
+/** JavaScript stand-ins for the CRD's CEL rules, keyed by the rule's text (the API server runs the real ones). */
+export const CEL_STAND_INS: Record<string, (self: unknown) => boolean> = {
   "!has(self.spec) || (has(self.spec.username) && self.spec.username != '') || size(self.metadata.name) <= 63": (self) =>
     !isSet(get(self, 'spec')) ||
     (isSet(get(self, 'spec.username')) && get(self, 'spec.username') !== '') ||
@@ -51,7 +52,7 @@ const CEL_STAND_INS: Record<string, (self: unknown) => boolean> = {
 };
 
 /** A copy in which every object with properties refuses unknown fields. */
-function refuseUnknownFields(node: Schema): Schema {
+export function refuseUnknownFields(node: Schema): Schema {
   const copy: Schema = { ...node };
   if (node.properties) {
     copy.properties = Object.fromEntries(Object.entries(node.properties).map(([k, v]) => [k, refuseUnknownFields(v)]));
@@ -67,6 +68,23 @@ function* ruleNodes(node: Schema, path = ''): Generator<[string, Schema]> {
   for (const [name, child] of Object.entries(node.properties ?? {})) yield* ruleNodes(child, path === '' ? name : `${path}.${name}`);
 }
 
+/**
+ * An ajv that reads a CRD schema as the API server does: strict, so a misspelt keyword fails
+ * compilation instead of being ignored; RFC 3339 date-time; the x-kubernetes-* annotations known.
+ */
+export function crdAjv(): Ajv {
+  const ajv = new Ajv({
+    strict: true,
+    allErrors: true,
+    formats: {
+      'date-time': /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/,
+      int64: { type: 'number', validate: (n: number) => Number.isSafeInteger(n) },
+    },
+  });
+  for (const keyword of K8S_EXTENSIONS) ajv.addKeyword(keyword);
+  return ajv;
+}
+
 interface Compiled {
   validate: ValidateFunction;
   rules: { path: string; check: (self: unknown) => boolean; message: string }[];
@@ -78,15 +96,7 @@ function compile(): Compiled {
   const crd = parse(readFileSync(CRD_FILE, 'utf8')) as { spec: { versions: { schema: { openAPIV3Schema: Schema } }[] } };
   const root = crd.spec.versions[0]?.schema.openAPIV3Schema;
   if (!root) throw new Error(`${CRD_FILE.pathname} has no openAPIV3Schema`);
-  const ajv = new Ajv({
-    strict: true,
-    allErrors: true,
-    formats: {
-      'date-time': /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/,
-      int64: { type: 'number', validate: (n: number) => Number.isSafeInteger(n) },
-    },
-  });
-  for (const keyword of K8S_EXTENSIONS) ajv.addKeyword(keyword);
+  const ajv = crdAjv();
   const rules: Compiled['rules'] = [];
   for (const [path, node] of ruleNodes(root)) {
     for (const { rule = '', message = 'is refused by a validation rule' } of node['x-kubernetes-validations'] ?? []) {
