@@ -18,7 +18,8 @@ import { hostname } from 'node:os';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { AccessCheck } from '../users/access.ts';
 import { validateSftpUser, type ParseSftpUserResult } from '../users/sftp-user.ts';
-import { sameUser, type User, type UserSource } from '../users/user.ts';
+import { PublishedUsers } from '../users/published-users.ts';
+import type { User, UserSource } from '../users/user.ts';
 import { AccessChecks } from './access-checks.ts';
 import { createKubeApi, sftpUsersPath, type KubeApi } from './api.ts';
 import { ResilientInformer, type InformerLogger } from './informer.ts';
@@ -73,10 +74,9 @@ export class KubeUserSource implements UserSource {
   readonly #users: ResilientInformer<SftpUserResource>;
   readonly #secrets: SecretInformers;
   readonly #parsed = new Map<string, Parsed>();
-  readonly #listeners = new Set<(username: string) => void>();
   readonly #status: StatusWriter | undefined;
   readonly #elector: LeaseElector | undefined;
-  #table = new Map<string, User>();
+  readonly #table: PublishedUsers;
   /** Ready verdicts of the last rebuild, by resource key (for tests and logs). */
   #verdicts = new Map<string, DesiredReady>();
   #ready = false;
@@ -89,6 +89,7 @@ export class KubeUserSource implements UserSource {
     this.#opts = opts;
     this.#log = opts.log;
     this.#api = opts.api ?? createKubeApi(opts.kubeConfig);
+    this.#table = new PublishedUsers(opts.log);
     this.#secrets = new SecretInformers({
       kubeConfig: opts.kubeConfig,
       api: this.#api,
@@ -189,12 +190,11 @@ export class KubeUserSource implements UserSource {
   }
 
   all(): User[] {
-    return [...this.#table.values()];
+    return this.#table.all();
   }
 
   onChange(listener: (username: string) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    return this.#table.onChange(listener);
   }
 
   /** Stops watching and releases the lease (so another replica writes status at once). */
@@ -204,7 +204,7 @@ export class KubeUserSource implements UserSource {
     this.#status?.close();
     this.#access?.close();
     await Promise.all([this.#elector?.stop(), this.#users.stop(), this.#secrets.stop()]);
-    this.#listeners.clear();
+    this.#table.close();
   }
 
   #scheduleRebuild(): void {
@@ -243,9 +243,10 @@ export class KubeUserSource implements UserSource {
       parse: (r) => this.#parse(r),
       // Only the status-writing replica checks access: the result is for the status.
       access: (key, user) => (this.leading ? this.#access?.result(key, user) : undefined),
-      previous: this.#table,
+      previous: this.#table.current(),
     });
-    this.#publish(table.users);
+    // Listeners hear of every change; the first load is not logged user by user.
+    this.#table.publish(table.users, { notify: true, log: this.#ready });
 
     const keys = new Set(resources.map((r) => objectKey(r.metadata)));
     for (const key of this.#verdicts.keys()) if (!keys.has(key)) this.#status?.want(key, undefined);
@@ -262,29 +263,6 @@ export class KubeUserSource implements UserSource {
       this.#log.info({ users: table.users.size, resources: resources.length }, 'SftpUsers loaded');
       for (const wake of this.#readyWaiters) wake();
       this.#readyWaiters.clear();
-    }
-  }
-
-  #publish(next: Map<string, User>): void {
-    const changed: { username: string; what: string; source?: string }[] = [];
-    for (const [username, user] of next) {
-      const old = this.#table.get(username);
-      if (!old) changed.push({ username, what: 'added', source: user.source });
-      else if (!sameUser(old, user)) changed.push({ username, what: 'changed', source: user.source });
-    }
-    for (const [username, user] of this.#table) {
-      if (!next.has(username)) changed.push({ username, what: 'removed', source: user.source });
-    }
-    this.#table = next;
-    for (const { username, what, source } of changed) {
-      if (this.#ready) this.#log.info({ username, source }, `user ${username} ${what}`);
-      for (const listener of this.#listeners) {
-        try {
-          listener(username);
-        } catch (err) {
-          this.#log.error({ err, username }, 'a users onChange listener threw');
-        }
-      }
     }
   }
 }
