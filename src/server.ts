@@ -13,6 +13,7 @@ import { ClientPool } from './storage/s3/client-pool.ts';
 import type { AccessCheck } from './users/access.ts';
 import { S3Storage } from './storage/s3/s3-storage.ts';
 import { UploadRegistry } from './storage/s3/upload-registry.ts';
+import { loadCrdSchema } from './users/crd-schema.ts';
 import { DirectorySource } from './users/directory-source.ts';
 import { EmptySource } from './users/empty-source.ts';
 import { MergedSource, type NamedSource } from './users/merged-source.ts';
@@ -205,6 +206,16 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
 async function openUsers(config: Config, log: Logger, checkAccess: (user: User) => Promise<AccessCheck>): Promise<UserSource> {
   const sources: NamedSource[] = [];
   const { directory, kubernetes } = config.users;
+  if (directory || kubernetes.enabled) {
+    try {
+      loadCrdSchema();
+    } catch (err) {
+      throw new StartupError(`cannot load the SftpUser schema that users are checked against: ${(err as Error).message}; the installation is incomplete (crds/ must sit beside src/ or dist/)`, {
+        cause: err,
+        configuration: false,
+      });
+    }
+  }
   if (directory) {
     const source = await DirectorySource.open({ directory, defaultBucket: config.s3.bucket, log: log.child({ component: 'users' }) }).catch(
       (err: unknown) => {

@@ -185,6 +185,8 @@ export class KubeUserSource implements UserSource {
     return this.#verdicts.get(key);
   }
 
+  // get/all/onChange delegate to PublishedUsers, as DirectorySource's do: a deliberate repeat of
+  // three one-line methods, so each source implements UserSource itself.
   get(username: string): User | undefined {
     return this.#table.get(username);
   }

@@ -143,6 +143,14 @@ function describe(e: ErrorObject): string {
 }
 
 /**
+ * Reads and compiles the schema now (a few hundred milliseconds), so the first user to arrive does
+ * not wait for it and a missing or broken CRD file stops the start-up. Throws if it cannot.
+ */
+export function loadCrdSchema(): void {
+  compiled ??= compile();
+}
+
+/**
  * Why the API server would refuse this SftpUser: one "field: problem" per problem, empty if it
  * would admit it. `status` is ignored: the server writes it, the owner does not.
  */
