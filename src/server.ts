@@ -130,6 +130,7 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
   const users = await openUsers(config, log, (user) => clients.checkUserAccess(user));
   started.add('user sources', () => users.close());
   state.users = users;
+  metrics.countUsersWith(() => users.all().length);
   const uploads = new UploadRegistry();
   const uploadEvents = metrics.uploadEvents();
   const ssh = new SshServer({
