@@ -101,6 +101,17 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
   const hostKeys = await loadHostKeys(config.hostKeys, config.dataDir).catch((err: unknown) => {
     throw hostKeyError(err, config);
   });
+  // The schema users are checked against, compiled before any network work (it takes a moment).
+  if (config.users.directory || config.users.kubernetes.enabled) {
+    try {
+      loadCrdSchema();
+    } catch (err) {
+      throw new StartupError(`cannot load the SftpUser schema that users are checked against: ${(err as Error).message}; the installation is incomplete (crds/ must sit beside src/ or dist/)`, {
+        cause: err,
+        configuration: false,
+      });
+    }
+  }
   // Then the probes' listener, so they are answered while the bucket is checked and users load.
   const { host: metricsHost, port: metricsPort } = config.metrics.listen;
   const http = await startMetricsListener({
@@ -207,16 +218,6 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
 async function openUsers(config: Config, log: Logger, checkAccess: (user: User) => Promise<AccessCheck>): Promise<UserSource> {
   const sources: NamedSource[] = [];
   const { directory, kubernetes } = config.users;
-  if (directory || kubernetes.enabled) {
-    try {
-      loadCrdSchema();
-    } catch (err) {
-      throw new StartupError(`cannot load the SftpUser schema that users are checked against: ${(err as Error).message}; the installation is incomplete (crds/ must sit beside src/ or dist/)`, {
-        cause: err,
-        configuration: false,
-      });
-    }
-  }
   if (directory) {
     const source = await DirectorySource.open({ directory, defaultBucket: config.s3.bucket, log: log.child({ component: 'users' }) }).catch(
       (err: unknown) => {
