@@ -489,7 +489,7 @@ export class SftpSession {
     if (handle.pending.length === 0) return this.#status(id, STATUS.EOF);
     const batch = handle.pending.splice(0, NAMES_PER_REPLY);
     const now = this.#clock();
-    if (!this.#closed) this.#sftp.name(id, batch.map((info) => toEntry(info, this.#user.username, now)));
+    if (!this.#closed) this.#sftp.name(id, batch.map((info) => toEntry(info, now)));
   }
 
   async #realpath(id: number, rawPath: string): Promise<void> {
@@ -508,7 +508,7 @@ export class SftpSession {
     this.#require('delete');
     const path = this.#path(rawPath);
     if (path === '/') throw new PermissionDeniedError('the root directory cannot be removed');
-    await this.#audited('rmdir', path, undefined, (p) => this.#storage.rmdir(p));
+    await this.#audited('rmdir', path, undefined, (p) => this.#storage.rmdir(p).catch(notADirectory));
     this.#status(id, STATUS.OK);
   }
 
@@ -560,6 +560,15 @@ export class SftpSession {
     if (!handler) return this.#unsupported(id, `extension ${JSON.stringify(name.slice(0, 64))} is not supported`);
     await handler(id, data);
   }
+}
+
+/**
+ * rmdir of a file: OpenSSH's sftp-server passes on rmdir(2)'s ENOTDIR, which
+ * SFTP v3 reports as NO_SUCH_FILE; answer the same, with the cause in the message.
+ */
+function notADirectory(err: unknown): never {
+  if (err instanceof WrongTypeError) throw new NotFoundError(err.message, { cause: err });
+  throw err;
 }
 
 /** Reads `count` SSH strings (uint32 length + UTF-8 bytes) from an extension payload. */

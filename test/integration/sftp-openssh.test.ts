@@ -187,10 +187,11 @@ describe('OpenSSH sftp', () => {
     assert.match(r.stdout, /Remote working directory/);
   });
 
-  test('chmod fails in setstatMode 0 (the default) with a clear message', async () => {
-    const r = await sftpBatch(srv.port, 'alice', key, '-chmod 600 up.bin\npwd\n');
+  test('chmod is accepted and ignored by default (S3 keeps no permissions)', async () => {
+    const r = await sftpBatch(srv.port, 'alice', key, 'chmod 600 up.bin\nls -l up.bin\n');
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /not supported|unsupported/i);
+    assert.equal(r.stderr.trim(), '');
+    assert.match(r.stdout, /-rw-r--r--.* up\.bin/);
   });
 });
 
@@ -212,25 +213,57 @@ describe('modification times', () => {
     mtimeSrv = await startTestServer({
       s3,
       bucket: srv.bucket,
-      env: { S3SFTP_SETSTATMODE: '2' },
       users: [{ username: 'alice', keyFile: key, keyPrefix: 'users/mtime/' }],
     });
   });
   after(() => mtimeSrv.stop());
 
-  test('put -p keeps the mtime in object metadata and STAT returns it (setstatMode 2)', async () => {
+  test('put -p keeps the mtime in object metadata and STAT returns it (default configuration)', async () => {
     const file = join(work, 'old.txt');
     await writeFile(file, 'old news');
     const when = new Date('2020-02-03T04:05:06Z');
     await utimes(file, when, when);
     const r = await sftpBatch(mtimeSrv.port, 'alice', key, 'put -p old.txt\nchmod 600 old.txt\nget -p old.txt old-back.txt\n', { cwd: work });
     assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr.trim(), '', 'no error line');
     const back = await stat(join(work, 'old-back.txt'));
     assert.equal(back.mtime.getTime(), when.getTime());
     const client = s3ClientFor(s3);
     const head = await client.send(new HeadObjectCommand({ Bucket: srv.bucket, Key: 'users/mtime/old.txt' }));
     client.destroy();
     assert.equal(Number(head.Metadata?.mtime), when.getTime() / 1000);
+  });
+});
+
+describe('setstatMode 0', () => {
+  let strictSrv: TestServer;
+  before(async () => {
+    strictSrv = await startTestServer({
+      s3,
+      bucket: srv.bucket,
+      env: { S3SFTP_SETSTATMODE: '0' },
+      users: [{ username: 'alice', keyFile: key, keyPrefix: 'users/strict/' }],
+    });
+  });
+  after(() => strictSrv.stop());
+
+  test('chmod fails with a clear message naming setstatMode', async () => {
+    const r = await sftpBatch(strictSrv.port, 'alice', key, 'put up.bin\n-chmod 600 up.bin\npwd\n', { cwd: work });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /not supported|unsupported/i);
+  });
+
+  test('put -p (mode and times in one request) is refused whole: the file is stored, no time is set', async () => {
+    const file = join(work, 'strict.txt');
+    await writeFile(file, 'strict');
+    const when = new Date('2018-01-01T00:00:00Z');
+    await utimes(file, when, when);
+    const r = await sftpBatch(strictSrv.port, 'alice', key, '-put -p strict.txt\n', { cwd: work });
+    assert.match(r.stderr, /setstat|unsupported/i);
+    const client = s3ClientFor(s3);
+    const head = await client.send(new HeadObjectCommand({ Bucket: srv.bucket, Key: 'users/strict/strict.txt' }));
+    client.destroy();
+    assert.equal(head.Metadata?.mtime, undefined);
   });
 });
 
