@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
   swift-proxy swift-account swift-container swift-object memcached
   openssh-client sshpass lftp rclone python3-paramiko
+  openssh-sftp-server sshfs fuse3 rsync
 )
 
 missing=()
