@@ -274,7 +274,9 @@ export class SftpSession {
       failed: false,
       opened: this.#clock(),
     };
-    if (attrs.mtime !== undefined && this.#setstatMode !== 1) writer.setMtime(new Date(attrs.mtime * 1000));
+    // OPEN's attributes are for creating the file; OpenSSH ignores times there. Mode 2 keeps them
+    // (saves a copy when FSETSTAT repeats them); mode 0 waits for the FSETSTAT it may refuse whole.
+    if (attrs.mtime !== undefined && this.#setstatMode === 2) writer.setMtime(new Date(attrs.mtime * 1000));
     this.#sftp.handle(id, this.#handles.add(handle));
   }
 

@@ -348,6 +348,21 @@ out["deep"] = sftp.open("lftp-mirror/inner/deep.txt").read().decode()
     assert.deepEqual((await readdir(dst)).sort(), ['a.bin', 'b c.txt']);
   });
 
+  test('curl (libssh2) uploads, lists and downloads a file', async () => {
+    const data = randomBytes(300_000);
+    await writeFile(join(work, 'curl.bin'), data);
+    const base = `sftp://127.0.0.1:${srv.port}`;
+    const auth = ['--insecure', '--silent', '--show-error', '-u', `carol:${PASSWORD}`];
+    const up = await run('curl', [...auth, '--ftp-create-dirs', '-T', join(work, 'curl.bin'), `${base}/curl/curl.bin`]);
+    assert.equal(up.code, 0, up.stderr);
+    const list = await run('curl', [...auth, `${base}/curl/`]);
+    assert.equal(list.code, 0, list.stderr);
+    assert.match(list.stdout, /curl\.bin/);
+    const down = await run('curl', [...auth, '-o', join(work, 'curl-back.bin'), `${base}/curl/curl.bin`]);
+    assert.equal(down.code, 0, down.stderr);
+    assert.equal(sha256(await readFile(join(work, 'curl-back.bin'))), sha256(data));
+  });
+
   test('lftp mirrors a file up and lists it', async () => {
     await writeFile(join(work, 'lftp.txt'), 'via lftp');
     const script = [

@@ -22,6 +22,7 @@ import {
   startTestServer,
   type TestServer,
 } from '../support/harness.ts';
+import { connectRaw, handleOf, FX, FXF } from '../support/sftp-raw.ts';
 
 let s3: SwiftS3;
 let srv: TestServer;
@@ -235,6 +236,21 @@ describe('modification times', () => {
   });
 });
 
+describe('scp -p (SFTP mode) with the default configuration', () => {
+  test('keeps the modification time, with no error line', async () => {
+    const file = join(work, 'scp-dated.txt');
+    await writeFile(file, 'dated by scp');
+    const when = new Date('2017-04-05T06:07:08Z');
+    await utimes(file, when, when);
+    const up = await scp(srv.port, key, ['-p', file, 'alice@127.0.0.1:/scp-dated.txt']);
+    assert.equal(up.code, 0, up.stderr);
+    assert.equal(up.stderr.trim(), '');
+    const down = await scp(srv.port, key, ['-p', 'alice@127.0.0.1:/scp-dated.txt', join(work, 'scp-dated-back.txt')]);
+    assert.equal(down.code, 0, down.stderr);
+    assert.equal((await stat(join(work, 'scp-dated-back.txt'))).mtime.getTime(), when.getTime());
+  });
+});
+
 describe('setstatMode 0', () => {
   let strictSrv: TestServer;
   before(async () => {
@@ -247,7 +263,7 @@ describe('setstatMode 0', () => {
   });
   after(() => strictSrv.stop());
 
-  test('chmod fails with a clear message naming setstatMode', async () => {
+  test('chmod fails with OP_UNSUPPORTED', async () => {
     const r = await sftpBatch(strictSrv.port, 'alice', key, 'put up.bin\n-chmod 600 up.bin\npwd\n', { cwd: work });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /not supported|unsupported/i);
@@ -264,6 +280,26 @@ describe('setstatMode 0', () => {
     const head = await client.send(new HeadObjectCommand({ Bucket: srv.bucket, Key: 'users/strict/strict.txt' }));
     client.destroy();
     assert.equal(head.Metadata?.mtime, undefined);
+  });
+
+  test('a SETSTAT mixing mode and time is refused whole with a message naming setstatMode; a time alone is stored', async () => {
+    const { sftp, end } = await connectRaw(strictSrv.port, 'alice', key);
+    try {
+      const h = handleOf(await sftp.open('/raw.txt', FXF.WRITE | FXF.CREAT | FXF.TRUNC));
+      await sftp.write(h, 0, Buffer.from('raw'));
+      await sftp.close(h);
+      const mixed = await sftp.setstat('/raw.txt', { mode: 0o600, mtime: 1_500_000_000 });
+      assert.equal(mixed.type === 'status' && mixed.code, FX.OP_UNSUPPORTED);
+      assert.match(mixed.type === 'status' ? mixed.message : '', /setstatMode/);
+      const st = await sftp.stat('/raw.txt');
+      assert.notEqual(st.type === 'attrs' && st.attrs.mtime, 1_500_000_000);
+      const timeOnly = await sftp.setstat('/raw.txt', { mtime: 1_500_000_000 });
+      assert.equal(timeOnly.type === 'status' && timeOnly.code, FX.OK);
+      const after = await sftp.stat('/raw.txt');
+      assert.equal(after.type === 'attrs' && after.attrs.mtime, 1_500_000_000);
+    } finally {
+      end();
+    }
   });
 });
 
