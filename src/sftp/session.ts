@@ -171,7 +171,8 @@ export class SftpSession {
   #run(id: number, key: OrderKey, work: () => Promise<void>): void {
     this.#inProgress++;
     this.#order
-      .run(key, work)
+      // A request still waiting when the session ends is dropped: it would open handles nobody closes.
+      .run(key, () => (this.#closed ? Promise.resolve() : work()))
       .catch((err: unknown) => this.#fail(id, err))
       .finally(() => this.#inProgress--);
   }
