@@ -34,14 +34,26 @@ export function conflicts(a: OrderKey, b: OrderKey): boolean {
   return a.paths.some((x) => b.paths.some((y) => related(x, y)));
 }
 
-/** The per-session ordering: one instance per SFTP session. */
+/**
+ * The per-session ordering: one instance per SFTP session.
+ *
+ * Most requests (READ, WRITE, STAT) touch one path and no subtree, and a
+ * busy upload sends tens of thousands of them a second, so the common case is
+ * a map lookup: the latest request on the same path finishes only after every
+ * earlier one it waited for, so waiting for it alone is enough. Only subtree
+ * requests (rare) are matched by scanning what is in flight.
+ */
 export class RequestOrder {
-  /** Requests received and not finished, oldest first. Bounded by the client's outstanding requests. */
-  #active: Entry[] = [];
+  /** Requests received and not finished. Bounded by the client's outstanding requests. */
+  #active = new Set<Entry>();
+  /** Subtree requests in flight (rename, remove, rmdir, mkdir). */
+  #trees = new Set<Entry>();
+  /** The latest request in flight on each exact path. */
+  #last = new Map<string, Entry>();
 
   /** Number of requests received and not finished. */
   get size(): number {
-    return this.#active.length;
+    return this.#active.size;
   }
 
   /**
@@ -50,14 +62,36 @@ export class RequestOrder {
    */
   run<T>(key: OrderKey, work: () => Promise<T>): Promise<T> {
     if (key.paths.length === 0) return work();
-    const before = this.#active.filter((e) => conflicts(e.key, key)).map((e) => e.done);
+    const before = this.#before(key);
     let finish!: () => void;
     const entry: Entry = { key, done: new Promise<void>((resolve) => (finish = resolve)) };
-    this.#active.push(entry);
-    const start = before.length === 0 ? Promise.resolve() : Promise.all(before);
+    this.#active.add(entry);
+    if (key.tree) this.#trees.add(entry);
+    for (const p of key.paths) this.#last.set(p, entry);
+    const start = before.length === 0 ? Promise.resolve() : before.length === 1 ? before[0]! : Promise.all(before);
     return start.then(work).finally(() => {
-      this.#active.splice(this.#active.indexOf(entry), 1);
+      this.#active.delete(entry);
+      this.#trees.delete(entry);
+      for (const p of key.paths) if (this.#last.get(p) === entry) this.#last.delete(p);
       finish();
     });
+  }
+
+  #before(key: OrderKey): Promise<void>[] {
+    if (!key.tree && this.#trees.size === 0 && key.paths.length === 1) {
+      const e = this.#last.get(key.paths[0]!);
+      return e ? [e.done] : [];
+    }
+    const found = new Set<Entry>();
+    if (key.tree) {
+      for (const e of this.#active) if (conflicts(e.key, key)) found.add(e);
+    } else {
+      for (const p of key.paths) {
+        const e = this.#last.get(p);
+        if (e) found.add(e);
+      }
+      for (const e of this.#trees) if (conflicts(e.key, key)) found.add(e);
+    }
+    return [...found].map((e) => e.done);
   }
 }
