@@ -196,6 +196,18 @@ describe('OpenSSH sftp', () => {
   });
 });
 
+describe('OpenSSH sftp ls', () => {
+  test('ls -l and ls -ln show the same owner and group for a file', async () => {
+    const r = await sftpBatch(srv.port, 'alice', key, 'ls -l up.bin\nls -ln up.bin\n');
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.split('\n').filter((l) => l.endsWith('up.bin') && l.startsWith('-'));
+    assert.equal(lines.length, 2, r.stdout);
+    const owners = lines.map((l) => l.split(/ +/).slice(2, 4).join(' '));
+    assert.equal(owners[0], owners[1], r.stdout);
+    assert.equal(owners[1], '0 0');
+  });
+});
+
 describe('OpenSSH scp (SFTP mode)', () => {
   test('copies a multipart-sized file up and down without truncation', async () => {
     const data = randomBytes(12 * 1024 * 1024 + 12345);
