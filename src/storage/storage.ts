@@ -60,16 +60,7 @@ export interface RenameOptions {
   overwrite?: boolean;
 }
 
-/** Optional abilities; callers check these instead of catching errors. */
-export interface StorageCapabilities {
-  /** Modification times set by clients are kept (SETSTAT mtime). */
-  storesMtime: boolean;
-  /** Non-empty directories can be renamed. */
-  renamesDirectories: boolean;
-}
-
 export interface Storage {
-  readonly capabilities: StorageCapabilities;
   stat(path: string): Promise<FileInfo>;
   /** Streams a directory's entries page by page; never the whole directory at once. */
   list(path: string): AsyncIterable<FileInfo[]>;

@@ -36,7 +36,6 @@ import type {
   OpenWriteOptions,
   RenameOptions,
   Storage,
-  StorageCapabilities,
 } from '../storage.ts';
 import { forEachBounded } from './bounded.ts';
 import { Copier, type CopierOptions } from './copier.ts';
@@ -80,7 +79,6 @@ const systemClock: Clock = { now: () => Date.now() };
 
 /** Storage backed by S3 (or an S3-compatible store). */
 export class S3Storage implements Storage {
-  readonly capabilities: StorageCapabilities;
   #client: S3Client;
   #bucket: string;
   #prefix: string;
@@ -106,7 +104,6 @@ export class S3Storage implements Storage {
       log: options.log,
       ...options.copy,
     });
-    this.capabilities = { storesMtime: true, renamesDirectories: options.renameMode === 1 };
   }
 
   async stat(path: string): Promise<FileInfo> {
