@@ -41,7 +41,10 @@ export function longname(info: FileInfo, now: Date): string {
 function lsDate(d: Date, now: Date): string {
   const month = MONTHS[d.getUTCMonth()];
   const day = String(d.getUTCDate()).padStart(2);
-  const recent = now.getTime() - SIX_MONTHS_MS < d.getTime() && d.getTime() < now.getTime() + SIX_MONTHS_MS;
+  // OpenSSH's rule, in whole seconds: times in the future show the year too.
+  const t = Math.floor(d.getTime() / 1000);
+  const n = Math.floor(now.getTime() / 1000);
+  const recent = n - SIX_MONTHS_MS / 1000 < t && t <= n;
   const tail = recent
     ? `${String(d.getUTCHours()).padStart(2, '0')}:${String(d.getUTCMinutes()).padStart(2, '0')}`
     : String(d.getUTCFullYear()).padStart(5);

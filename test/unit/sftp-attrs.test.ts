@@ -26,6 +26,9 @@ test('half a year is the cut between the two date forms, as in OpenSSH (182.5 da
   const outside = new Date(now.getTime() - 183 * day);
   assert.match(longname({ name: 'f', isDirectory: false, size: 1, mtime: inside }, now), / \d\d:\d\d f$/);
   assert.match(longname({ name: 'f', isDirectory: false, size: 1, mtime: outside }, now), /  2026 f$/);
+  // A time later than now (clock skew between S3 and the server) shows the year, as in OpenSSH.
+  assert.match(longname({ name: 'f', isDirectory: false, size: 1, mtime: new Date(now.getTime() + 1000) }, now), /  2026 f$/);
+  assert.match(longname({ name: 'f', isDirectory: false, size: 1, mtime: new Date(now.getTime() + 999 - (now.getTime() % 1000)) }, now), / 06:31 f$/);
 });
 
 test('the owner in the long name is the uid and gid of the attributes', () => {
