@@ -249,9 +249,9 @@ const KEYS: readonly KeySpec[] = deepFreeze([
   },
   {
     key: 'setstatMode',
-    default: 0,
-    doc: 'What SETSTAT does: 0 chmod/chown/chtimes fail; 1 every setstat is ignored; 2 ignore only what S3 cannot store.',
-    parse: choice([0, 1, 2], ['chmod/chown/chtimes fail', 'ignore every setstat', 'ignore only what S3 cannot store']),
+    default: 2,
+    doc: 'What SETSTAT does: 2 (default) keep modification times, ignore permissions and owner; 0 keep times, refuse a request that changes permissions or owner; 1 ignore every setstat.',
+    parse: choice([0, 1, 2], ['refuse permission and owner changes', 'ignore every setstat', 'keep times, ignore what S3 cannot store']),
   },
   {
     key: 'renameMode',

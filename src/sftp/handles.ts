@@ -24,6 +24,8 @@ export interface WriteHandle {
   writer: FileWriter;
   /** The target existed and was opened without TRUNC: a first write past 0 would be a resume. */
   resumeRisk: boolean;
+  /** Opened READ|WRITE (rsync, sshfs): READ is answered where it can be truthful. */
+  readable: boolean;
   /** At least one WRITE was accepted. */
   written: boolean;
   /** A WRITE was refused or failed: CLOSE must not store the file. */
@@ -92,6 +94,13 @@ export class HandleTable {
   get(raw: Buffer): Handle | undefined {
     const id = decode(raw);
     return id === undefined ? undefined : this.#slots.get(id)?.handle;
+  }
+
+  /** The newest open upload of `path` in this session, if any. */
+  uploadOf(path: string): WriteHandle | undefined {
+    let found: WriteHandle | undefined;
+    for (const { handle } of this.#slots.values()) if (handle.kind === 'write' && handle.path === path) found = handle;
+    return found;
   }
 
   /**

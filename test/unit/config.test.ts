@@ -42,7 +42,7 @@ describe('defaults', () => {
       listen: { host: '0.0.0.0', port: 2022 },
       hostKeys: [],
       dataDir: '/var/lib/s3sftp',
-      setstatMode: 0,
+      setstatMode: 2,
       renameMode: 0,
       renameMaxObjects: 10000,
       shutdownGracePeriodMs: 25_000,
@@ -116,7 +116,7 @@ describe('defaults', () => {
 listen: 0.0.0.0:2022
 hostKeys: []
 dataDir: /var/lib/s3sftp
-setstatMode: 0
+setstatMode: 2
 renameMode: 0
 renameMaxObjects: 10000
 shutdownGracePeriod: 25s
@@ -178,7 +178,7 @@ log: { level: debug }
         S3SFTP_LISTEN: '[::1]:2222',
         S3SFTP_HOSTKEYS: '/keys/a, /keys/b,',
         S3SFTP_DATADIR: '/data',
-        S3SFTP_SETSTATMODE: '2',
+        S3SFTP_SETSTATMODE: '0',
         S3SFTP_RENAMEMODE: '1',
         S3SFTP_RENAMEMAXOBJECTS: '500',
         S3SFTP_S3_BUCKET: 'b',
@@ -208,7 +208,7 @@ log: { level: debug }
     assert.deepEqual(c.listen, { host: '::1', port: 2222 });
     assert.deepEqual(c.hostKeys, ['/keys/a', '/keys/b']);
     assert.equal(c.dataDir, '/data');
-    assert.equal(c.setstatMode, 2);
+    assert.equal(c.setstatMode, 0);
     assert.equal(c.renameMode, 1);
     assert.equal(c.renameMaxObjects, 500);
     assert.equal(c.s3.endpoint, 'http://minio:9000');
