@@ -11,6 +11,7 @@ import type { User, UserSource } from './users/user.ts';
 import { checkBucket } from './storage/s3/client.ts';
 import { ClientPool, type AccessCheck } from './storage/s3/client-pool.ts';
 import { S3Storage } from './storage/s3/s3-storage.ts';
+import { MtimeCache } from './storage/s3/mtime-cache.ts';
 import { UploadRegistry } from './storage/s3/upload-registry.ts';
 import { DirectorySource } from './users/directory-source.ts';
 import { EmptySource } from './users/empty-source.ts';
@@ -89,6 +90,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   state.users = users;
   metrics.countUsersWith(() => users.all().length);
   const uploads = new UploadRegistry();
+  const mtimeCache = new MtimeCache();
   const uploadEvents = metrics.uploadEvents();
   const ssh = new SshServer({
     hostKeys: await loadHostKeys(config.hostKeys, config.dataDir),
@@ -108,6 +110,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
         uploads,
         events: uploadEvents,
         log: storageLog,
+        resume: config.uploads.resume,
+        storeChecksums: config.uploads.checksums,
+        listingMtime: config.listing.mtime,
+        mtimeCache,
       });
     },
   });
