@@ -257,7 +257,11 @@ export class SftpSession {
     if (handle.kind !== 'write') throw new InvalidRequestError('handle is not open for writing');
     try {
       if (handle.resumeRisk && offset > 0 && handle.writer.bytesReceived === 0) {
-        throw new UnsupportedError('resuming an upload into an existing file is not supported on S3 storage; upload it again from the start');
+        // A resume (reput, lftp put -c): the writer continues the existing file if it can, and refuses any offset but its size.
+        if (!handle.writer.continueExisting) {
+          throw new UnsupportedError('resuming an upload into an existing file is not supported on this storage; upload it again from the start');
+        }
+        await handle.writer.continueExisting(offset);
       }
       await handle.writer.write(offset, data);
       handle.written = true;

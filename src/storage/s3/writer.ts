@@ -182,7 +182,7 @@ export class S3Writer implements FileWriter {
     const current = head?.ContentLength;
     if (current === undefined || current !== size) {
       throw new UnsupportedError(
-        `resuming ${path} is possible only from its current size (${current ?? 0} bytes), not from ${size}; upload it again from the start`,
+        `resuming an upload at offset ${size} is not supported: ${path} holds ${current ?? 0} bytes, and an upload can only continue from its end`,
       );
     }
     this.#continued = { etag: head?.ETag };
