@@ -7,7 +7,7 @@
  */
 import type { Attributes, SFTPWrapper } from 'ssh2';
 import type { Logger } from 'pino';
-import type { Storage, FileInfo } from '../storage/storage.ts';
+import type { Storage, FileInfo, FileWriter } from '../storage/storage.ts';
 import type { Permission, User } from '../users/user.ts';
 import type { SetstatMode } from '../config/types.ts';
 import {
@@ -198,9 +198,6 @@ export class SftpSession {
     if (flags.read && flags.write) {
       throw new UnsupportedError('opening a file for reading and writing at once is not supported on S3 storage');
     }
-    if (flags.append) {
-      throw new UnsupportedError('appending to a file is not supported on S3 storage; upload the whole file again');
-    }
     if (flags.write) return this.#openWrite(id, path, flags, attrs);
     if (!flags.read) throw new InvalidRequestError('open needs READ or WRITE');
     this.#require('download');
@@ -234,7 +231,25 @@ export class SftpSession {
       opened: this.#clock(),
     };
     if (attrs.mtime !== undefined && this.#setstatMode === 2) writer.setMtime(new Date(attrs.mtime * 1000));
+    if (flags.append && !flags.truncate && existing && existing.size > 0) await this.#appendTo(writer, existing.size);
     this.#sftp.handle(id, this.#handles.add(handle));
+  }
+
+  /**
+   * APPEND on an existing file (OpenSSH's reput opens that way): the upload
+   * continues the stored file from its end, so writes before it are refused
+   * instead of replacing it with a shorter one.
+   */
+  async #appendTo(writer: FileWriter, size: number): Promise<void> {
+    try {
+      if (!writer.continueExisting) {
+        throw new UnsupportedError('appending to a file is not supported on this storage; upload the whole file again');
+      }
+      await writer.continueExisting(size);
+    } catch (err) {
+      await writer.abort().catch(() => undefined);
+      throw err;
+    }
   }
 
   async #read(id: number, handle: Handle, offset: number, length: number): Promise<void> {

@@ -228,6 +228,24 @@ describe('resumed uploads', () => {
     assert.equal(md5.stdout, `${hex('md5', await readFile(source))}  four.bin\n`);
   });
 
+  test('paramiko append mode adds to the end of a stored file', async () => {
+    const script = `
+import json, paramiko
+t = paramiko.Transport(("127.0.0.1", ${srv.port}))
+t.connect(username="dora", password=${JSON.stringify(PASSWORD)})
+s = paramiko.SFTPClient.from_transport(t)
+with s.open("log.txt", "w") as f:
+    f.write(b"line 1\\n")
+with s.open("log.txt", "a") as f:
+    f.write(b"line 2\\n")
+with s.open("log.txt", "r") as f:
+    print(json.dumps(f.read().decode()))
+`;
+    const r = await run(PYTHON, ['-c', script], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout), 'line 1\nline 2\n');
+  });
+
   test('lftp put -c continues a partial upload', async () => {
     const source = join(work, 'lftp-resume.bin');
     await writeFile(source, randomBytes(14 * MiB + 9));
