@@ -37,7 +37,12 @@ async function main(): Promise<void> {
   const srv = await startTestServer({
     s3,
     bucket,
-    env: { S3SFTP_S3_UPLOAD_PARTSIZE: `${PART}`, S3SFTP_S3_UPLOAD_CONCURRENCY: `${CONCURRENCY}` },
+    env: {
+      S3SFTP_S3_UPLOAD_PARTSIZE: `${PART}`,
+      S3SFTP_S3_UPLOAD_CONCURRENCY: `${CONCURRENCY}`,
+      // S3SFTP_UPLOADS_CHECKSUMS=false measures uploads without the hashes (see docs/s3-limitations.md).
+      ...(process.env.S3SFTP_UPLOADS_CHECKSUMS ? { S3SFTP_UPLOADS_CHECKSUMS: process.env.S3SFTP_UPLOADS_CHECKSUMS } : {}),
+    },
     users: [{ username: 'bench', keyFile: key, keyPrefix: 'bench/' }],
   });
   const client = s3ClientFor(s3);
