@@ -95,6 +95,8 @@ const METADATA_TIMEOUT_MS = 60_000;
 const RENAME_PARALLELISM = 8;
 // HeadObject requests in flight per listing page when listing reports stored mtimes.
 const LISTING_HEAD_PARALLELISM = 32;
+// Entries handed out at once while their lookups finish: one SFTP NAME reply's worth.
+const LISTING_SLICE = 100;
 
 const systemClock: Clock = { now: () => Date.now() };
 
@@ -174,7 +176,7 @@ export class S3Storage implements Storage {
         if (await shadowingFile) throw new WrongTypeError(`${path}: not a directory`);
         if (!page.sawAnything && path !== '/') throw new NotFoundError(`${path}: no such file or directory`);
       }
-      if (page.entries.length > 0) yield await this.#listedInfos(page.entries, context);
+      if (page.entries.length > 0) yield* this.#listedInfos(page.entries, context);
     }
   }
 
@@ -597,20 +599,35 @@ export class S3Storage implements Storage {
    * two (rclone, lftp mirror) would see every file as changed, so by default
    * each file's metadata is looked up (cached by version, in parallel).
    */
-  async #listedInfos(entries: ListedEntry[], context: string): Promise<FileInfo[]> {
+  async *#listedInfos(entries: ListedEntry[], context: string): AsyncGenerator<FileInfo[]> {
     const infos = entries.map((entry) => ({
       name: entry.name,
       isDirectory: entry.isDirectory,
       size: entry.size,
       mtime: entry.lastModified ?? new Date(this.#clock.now()),
     }));
-    if ((this.#o.listingMtime ?? 'metadata') !== 'metadata') return infos;
-    const lookups = entries.flatMap((entry, i) => (entry.isDirectory ? [] : [{ entry, info: infos[i]! }]));
-    await forEachBounded(lookups, LISTING_HEAD_PARALLELISM, async ({ entry, info }) => {
-      const stored = await this.#storedMtime(entry, context);
-      if (stored !== null) info.mtime = new Date(stored);
+    if ((this.#o.listingMtime ?? 'metadata') !== 'metadata') {
+      yield infos;
+      return;
+    }
+    // Lookups run in list order, and the page is handed out in slices as they
+    // finish, so the first READDIR reply does not wait for a whole page of HEADs.
+    const looked = entries.map(() => Promise.withResolvers<void>());
+    const lookups = forEachBounded(entries.keys(), LISTING_HEAD_PARALLELISM, async (i) => {
+      const entry = entries[i]!;
+      try {
+        if (entry.isDirectory) return;
+        const stored = await this.#storedMtime(entry, context);
+        if (stored !== null) infos[i]!.mtime = new Date(stored);
+      } finally {
+        looked[i]!.resolve();
+      }
     });
-    return infos;
+    for (let i = 0; i < infos.length; i += LISTING_SLICE) {
+      await Promise.all(looked.slice(i, i + LISTING_SLICE).map((d) => d.promise));
+      yield infos.slice(i, i + LISTING_SLICE);
+    }
+    await lookups;
   }
 
   /**
