@@ -231,16 +231,17 @@ export class SftpSession {
       opened: this.#clock(),
     };
     if (attrs.mtime !== undefined && this.#setstatMode === 2) writer.setMtime(new Date(attrs.mtime * 1000));
-    if (flags.append && !flags.truncate && existing && existing.size > 0) await this.#appendTo(writer, existing.size);
+    if (flags.append && !flags.truncate && existing && existing.size > 0) handle.writer = await this.#appendTo(writer, existing.size);
     this.#sftp.handle(id, this.#handles.add(handle));
   }
 
   /**
    * APPEND on an existing file (OpenSSH's reput opens that way): the upload
-   * continues the stored file from its end, so writes before it are refused
-   * instead of replacing it with a shorter one.
+   * continues the stored file from its end, and, as with O_APPEND in
+   * sftp-server, every WRITE lands at the current end whatever its offset
+   * (WRITEs on one handle run in request order).
    */
-  async #appendTo(writer: FileWriter, size: number): Promise<void> {
+  async #appendTo(writer: FileWriter, size: number): Promise<FileWriter> {
     try {
       if (!writer.continueExisting) {
         throw new UnsupportedError('appending to a file is not supported on this storage; upload the whole file again');
@@ -250,6 +251,15 @@ export class SftpSession {
       await writer.abort().catch(() => undefined);
       throw err;
     }
+    return {
+      get bytesReceived() {
+        return writer.bytesReceived;
+      },
+      write: (_offset, data) => writer.write(writer.bytesReceived, data),
+      setMtime: (mtime) => writer.setMtime(mtime),
+      commit: () => writer.commit(),
+      abort: () => writer.abort(),
+    };
   }
 
   async #read(id: number, handle: Handle, offset: number, length: number): Promise<void> {
