@@ -20,8 +20,11 @@ HELM ?= helm
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
+# A node_modules that is a symlink is another checkout's install (git worktrees): npm ci would
+# follow the link and empty it under everyone using it, so it is left alone.
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund
+	@if [ -L node_modules ]; then echo "node_modules is a symlink to a shared install: not running npm ci" >&2; \
+	else npm ci --no-audit --no-fund; fi
 	@touch $@
 
 install: node_modules/.installed ## install npm dependencies (npm ci)
@@ -35,8 +38,8 @@ build: install ## compile TypeScript to dist/
 typecheck: install ## type-check sources and tests
 	npm run typecheck
 
-lint: typecheck ## static checks (type-check; sftp/ssh/scp must not import the AWS SDK)
-	@! grep -rnE "from '@aws-sdk|from '@kubernetes" src/sftp src/ssh src/scp 2>/dev/null || (echo "protocol layers must not import the AWS SDK or client-node"; exit 1)
+lint: typecheck ## static checks (type-check; sftp/ssh/scp/session/exec must not import the AWS SDK)
+	@! grep -rnE "from '@aws-sdk|from '@kubernetes" src/sftp src/ssh src/scp src/session src/exec 2>/dev/null || (echo "protocol layers must not import the AWS SDK or client-node"; exit 1)
 
 test: install system-deps typecheck ## run the whole test suite (unit + integration, real Swift S3 and real SFTP clients)
 	npm test

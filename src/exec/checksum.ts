@@ -15,9 +15,9 @@
 import { createHash } from 'node:crypto';
 import type { ServerChannel } from 'ssh2';
 import type { Logger } from 'pino';
-import type { SessionDeps } from '../sftp/session.ts';
+import type { SessionDeps } from '../session/types.ts';
 import { NotFoundError, PermissionDeniedError, StorageError, WrongTypeError } from '../storage/errors.ts';
-import { normalizePath } from '../storage/paths.ts';
+import { requirePermission, resolvePath } from '../session/core.ts';
 import type { HashAlgorithm, Storage } from '../storage/storage.ts';
 import type { User } from '../users/user.ts';
 import { resolveHome, splitWords } from '../scp/command.ts';
@@ -163,8 +163,8 @@ export class ChecksumSession {
         continue;
       }
       try {
-        if (!this.#user.permissions.has('download')) throw new PermissionDeniedError('download not granted');
-        const hex = await this.#storage.checksum(normalizePath(raw), command.algorithm);
+        requirePermission(this.#user, 'download');
+        const hex = await this.#storage.checksum(resolvePath(raw), command.algorithm);
         this.#stdout(checksumLine(hex, raw));
       } catch (err) {
         status = 1;

@@ -1,11 +1,12 @@
 /**
  * What the sink and source sides of an SCP session share: the channel, the
- * user's storage, permission checks and transfer reporting. ScpSession
- * implements it; sink.ts and source.ts only see this interface.
+ * user's storage and the session-wide helpers (src/session/core.ts) bound to
+ * this session. ScpSession implements it; sink.ts and source.ts only see this
+ * interface.
  */
 import type { Logger } from 'pino';
 import type { SetstatMode } from '../config/types.ts';
-import type { SessionEvents } from '../sftp/session.ts';
+import type { SessionEvents } from '../session/types.ts';
 import type { FileInfo, FileWriter, Storage } from '../storage/storage.ts';
 import type { Permission, User } from '../users/user.ts';
 import type { ScpChannel } from './channel-io.ts';
@@ -36,19 +37,4 @@ export interface ScpContext {
   countError(): void;
   /** The upload in progress, so ending the session can abort it; undefined once it is finished. */
   setOpenWriter(writer: FileWriter | undefined): void;
-}
-
-/** A file transfer to report through SessionEvents.transferDone. */
-export function reportTransfer(
-  ctx: ScpContext,
-  t: { direction: 'upload' | 'download'; path: string; bytes: number; started: Date; ok: boolean },
-): void {
-  ctx.events.transferDone?.({
-    user: ctx.user.username,
-    direction: t.direction,
-    path: t.path,
-    bytes: t.bytes,
-    seconds: (ctx.clock().getTime() - t.started.getTime()) / 1000,
-    ok: t.ok,
-  });
 }

@@ -10,9 +10,8 @@
 import type { ServerChannel } from 'ssh2';
 import type { Logger } from 'pino';
 import type { SetstatMode } from '../config/types.ts';
-import type { SessionDeps, SessionEvents } from '../sftp/session.ts';
-import { NotFoundError, PermissionDeniedError } from '../storage/errors.ts';
-import { normalizePath } from '../storage/paths.ts';
+import { requirePermission, resolvePath, statOrUndefined } from '../session/core.ts';
+import type { SessionDeps, SessionEvents } from '../session/types.ts';
 import type { FileInfo, FileWriter, Storage } from '../storage/storage.ts';
 import type { Permission, User } from '../users/user.ts';
 import { ScpChannel } from './channel-io.ts';
@@ -162,22 +161,15 @@ export class ScpSession implements ScpContext {
   // ---- ScpContext ------------------------------------------------------------
 
   require(permission: Permission): void {
-    if (!this.user.permissions.has(permission)) {
-      throw new PermissionDeniedError(`permission denied: "${permission}" is not granted to this user`);
-    }
+    requirePermission(this.user, permission);
   }
 
   path(raw: string): string {
-    return normalizePath(raw);
+    return resolvePath(raw);
   }
 
-  async statOrUndefined(path: string): Promise<FileInfo | undefined> {
-    try {
-      return await this.storage.stat(path);
-    } catch (err) {
-      if (err instanceof NotFoundError) return undefined;
-      throw err;
-    }
+  statOrUndefined(path: string): Promise<FileInfo | undefined> {
+    return statOrUndefined(this.storage, path);
   }
 
   async warn(err: unknown, path?: string): Promise<void> {

@@ -19,7 +19,8 @@
 import { AlreadyExistsError, InvalidRequestError, WrongTypeError, NotFoundError } from '../storage/errors.ts';
 import type { FileWriter } from '../storage/storage.ts';
 import { join } from '../storage/paths.ts';
-import { reportTransfer, type ScpContext } from './context.ts';
+import { reportTransfer } from '../session/core.ts';
+import type { ScpContext } from './context.ts';
 import { ClientAbortedError, ScpProtocolError } from './errors.ts';
 
 /** Largest piece handed to one writer.write(). */
@@ -153,7 +154,7 @@ async function receiveFile(ctx: ScpContext, path: string, size: number, mtime: D
   const report = (ok: boolean) => {
     if (reported) return;
     reported = true;
-    reportTransfer(ctx, { direction: 'upload', path, bytes: writer.bytesReceived, started, ok });
+    reportTransfer(ctx.events, ctx.user, ctx.clock, { direction: 'upload', path, bytes: writer.bytesReceived, started, ok });
   };
   // setstatMode 0 refuses time changes over SFTP; scp -p cannot be refused per file, so it is ignored.
   if (mtime && ctx.setstatMode === 2) writer.setMtime(mtime);

@@ -14,7 +14,8 @@
 import { WrongTypeError } from '../storage/errors.ts';
 import type { FileInfo, FileReader } from '../storage/storage.ts';
 import { basename, join } from '../storage/paths.ts';
-import { reportTransfer, type ScpContext } from './context.ts';
+import { reportTransfer } from '../session/core.ts';
+import type { ScpContext } from './context.ts';
 import { ChannelClosedError, ClientAbortedError, ScpProtocolError } from './errors.ts';
 import type { Response } from './channel-io.ts';
 
@@ -133,7 +134,7 @@ async function sendFile(ctx: ScpContext, path: string, listedInfo: FileInfo, lis
     }
     ok = await exchange(ctx, '\0');
   } finally {
-    reportTransfer(ctx, { direction: 'download', path, bytes: sent, started, ok });
+    reportTransfer(ctx.events, ctx.user, ctx.clock, { direction: 'download', path, bytes: sent, started, ok });
     await reader.close().catch(() => undefined);
   }
 }

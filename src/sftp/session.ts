@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { Storage, FileInfo, FileWriter } from '../storage/storage.ts';
 import type { Permission, User } from '../users/user.ts';
 import type { SetstatMode } from '../config/types.ts';
+import type { SessionDeps, SessionEvents } from '../session/types.ts';
 import {
   AlreadyExistsError,
   InvalidRequestError,
@@ -29,26 +30,6 @@ import { STATUS, toStatus } from './status.ts';
 const MAX_READ_BYTES = 255 * 1024;
 /** Entries per NAME reply, so replies stay well under every client's packet limit. */
 const NAMES_PER_REPLY = 100;
-
-/**
- * What a session reports about its transfers (audit log, metrics). A transfer
- * is reported once: an upload at CLOSE (stored or not) or when the session
- * ends with it open; a download at CLOSE or session end, with the bytes sent.
- */
-export interface SessionEvents {
-  transferDone?(t: { user: string; direction: 'upload' | 'download'; path: string; bytes: number; seconds: number; ok: boolean }): void;
-  operation?(o: { user: string; op: 'mkdir' | 'rmdir' | 'remove' | 'rename' | 'setstat'; path: string; target?: string; ok: boolean }): void;
-}
-
-/** What every file-transfer session (SFTP, SCP) is built from. */
-export interface SessionDeps {
-  storage: Storage;
-  user: User;
-  setstatMode: SetstatMode;
-  log: Logger;
-  events?: SessionEvents;
-  clock?: () => Date;
-}
 
 export interface SftpSessionOptions extends SessionDeps {
   sftp: SFTPWrapper;

@@ -7,15 +7,16 @@
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import ssh2 from 'ssh2';
-import type { AuthContext, Connection, ServerChannel, Session } from 'ssh2';
+import type { AuthContext, Connection, Session } from 'ssh2';
 import type { Logger } from 'pino';
 import type { Storage } from '../storage/storage.ts';
 import type { User, UserSource } from '../users/user.ts';
 import type { SetstatMode } from '../config/types.ts';
 import { verifyPassword } from '../auth/password.ts';
 import { matchPublicKey } from '../auth/public-key.ts';
-import { SftpSession, type SessionDeps, type SessionEvents } from '../sftp/session.ts';
-import { auditEvents, combineEvents } from '../sftp/audit.ts';
+import { SftpSession } from '../sftp/session.ts';
+import type { SessionDeps, SessionEvents } from '../session/types.ts';
+import { auditEvents, combineEvents } from '../session/audit.ts';
 import { advertiseExtensions, sendExitStatus } from '../sftp/channel-quirks.ts';
 import { ScpSession } from '../scp/session.ts';
 import { ChecksumSession, checksumCommandName } from '../exec/checksum.ts';
@@ -100,10 +101,6 @@ export class SshServer {
     });
   }
 
-  get connectionCount(): number {
-    return this.#live.size;
-  }
-
   /** True once drain() was called: new connections, sessions and channels are refused. */
   get draining(): boolean {
     return this.#drain !== undefined;
@@ -170,11 +167,11 @@ export class SshServer {
     log.info('drained');
   }
 
-  /** Stops accepting connections; with `force`, also ends the live ones. */
-  async close(force = true): Promise<void> {
+  /** Stops accepting connections and ends the live ones. */
+  async close(): Promise<void> {
     this.#unsubscribe();
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    if (force) for (const conn of this.#live) conn.client.end();
+    for (const conn of this.#live) conn.client.end();
     await closed;
   }
 
@@ -323,7 +320,7 @@ export class SshServer {
         void sftpSession.close();
       });
     });
-    const refuse = (what: string) => (accept: unknown, reject?: () => void) => {
+    const refuse = (what: string) => (_accept: unknown, reject?: () => void) => {
       log.debug({ what }, 'refused session request');
       reject?.();
     };
@@ -349,7 +346,6 @@ export class SshServer {
     session.on('env', (accept) => accept?.());
   }
 
-  /** Ends the connections of a user who was removed or disabled. */
   /** Ends the connections of a user that their credential no longer admits (removed, disabled, key or password changed). */
   #revoke(username: string): void {
     for (const conn of this.#live) {
@@ -380,4 +376,3 @@ async function settleWithin(promise: Promise<unknown>, ms: number): Promise<void
   clearTimeout(timer);
 }
 
-export type { ServerChannel };

@@ -74,18 +74,7 @@ export interface RenameOptions {
 /** The content hashes the checksum commands (md5sum, sha1sum, sha256sum) offer. */
 export type HashAlgorithm = 'md5' | 'sha1' | 'sha256';
 
-/** Optional abilities; callers check these instead of catching errors. */
-export interface StorageCapabilities {
-  /** Modification times set by clients are kept (SETSTAT mtime). */
-  storesMtime: boolean;
-  /** Non-empty directories can be renamed. */
-  renamesDirectories: boolean;
-  /** FileWriter.continueExisting works (resumed uploads). */
-  resumesUploads: boolean;
-}
-
 export interface Storage {
-  readonly capabilities: StorageCapabilities;
   stat(path: string): Promise<FileInfo>;
   /** Streams a directory's entries page by page; never the whole directory at once. */
   list(path: string): AsyncIterable<FileInfo[]>;

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLogger } from '../../src/cli/logger.ts';
-import { auditEvents, combineEvents } from '../../src/sftp/audit.ts';
+import { auditEvents, combineEvents } from '../../src/session/audit.ts';
 import { loadConfig } from '../../src/config/load.ts';
 
 /** A logger whose JSON lines land in `lines`. */

@@ -40,7 +40,6 @@ import type {
   OpenWriteOptions,
   RenameOptions,
   Storage,
-  StorageCapabilities,
 } from '../storage.ts';
 import { forEachBounded } from './bounded.ts';
 import { Copier, type CopierOptions } from './copier.ts';
@@ -102,7 +101,6 @@ const systemClock: Clock = { now: () => Date.now() };
 
 /** Storage backed by S3 (or an S3-compatible store). */
 export class S3Storage implements Storage {
-  readonly capabilities: StorageCapabilities;
   #client: S3Client;
   #bucket: string;
   #prefix: string;
@@ -130,11 +128,6 @@ export class S3Storage implements Storage {
       log: options.log,
       ...options.copy,
     });
-    this.capabilities = {
-      storesMtime: true,
-      renamesDirectories: options.renameMode === 1,
-      resumesUploads: options.resume ?? true,
-    };
   }
 
   async stat(path: string): Promise<FileInfo> {

@@ -5,7 +5,7 @@
  * already carries the connection id, the remote address and the user.
  */
 import type { Logger } from 'pino';
-import type { SessionEvents } from './session.ts';
+import type { SessionEvents } from './types.ts';
 
 /** SessionEvents that write audit lines to `log`. */
 export function auditEvents(log: Logger): SessionEvents {

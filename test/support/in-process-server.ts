@@ -1,0 +1,160 @@
+/**
+ * The fast middle layer of tests: the real SSH server class (src/ssh/server.ts)
+ * with the real SFTP and SCP sessions, on 127.0.0.1 port 0 in this process,
+ * over an in-memory store (MemoryStorage, which passes the S3 conformance
+ * suite) and an in-memory user table, driven by a real ssh2 client. No S3 and
+ * no external programs: protocol behaviour is checked in milliseconds, and
+ * test/integration checks the same against Swift and real clients.
+ */
+import { once } from 'node:events';
+import pino from 'pino';
+import ssh2 from 'ssh2';
+import type { ClientChannel, SFTPWrapper } from 'ssh2';
+import type { SetstatMode } from '../../src/config/types.ts';
+import { SshServer, type SshServerEvents } from '../../src/ssh/server.ts';
+import { generateEd25519 } from '../../src/ssh/keygen.ts';
+import { MemoryBucket, MemoryStorage, type MemoryStorageOptions } from '../../src/storage/memory/memory-storage.ts';
+import { PERMISSIONS, type Permission, type User, type UserSource } from '../../src/users/user.ts';
+
+const { Client } = ssh2;
+
+/** A user table in memory; set() and remove() notify like a reloaded users directory. */
+export class MemoryUserSource implements UserSource {
+  readonly ready = true;
+  readonly #users = new Map<string, User>();
+  readonly #listeners = new Set<(username: string) => void>();
+
+  get(username: string): User | undefined {
+    return this.#users.get(username);
+  }
+
+  all(): User[] {
+    return [...this.#users.values()];
+  }
+
+  set(user: User): void {
+    this.#users.set(user.username, user);
+    for (const listener of this.#listeners) listener(user.username);
+  }
+
+  remove(username: string): void {
+    this.#users.delete(username);
+    for (const listener of this.#listeners) listener(username);
+  }
+
+  onChange(listener: (username: string) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    this.#listeners.clear();
+  }
+}
+
+export interface InProcessUser {
+  username: string;
+  /** Default: every permission. */
+  permissions?: readonly Permission[];
+  /** Default: `<username>/`. */
+  keyPrefix?: string;
+}
+
+export interface InProcessOptions {
+  users?: InProcessUser[];
+  setstatMode?: SetstatMode;
+  /** Passed to every user's MemoryStorage (rename mode, write window, page size, test seams). */
+  storage?: Omit<MemoryStorageOptions, 'bucket' | 'keyPrefix'>;
+  events?: SshServerEvents;
+}
+
+export interface InProcessServer {
+  port: number;
+  /** The server itself, for drain() and the like. */
+  ssh: SshServer;
+  /** The store every user's storage shares. */
+  bucket: MemoryBucket;
+  users: MemoryUserSource;
+  /** A fresh MemoryStorage on a user's prefix, to seed or inspect their files directly. */
+  storageOf(username: string): MemoryStorage;
+  /** Adds or replaces a user (the server sees it at once). */
+  addUser(user: InProcessUser): void;
+  /** An authenticated ssh2 client for a user; closed by stop(). */
+  connect(username: string): Promise<InstanceType<typeof Client>>;
+  /** A connected client's SFTP channel. */
+  sftp(username: string): Promise<SFTPWrapper>;
+  /** An exec channel (legacy SCP runs as `scp -t` / `scp -f`). */
+  exec(username: string, command: string): Promise<ClientChannel>;
+  stop(): Promise<void>;
+}
+
+/** One client key for every test user: authentication is not what these tests are about. */
+const clientKey = generateEd25519();
+
+export function userFor(spec: InProcessUser): User {
+  return {
+    username: spec.username,
+    disabled: false,
+    publicKeys: [clientKey.public],
+    s3: { bucket: 'memory', keyPrefix: spec.keyPrefix ?? `${spec.username}/` },
+    permissions: new Set(spec.permissions ?? PERMISSIONS),
+    source: 'test',
+  };
+}
+
+export async function startInProcessServer(options: InProcessOptions = {}): Promise<InProcessServer> {
+  const bucket = new MemoryBucket();
+  const users = new MemoryUserSource();
+  for (const spec of options.users ?? []) users.set(userFor(spec));
+  const storageFor = (user: User) => new MemoryStorage({ ...options.storage, bucket, keyPrefix: user.s3.keyPrefix });
+  const log = pino({ level: process.env.S3SFTP_TEST_LOG ?? 'silent' });
+  const server = new SshServer({
+    hostKeys: [Buffer.from(generateEd25519().private)],
+    users,
+    storageFor,
+    setstatMode: options.setstatMode ?? 2,
+    log,
+    failureDelayMs: 0,
+    // A drain ends idle connections after this long; the default second only slows tests down.
+    drainIdleMs: 50,
+    ...(options.events ? { events: options.events } : {}),
+  });
+  const { port } = await server.listen(0, '127.0.0.1');
+  const clients = new Set<InstanceType<typeof Client>>();
+
+  const connect = async (username: string) => {
+    const client = new Client();
+    clients.add(client);
+    client.on('close', () => clients.delete(client));
+    const ready = once(client, 'ready');
+    client.connect({ host: '127.0.0.1', port, username, privateKey: clientKey.private, readyTimeout: 10_000 });
+    await Promise.race([ready, once(client, 'error').then(([err]) => Promise.reject(err))]);
+    return client;
+  };
+
+  return {
+    port,
+    ssh: server,
+    bucket,
+    users,
+    storageOf: (username) => {
+      const user = users.get(username);
+      if (!user) throw new Error(`no user ${username}`);
+      return storageFor(user);
+    },
+    addUser: (spec) => users.set(userFor(spec)),
+    connect,
+    async sftp(username) {
+      const client = await connect(username);
+      return new Promise((resolve, reject) => client.sftp((err, sftp) => (err ? reject(err) : resolve(sftp))));
+    },
+    async exec(username, command) {
+      const client = await connect(username);
+      return new Promise((resolve, reject) => client.exec(command, (err, channel) => (err ? reject(err) : resolve(channel))));
+    },
+    async stop() {
+      for (const client of clients) client.end();
+      await server.close();
+    },
+  };
+}

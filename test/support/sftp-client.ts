@@ -1,0 +1,152 @@
+/**
+ * Promise wrappers over ssh2's SFTP client, for the in-process protocol tests.
+ * Each call sends one request and resolves with its reply; a status other
+ * than OK rejects with ssh2's error, whose `code` is the SSH_FX_* status.
+ */
+import type { FileEntryWithStats, InputAttributes, SFTPWrapper, Stats } from 'ssh2';
+
+/** SSH_FXF_* open flags (draft-ietf-secsh-filexfer-02). */
+export const FLAGS = { READ: 1, WRITE: 2, APPEND: 4, CREAT: 8, TRUNC: 16, EXCL: 32 } as const;
+
+/** A failed request: the status code and the server's message. */
+export interface StatusError {
+  code: number;
+  message: string;
+}
+
+function call<T>(start: (cb: (err: Error | null | undefined, value?: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => start((err, value) => (err ? reject(err) : resolve(value as T))));
+}
+
+/** The status a request failed with; fails the test if it succeeded. */
+export async function statusOf(request: Promise<unknown>): Promise<StatusError> {
+  try {
+    await request;
+  } catch (err) {
+    const e = err as { code?: unknown; message: string };
+    if (typeof e.code !== 'number') throw err;
+    return { code: e.code, message: e.message };
+  }
+  throw new Error('expected the request to fail');
+}
+
+export class SftpClient {
+  readonly sftp: SFTPWrapper;
+
+  constructor(sftp: SFTPWrapper) {
+    this.sftp = sftp;
+  }
+
+  open(path: string, flags: number | string, attrs: InputAttributes = {}): Promise<Buffer> {
+    return call((cb) => this.sftp.open(path, flags as number, attrs, cb));
+  }
+
+  close(handle: Buffer): Promise<void> {
+    return call((cb) => this.sftp.close(handle, cb));
+  }
+
+  write(handle: Buffer, position: number, data: Buffer): Promise<void> {
+    return call((cb) => this.sftp.write(handle, data, 0, data.length, position, cb));
+  }
+
+  /** One READ; an empty buffer at end of file. */
+  async read(handle: Buffer, position: number, length: number): Promise<Buffer> {
+    const buffer = Buffer.alloc(length);
+    const bytes = await new Promise<number>((resolve, reject) =>
+      this.sftp.read(handle, buffer, 0, length, position, (err, n) => (err ? reject(err) : resolve(n))),
+    );
+    return buffer.subarray(0, bytes);
+  }
+
+  stat(path: string): Promise<Stats> {
+    return call((cb) => this.sftp.stat(path, cb));
+  }
+
+  fstat(handle: Buffer): Promise<Stats> {
+    return call((cb) => this.sftp.fstat(handle, cb));
+  }
+
+  setstat(path: string, attrs: InputAttributes): Promise<void> {
+    return call((cb) => this.sftp.setstat(path, attrs, cb));
+  }
+
+  fsetstat(handle: Buffer, attrs: InputAttributes): Promise<void> {
+    return call((cb) => this.sftp.fsetstat(handle, attrs, cb));
+  }
+
+  opendir(path: string): Promise<Buffer> {
+    return call((cb) => this.sftp.opendir(path, cb));
+  }
+
+  /** One READDIR: one NAME reply's entries (EOF rejects with code 1). */
+  readdir(handle: Buffer): Promise<FileEntryWithStats[]> {
+    // `full` keeps "." and ".." if a server sent them; ssh2's types omit the options argument.
+    const readdir = this.sftp.readdir.bind(this.sftp) as unknown as (h: Buffer, o: object, cb: unknown) => void;
+    return call((cb) => readdir(handle, { full: true }, cb));
+  }
+
+  /** Every entry of a directory, "." and ".." left out by ssh2. */
+  list(path: string): Promise<FileEntryWithStats[]> {
+    return call((cb) => this.sftp.readdir(path, cb as never));
+  }
+
+  mkdir(path: string): Promise<void> {
+    return call((cb) => this.sftp.mkdir(path, cb));
+  }
+
+  rmdir(path: string): Promise<void> {
+    return call((cb) => this.sftp.rmdir(path, cb));
+  }
+
+  remove(path: string): Promise<void> {
+    return call((cb) => this.sftp.unlink(path, cb));
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return call((cb) => this.sftp.rename(from, to, cb));
+  }
+
+  posixRename(from: string, to: string): Promise<void> {
+    return call((cb) => this.sftp.ext_openssh_rename(from, to, cb));
+  }
+
+  realpath(path: string): Promise<string> {
+    return call((cb) => this.sftp.realpath(path, cb));
+  }
+
+  symlink(target: string, path: string): Promise<void> {
+    return call((cb) => this.sftp.symlink(target, path, cb));
+  }
+
+  readlink(path: string): Promise<string> {
+    return call((cb) => this.sftp.readlink(path, cb));
+  }
+
+  /**
+   * Uploads a whole file in WRITEs sent without waiting, as OpenSSH pipelines them.
+   * 16 KiB: ssh2's client splits larger WRITEs and sends the rest only after the first reply.
+   */
+  async put(path: string, data: Buffer, flags = FLAGS.WRITE | FLAGS.CREAT | FLAGS.TRUNC): Promise<void> {
+    const handle = await this.open(path, flags);
+    const writes: Promise<void>[] = [];
+    for (let offset = 0; offset < data.length; offset += 16 * 1024) {
+      writes.push(this.write(handle, offset, data.subarray(offset, offset + 16 * 1024)));
+    }
+    await Promise.all(writes);
+    await this.close(handle);
+  }
+
+  /** Downloads a whole file with sequential READs. */
+  async get(path: string): Promise<Buffer> {
+    const handle = await this.open(path, FLAGS.READ);
+    const pieces: Buffer[] = [];
+    for (let offset = 0; ; ) {
+      const piece = await this.read(handle, offset, 64 * 1024);
+      if (piece.length === 0) break;
+      pieces.push(piece);
+      offset += piece.length;
+    }
+    await this.close(handle);
+    return Buffer.concat(pieces);
+  }
+}
