@@ -38,8 +38,8 @@ build: install ## compile TypeScript to dist/
 typecheck: install ## type-check sources and tests
 	npm run typecheck
 
-lint: typecheck ## static checks (type-check; sftp/ssh/scp/session/users must not import the AWS SDK or client-node)
-	@! grep -rnE "from '@aws-sdk|from '@kubernetes" src/sftp src/ssh src/scp src/session src/users 2>/dev/null || (echo "protocol layers and users/ must not import the AWS SDK or client-node"; exit 1)
+lint: typecheck ## static checks (type-check; sftp/ssh/scp/session/exec/users must not import the AWS SDK or client-node)
+	@! grep -rnE "from '@aws-sdk|from '@kubernetes" src/sftp src/ssh src/scp src/session src/exec src/users 2>/dev/null || (echo "protocol layers and users/ must not import the AWS SDK or client-node"; exit 1)
 
 test: install system-deps typecheck ## run the whole test suite (unit + integration, real Swift S3 and real SFTP clients)
 	npm test

@@ -12,6 +12,7 @@ import { checkBucket } from './storage/s3/client.ts';
 import { ClientPool } from './storage/s3/client-pool.ts';
 import type { AccessCheck } from './users/access.ts';
 import { S3Storage } from './storage/s3/s3-storage.ts';
+import { MtimeCache } from './storage/s3/mtime-cache.ts';
 import { UploadRegistry } from './storage/s3/upload-registry.ts';
 import { loadCrdSchema } from './users/crd-schema.ts';
 import { DirectorySource } from './users/directory-source.ts';
@@ -144,6 +145,7 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
   state.users = users;
   metrics.countUsersWith(() => users.all().length);
   const uploads = new UploadRegistry();
+  const mtimeCache = new MtimeCache();
   const uploadEvents = metrics.uploadEvents();
   // Connection limits, defender, password pool and algorithms (docs/security.md).
   const guard = hardening(config, users, registry, log);
@@ -166,6 +168,10 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
         uploads,
         events: uploadEvents,
         log: storageLog,
+        resume: config.uploads.resume,
+        storeChecksums: config.uploads.checksums,
+        listingMtime: config.listing.mtime,
+        mtimeCache,
       });
     },
   });

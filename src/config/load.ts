@@ -367,6 +367,24 @@ const KEYS: readonly KeySpec[] = deepFreeze([
   ...transferKeys('upload'),
   ...transferKeys('download'),
   {
+    key: 'uploads.resume',
+    default: true,
+    doc: 'Resumed uploads (sftp reput, lftp put -c, WinSCP/FileZilla resume) continue an existing file: its bytes are copied inside S3 and the client sends only the rest. false refuses a resume; clients then upload again from the start.',
+    parse: bool,
+  },
+  {
+    key: 'uploads.checksums',
+    default: true,
+    doc: 'Compute MD5, SHA-1 and SHA-256 of every upload as it streams and store them with the object, so md5sum/sha1sum/sha256sum (rclone check) answer without reading the file. Files above one part cost one server-side copy at the end of the upload (none above 5 GiB: their hashes are computed when asked).',
+    parse: bool,
+  },
+  {
+    key: 'listing.mtime',
+    default: 'metadata',
+    doc: 'Modification time in directory listings: metadata reports the stored mtime, as stat does (one HeadObject per file, cached); lastModified reports S3\'s LastModified with no extra requests, which makes sync tools see stored times as changes.',
+    parse: choice(['metadata', 'lastModified']),
+  },
+  {
     key: 'users.directory',
     default: '',
     doc: 'Directory of SftpUser YAML files (*.yaml, *.yml), watched for changes; empty for none.',
@@ -550,6 +568,8 @@ export function loadConfig(options: LoadConfigOptions): Config {
       banTimeMs: get('defender.banTime'),
       trustedCIDRs: get('defender.trustedCIDRs'),
     },
+    uploads: { resume: get('uploads.resume'), checksums: get('uploads.checksums') },
+    listing: { mtime: get('listing.mtime') },
     metrics: { listen: get('metrics.listen'), perUserLabels: get('metrics.perUserLabels') },
     log: { level: get('log.level') },
   };

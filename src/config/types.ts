@@ -64,6 +64,10 @@ export interface Config {
   /** abandonedUploadAgeMs: multipart uploads older than this are aborted by the janitor; 0 turns it off. */
   s3: S3Config & { abandonedUploadAgeMs: number };
   users: { directory: string; kubernetes: KubernetesUsersConfig };
+  /** Resumed uploads allowed; MD5/SHA-1/SHA-256 stored with uploads. */
+  uploads: { resume: boolean; checksums: boolean };
+  /** What directory listings report as a file's mtime. */
+  listing: { mtime: 'metadata' | 'lastModified' };
   /** The HTTP listener for /metrics, /healthz and /readyz, and whether per-user labels are added. */
   metrics: { listen: { host: string; port: number }; perUserLabels: boolean };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };

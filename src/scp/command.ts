@@ -88,7 +88,7 @@ function notAllowed(command: string): string {
 }
 
 /** `~` and `~/x` name the user's home, which is the root of their storage. */
-function resolveHome(word: string): string {
+export function resolveHome(word: string): string {
   if (!word.startsWith(HOME)) return word;
   const rest = word.slice(HOME.length);
   return rest === '' ? '/' : rest;
@@ -99,7 +99,7 @@ function resolveHome(word: string): string {
  * anything. An unquoted `~` that starts a word and is followed by `/` or the
  * end of the word is kept as the HOME marker.
  */
-function splitWords(line: string): string[] {
+export function splitWords(line: string): string[] {
   const words: string[] = [];
   let word = '';
   let inWord = false;

@@ -7,7 +7,7 @@
  */
 import type { Attributes, SFTPWrapper } from 'ssh2';
 import type { Logger } from 'pino';
-import type { Storage, FileInfo } from '../storage/storage.ts';
+import type { Storage, FileInfo, FileWriter } from '../storage/storage.ts';
 import type { Permission, User } from '../users/user.ts';
 import type { SetstatMode } from '../config/types.ts';
 import type { SessionDeps, SessionEvents } from '../session/types.ts';
@@ -220,9 +220,6 @@ export class SftpSession {
     if (flags.read && flags.write && !flags.create && !flags.truncate) {
       throw new UnsupportedError('changing a file in place (open for reading and writing) is not supported on S3 storage; upload the whole file again');
     }
-    if (flags.append) {
-      throw new UnsupportedError('appending to a file is not supported on S3 storage; upload the whole file again');
-    }
     if (flags.write) return this.#openWrite(id, path, flags, attrs);
     if (!flags.read) throw new InvalidRequestError('open needs READ or WRITE');
     this.#require('download');
@@ -259,7 +256,35 @@ export class SftpSession {
     // OPEN's attributes are for creating the file; OpenSSH ignores times there. Mode 2 keeps them
     // (saves a copy when FSETSTAT repeats them); mode 0 waits for the FSETSTAT it may refuse whole.
     if (attrs.mtime !== undefined && this.#setstatMode === 2) writer.setMtime(new Date(attrs.mtime * 1000));
+    if (flags.append && !flags.truncate && existing && existing.size > 0) handle.writer = await this.#appendTo(writer, existing.size);
     this.#sftp.handle(id, this.#handles.add(handle));
+  }
+
+  /**
+   * APPEND on an existing file (OpenSSH's reput opens that way): the upload
+   * continues the stored file from its end, and, as with O_APPEND in
+   * sftp-server, every WRITE lands at the current end whatever its offset
+   * (WRITEs on one handle run in request order).
+   */
+  async #appendTo(writer: FileWriter, size: number): Promise<FileWriter> {
+    try {
+      if (!writer.continueExisting) {
+        throw new UnsupportedError('appending to a file is not supported on this storage; upload the whole file again');
+      }
+      await writer.continueExisting(size);
+    } catch (err) {
+      await writer.abort().catch(() => undefined);
+      throw err;
+    }
+    return {
+      get bytesReceived() {
+        return writer.bytesReceived;
+      },
+      write: (_offset, data) => writer.write(writer.bytesReceived, data),
+      setMtime: (mtime) => writer.setMtime(mtime),
+      commit: () => writer.commit(),
+      abort: () => writer.abort(),
+    };
   }
 
   async #read(id: number, handle: Handle, offset: number, length: number): Promise<void> {
@@ -294,7 +319,11 @@ export class SftpSession {
     if (handle.kind !== 'write') throw new InvalidRequestError('handle is not open for writing');
     try {
       if (handle.resumeRisk && offset > 0 && handle.writer.bytesReceived === 0) {
-        throw new UnsupportedError('resuming an upload into an existing file is not supported on S3 storage; upload it again from the start');
+        // A resume (reput, lftp put -c): the writer continues the existing file if it can, and refuses any offset but its size.
+        if (!handle.writer.continueExisting) {
+          throw new UnsupportedError('resuming an upload into an existing file is not supported on this storage; upload it again from the start');
+        }
+        await handle.writer.continueExisting(offset);
       }
       await handle.writer.write(offset, data);
       handle.written = true;

@@ -27,6 +27,7 @@ import { advertiseExtensions, sendExitStatus } from '../sftp/channel-quirks.ts';
 import { widenReceiveWindow } from './ssh2-window.ts';
 import { refuseNonUtf8Paths } from '../sftp/utf8-paths.ts';
 import { ScpSession } from '../scp/session.ts';
+import { ChecksumSession, checksumCommandName } from '../exec/checksum.ts';
 
 const { Server } = ssh2;
 
@@ -430,17 +431,20 @@ export class SshServer {
       reject?.();
     };
     session.on('shell', refuse('shell'));
-    // Legacy SCP (`scp -O`, older clients) runs `scp -t`/`scp -f` through exec; any other command is refused there.
+    // Legacy SCP (`scp -O`, older clients) runs `scp -t`/`scp -f` through exec, rclone runs md5sum/sha1sum;
+    // any other command is refused (by the SCP parser, which explains there is no shell).
     session.on('exec', (accept, reject, info) => {
       const user = this.#channelUser(conn, reject);
       if (!user) return;
       const channel = accept();
       if (!channel) return; // the session closed while we decided
-      const scp = new ScpSession({ channel, command: info.command, ...this.#sessionDeps(user, log) });
-      conn.sessions.add(scp);
+      const deps = { channel, command: info.command, ...this.#sessionDeps(user, log) };
+      // md5sum/sha1sum/sha256sum (rclone's hash checks) have their own module; everything else is scp's to run or refuse.
+      const exec = checksumCommandName(info.command) ? new ChecksumSession(deps) : new ScpSession(deps);
+      conn.sessions.add(exec);
       this.#opts.events?.sessionOpened?.();
-      void scp.run().finally(() => {
-        conn.sessions.delete(scp);
+      void exec.run().finally(() => {
+        conn.sessions.delete(exec);
         this.#opts.events?.sessionClosed?.();
       });
     });

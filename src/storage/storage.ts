@@ -44,6 +44,17 @@ export interface FileWriter {
   write(offset: number, data: Buffer): Promise<void>;
   /** Records a modification time to store with the object. */
   setMtime(mtime: Date): void;
+  /**
+   * Continues the existing file instead of replacing it (SFTP resume: OPEN
+   * without TRUNC, first WRITE at the file's size). Called before any write;
+   * `size` must be the file's current size. The file being written then
+   * starts with the existing bytes (the store copies them, nothing is sent
+   * again) and further writes go on from `size`. The existing file stays as
+   * it is until commit(); abort() leaves it untouched. Throws
+   * UnsupportedError when the store cannot (or is configured not to) resume,
+   * or when `size` is not the file's size. Optional: absent means never.
+   */
+  continueExisting?(size: number): Promise<void>;
   /** Makes the object visible. Fails (and aborts) if any part failed. */
   commit(): Promise<void>;
   /** Discards everything written; safe to call more than once. */
@@ -60,6 +71,9 @@ export interface RenameOptions {
   overwrite?: boolean;
 }
 
+/** The content hashes the checksum commands (md5sum, sha1sum, sha256sum) offer. */
+export type HashAlgorithm = 'md5' | 'sha1' | 'sha256';
+
 export interface Storage {
   stat(path: string): Promise<FileInfo>;
   /** Streams a directory's entries page by page; never the whole directory at once. */
@@ -74,4 +88,11 @@ export interface Storage {
   rename(from: string, to: string, options?: RenameOptions): Promise<void>;
   /** Changes the stored modification time of an existing file. */
   setMtime(path: string, mtime: Date): Promise<void>;
+  /**
+   * Lower-case hex digest of a file's content. Hashes recorded when the file
+   * was uploaded through this server are returned as they are (one metadata
+   * request); any other file is read once to compute it. NotFoundError for a
+   * missing path, WrongTypeError for a directory.
+   */
+  checksum(path: string, algorithm: HashAlgorithm): Promise<string>;
 }

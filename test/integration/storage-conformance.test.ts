@@ -4,7 +4,7 @@
  * prefixes, multipart leftovers, out-of-band keys, slow or failing requests).
  */
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -19,6 +19,7 @@ import {
   type S3Client,
   GetObjectCommand,
   UploadPartCommand,
+  UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import pino from 'pino';
 import { startSwift, type SwiftS3 } from '../../dev/swift.ts';
@@ -277,6 +278,72 @@ describe('S3Storage specifics', () => {
       assert.equal(sha256(await readFile(storage, '/dir2/big2')), sha256(data));
       assert.deepEqual(await uploadsUnder(prefix), []);
     } finally {
+      await removePrefix(prefix);
+    }
+  });
+
+  it('stores the hashes of uploads in metadata, and hashes other objects on demand', async () => {
+    const prefix = newPrefix();
+    let gets = 0;
+    const counting = interceptCommand(GetObjectCommand, (send) => {
+      gets++;
+      return send();
+    });
+    try {
+      const storage = makeStorage(prefix, { client: counting });
+      const small = randomBytes(3000);
+      const big = randomBytes(11 * MiB);
+      await writeFile(storage, '/small', small);
+      await writeFile(storage, '/big', big);
+      for (const [name, data] of [['small', small], ['big', big]] as const) {
+        const head = await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: `${prefix}${name}` }));
+        for (const algorithm of ['md5', 'sha1', 'sha256'] as const) {
+          assert.equal(head.Metadata?.[algorithm], createHash(algorithm).update(data).digest('hex'), `${algorithm} ${name}`);
+        }
+      }
+      assert.equal(await storage.checksum('/big', 'sha1'), createHash('sha1').update(big).digest('hex'));
+      assert.equal(gets, 0, 'stored hashes: no read');
+      await putRaw(`${prefix}foreign`, 'from another tool', { md5: 'not-a-digest' });
+      assert.equal(await storage.checksum('/foreign', 'md5'), createHash('md5').update('from another tool').digest('hex'));
+      assert.equal(gets, 1, 'one read for an object without hashes');
+
+      const plain = makeStorage(prefix, { storeChecksums: false });
+      await writeFile(plain, '/plain', small);
+      const head = await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: `${prefix}plain` }));
+      assert.equal(head.Metadata?.md5, undefined);
+    } finally {
+      counting.destroy();
+      await removePrefix(prefix);
+    }
+  });
+
+  it('resumes by copying the stored object inside S3, and not when resume is off', async () => {
+    const prefix = newPrefix();
+    const copied: string[] = [];
+    const counting = interceptCommand(UploadPartCopyCommand, (send, command) => {
+      copied.push(command.input.CopySourceRange ?? '');
+      return send();
+    });
+    try {
+      const storage = makeStorage(prefix, { client: counting });
+      const existing = randomBytes(6 * MiB + 1);
+      await writeFile(storage, '/r', existing);
+      const writer = await storage.openWrite('/r');
+      await writer.continueExisting!(existing.length);
+      const tail = randomBytes(1000);
+      await writer.write(existing.length, tail);
+      await writer.commit();
+      assert.deepEqual(copied, [`bytes=0-${existing.length - 1}`]);
+      assert.equal(sha256(await readFile(storage, '/r')), sha256(Buffer.concat([existing, tail])));
+      const head = await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: `${prefix}r` }));
+      assert.equal(head.Metadata?.sha256, undefined, 'no hash over bytes the server did not see');
+
+      const off = makeStorage(prefix, { resume: false });
+      const refused = await off.openWrite('/r');
+      await assert.rejects(refused.continueExisting!(existing.length + 1000), /uploads\.resume/);
+      await refused.abort();
+    } finally {
+      counting.destroy();
       await removePrefix(prefix);
     }
   });

@@ -405,6 +405,87 @@ export function storageConformance(
         await storage.rename('/m1', '/m2');
         assert.equal((await storage.stat('/m2')).mtime.getTime(), mtime.getTime());
       });
+
+      test('a listing reports the same mtime as stat, set or not', async ({ storage }) => {
+        await storage.mkdir('/t');
+        for (const name of ['plain', 'timed', 'late']) await writeFile(storage, `/t/${name}`, Buffer.from(name));
+        await storage.setMtime('/t/timed', new Date('2003-03-03T03:03:03.000Z'));
+        const first = await listAll(storage, '/t');
+        await storage.setMtime('/t/late', new Date('2004-04-04T04:04:04.000Z'));
+        // Listed twice: a second listing must not serve a time from before the change.
+        for (const listed of [first, await listAll(storage, '/t')]) {
+          for (const info of listed) {
+            if (listed === first && info.name === 'late') continue;
+            const stat = await storage.stat(`/t/${info.name}`);
+            assert.equal(info.mtime.getTime(), stat.mtime.getTime(), info.name);
+          }
+        }
+        const again = await listAll(storage, '/t');
+        assert.equal(again.find((i) => i.name === 'late')?.mtime.toISOString(), '2004-04-04T04:04:04.000Z');
+      });
+    });
+
+    describe('checksums', () => {
+      test('md5, sha1 and sha256 of small, empty and multipart files, kept by rename and setMtime', async ({ storage }) => {
+        const files = { '/small': randomBytes(1000), '/empty': Buffer.alloc(0), '/big': randomBytes(12 * MiB + 5) };
+        for (const [path, data] of Object.entries(files)) await writeFile(storage, path, data);
+        await storage.rename('/big', '/big2');
+        await storage.setMtime('/small', new Date('2011-01-01T00:00:00Z'));
+        const expected = { '/small': files['/small'], '/empty': files['/empty'], '/big2': files['/big'] };
+        for (const [path, data] of Object.entries(expected)) {
+          for (const algorithm of ['md5', 'sha1', 'sha256'] as const) {
+            assert.equal(await storage.checksum(path, algorithm), createHash(algorithm).update(data).digest('hex'), `${algorithm} ${path}`);
+          }
+        }
+        await storage.mkdir('/d');
+        await assert.rejects(storage.checksum('/d', 'md5'), WrongTypeError);
+        await assert.rejects(storage.checksum('/', 'md5'), WrongTypeError);
+        await assert.rejects(storage.checksum('/nope', 'sha1'), NotFoundError);
+      });
+    });
+
+    describe('resume', () => {
+      // Sizes around S3's 5 MiB minimum part: read back and re-sent below it, copied above.
+      for (const [label, existingSize] of [
+        ['a small file', 300 * KiB],
+        ['a file of several parts', 12 * MiB + 77],
+      ] as const) {
+        test(`continuing ${label} keeps its bytes and appends the new ones`, async ({ storage, leftoverUploads }) => {
+          const whole = randomBytes(existingSize + 6 * MiB + 11);
+          const existing = whole.subarray(0, existingSize);
+          await writeFile(storage, '/r', existing);
+          const writer = await storage.openWrite('/r');
+          // Resuming is optional: a store without it refuses every resume, which is checked elsewhere.
+          if (!writer.continueExisting) return writer.abort();
+          await writer.continueExisting(existingSize);
+          for (let offset = existingSize; offset < whole.length; offset += MiB) {
+            await writer.write(offset, whole.subarray(offset, Math.min(offset + MiB, whole.length)));
+          }
+          assert.deepEqual(await readFile(storage, '/r'), existing, 'the old file stays whole until commit');
+          await writer.commit();
+          assert.equal((await storage.stat('/r')).size, whole.length);
+          assert.equal(sha256(await readFile(storage, '/r')), sha256(whole));
+          for (const algorithm of ['md5', 'sha256'] as const) {
+            assert.equal(await storage.checksum('/r', algorithm), createHash(algorithm).update(whole).digest('hex'));
+          }
+          assert.deepEqual((await leftoverUploads?.()) ?? [], []);
+        });
+      }
+
+      test('resuming at another offset is refused; an aborted resume leaves the file as it was', async ({ storage, leftoverUploads }) => {
+        const existing = randomBytes(7 * MiB);
+        await writeFile(storage, '/keep', existing);
+        const wrong = await storage.openWrite('/keep');
+        if (!wrong.continueExisting) return wrong.abort();
+        await assert.rejects(wrong.continueExisting(existing.length - 1), UnsupportedError);
+        await wrong.abort();
+        const aborted = await storage.openWrite('/keep');
+        await aborted.continueExisting!(existing.length);
+        await aborted.write(existing.length, randomBytes(MiB));
+        await aborted.abort();
+        assert.equal(sha256(await readFile(storage, '/keep')), sha256(existing));
+        assert.deepEqual((await leftoverUploads?.()) ?? [], []);
+      });
     });
 
     describe('names', () => {

@@ -68,6 +68,8 @@ describe('defaults', () => {
         abandonedUploadAgeMs: 24 * 3_600_000,
       },
       users: { directory: '', kubernetes: { enabled: false, namespace: '', kubeconfig: '', leaseNamespace: '' } },
+      uploads: { resume: true, checksums: true },
+      listing: { mtime: 'metadata' },
       metrics: { listen: { host: '0.0.0.0', port: 9090 }, perUserLabels: false },
       log: { level: 'info' },
       ssh: {
@@ -252,7 +254,7 @@ log: { level: debug }
     assert.equal(byKey.get('s3.bucket')?.required, true);
     assert.equal(byKey.get('s3.bucket')?.default, undefined);
     for (const k of keys) assert.ok(k.doc.length > 10, `${k.key} has a doc`);
-    assert.equal(keys.length, 53);
+    assert.equal(keys.length, 56);
   });
 });
 

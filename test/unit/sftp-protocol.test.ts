@@ -254,7 +254,6 @@ describe('status codes', () => {
       ['symlink', () => alice.symlink('/file', '/link'), /symbolic links/],
       ['readlink', () => alice.readlink('/file'), /symbolic links/],
       ['read and write at once', () => alice.open('/file', 'r+'), /reading and writing/],
-      ['append', () => alice.open('/file', FLAGS.WRITE | FLAGS.APPEND), /appending/],
       ['truncate', () => alice.setstat('/file', { size: 1 }), /truncate/],
     ];
     for (const [what, request, message] of cases) {
@@ -363,10 +362,26 @@ describe('permissions', () => {
 });
 
 describe('resume (an existing file opened for writing without TRUNC)', () => {
-  test('a WRITE past offset 0 is refused as unsupported and the file is left as it was', async () => {
+  test('a first WRITE at the size of the file continues it (reput, lftp put -c)', async () => {
+    await alice.put('/continued', Buffer.from('original'));
+    const handle = await alice.open('/continued', FLAGS.WRITE);
+    await alice.write(handle, 8, Buffer.from(' and more'));
+    await alice.close(handle);
+    assert.deepEqual(await alice.get('/continued'), Buffer.from('original and more'));
+  });
+
+  test('APPEND on an existing file writes at its end, whatever the offsets', async () => {
+    await alice.put('/log', Buffer.from('line 1\n'));
+    const handle = await alice.open('/log', FLAGS.WRITE | FLAGS.APPEND);
+    await alice.write(handle, 0, Buffer.from('line 2\n'));
+    await alice.close(handle);
+    assert.deepEqual(await alice.get('/log'), Buffer.from('line 1\nline 2\n'));
+  });
+
+  test('a first WRITE at another offset is refused as unsupported and the file is left as it was', async () => {
     await alice.put('/resume', Buffer.from('original'));
     const handle = await alice.open('/resume', FLAGS.WRITE);
-    const st = await statusOf(alice.write(handle, 8, Buffer.from('more')));
+    const st = await statusOf(alice.write(handle, 3, Buffer.from('more')));
     assert.equal(st.code, OP_UNSUPPORTED);
     assert.match(st.message, /resuming an upload/);
     assert.equal((await statusOf(alice.close(handle))).code, FAILURE);

@@ -7,7 +7,7 @@
  * ending in "/" (what mkdir creates) or any common prefix; when a name is both
  * a file and a prefix, the file wins (docs/adr/0005); nothing is visible until
  * commit(); uploads in progress show in stat() with the bytes received;
- * listings report the store's own time, not the stored mtime; renames copy
+ * listings report the stored mtime, as stat does; renames copy
  * then delete. Several MemoryStorage instances (one per user, each with its
  * own key prefix) can share one MemoryBucket, as sessions share a bucket.
  */
@@ -21,7 +21,8 @@ import {
   WrongTypeError,
 } from '../errors.ts';
 import { basename, dirname, isWithin, normalizePath } from '../paths.ts';
-import type { FileInfo, FileReader, FileWriter, OpenWriteOptions, RenameOptions, Storage } from '../storage.ts';
+import { createHash } from 'node:crypto';
+import type { FileInfo, FileReader, FileWriter, HashAlgorithm, OpenWriteOptions, RenameOptions, Storage } from '../storage.ts';
 
 // Same limits as S3Storage, so a path refused there is refused here.
 const MAX_KEY_BYTES = 1023;
@@ -264,6 +265,16 @@ export class MemoryStorage implements Storage {
   }
 
   /** Uploads still open under this storage's prefix, as user paths' keys. */
+  async checksum(path: string, algorithm: HashAlgorithm): Promise<string> {
+    const key = this.#key(path);
+    const object = path === '/' ? undefined : this.#bucket.get(key);
+    if (!object) {
+      if (this.#directory(path)) throw new WrongTypeError(`${path}: is a directory`);
+      throw new NotFoundError(`${path}: no such file or directory`);
+    }
+    return createHash(algorithm).update(object.data).digest('hex');
+  }
+
   leftoverUploads(): string[] {
     return this.#bucket.uploadKeys(this.#prefix);
   }
@@ -376,7 +387,7 @@ function listEntries(bucket: MemoryBucket, prefix: string): { key: string; info:
     if (name === '' || name === '.' || name === '..') continue;
     if (slash < 0) {
       const object = bucket.get(key)!;
-      files.set(name, { key, info: { name, isDirectory: false, size: object.data.length, mtime: object.lastModified } });
+      files.set(name, { key, info: { name, isDirectory: false, size: object.data.length, mtime: object.mtime ?? object.lastModified } });
     } else if (!dirs.has(name)) {
       dirs.set(name, { key: `${prefix}${name}/`, info: { name, isDirectory: true, size: 0, mtime: bucket.now() } });
     }
@@ -472,6 +483,21 @@ class MemoryWriter implements FileWriter {
 
   setMtime(mtime: Date): void {
     this.#mtime = mtime;
+  }
+
+  async continueExisting(size: number): Promise<void> {
+    const { path } = this.#o;
+    if (this.#state !== 'open' || this.#next !== 0 || this.#o.exclusive) {
+      throw new InvalidRequestError(`write ${path}: can only resume before the first write`);
+    }
+    const existing = this.#o.bucket.get(this.#o.key);
+    if (!existing || existing.data.length !== size) {
+      throw new UnsupportedError(
+        `resuming an upload at offset ${size} is not supported: ${path} holds ${existing?.data.length ?? 0} bytes, and an upload can only continue from its end`,
+      );
+    }
+    // S3Storage copies the prefix inside the store; here it is the same bytes, kept by reference.
+    this.#append(existing.data);
   }
 
   commit(): Promise<void> {

@@ -17,6 +17,9 @@ export interface ListedEntry {
   isDirectory: boolean;
   size: number;
   lastModified: Date | undefined;
+  /** The object's key and ETag (files only): what a metadata lookup needs. */
+  key?: string;
+  etag?: string;
 }
 
 /** Where and how to list. */
@@ -71,7 +74,14 @@ export async function* listPages(request: ListRequest): AsyncGenerator<ListedPag
       raw.push({
         key,
         entry: visibleName(name)
-          ? { name, isDirectory: false, size: object.Size ?? 0, lastModified: object.LastModified }
+          ? {
+              name,
+              isDirectory: false,
+              size: object.Size ?? 0,
+              lastModified: object.LastModified,
+              key,
+              ...(object.ETag ? { etag: object.ETag } : {}),
+            }
           : undefined,
       });
     }

@@ -9,6 +9,8 @@
 
 /** S3's largest part (and largest single CopyObject / PutObject). */
 export const MAX_PART_SIZE = 5 * 1024 ** 3;
+/** S3's smallest part other than the last one. */
+export const MIN_PART_SIZE = 5 * 1024 ** 2;
 /** S3's part number limit. */
 export const MAX_PARTS = 10_000;
 /** S3's largest object. */

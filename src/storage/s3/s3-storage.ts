@@ -10,6 +10,7 @@
  */
 import {
   DeleteObjectCommand,
+  GetObjectCommand,
   HeadObjectCommand,
   type HeadObjectCommandOutput,
   ListObjectsV2Command,
@@ -28,11 +29,14 @@ import {
   UnsupportedError,
   WrongTypeError,
 } from '../errors.ts';
+import { createHash } from 'node:crypto';
+import { isHexDigest } from '../content-hashes.ts';
 import { basename, dirname, isWithin, normalizePath } from '../paths.ts';
 import type {
   FileInfo,
   FileReader,
   FileWriter,
+  HashAlgorithm,
   OpenWriteOptions,
   RenameOptions,
   Storage,
@@ -41,6 +45,8 @@ import { forEachBounded } from './bounded.ts';
 import { Copier, type CopierOptions } from './copier.ts';
 import { toStorageError } from './errors.ts';
 import { decodeKey, listPages, type ListedEntry } from './lister.ts';
+import { MtimeCache } from './mtime-cache.ts';
+import { deadlineFor, withRetries } from './retry.ts';
 import { S3Reader } from './reader.ts';
 import type { Clock, UploadEvents } from './upload-pipeline.ts';
 import type { UploadRegistry } from './upload-registry.ts';
@@ -66,6 +72,18 @@ export interface S3StorageOptions {
   copy?: Pick<CopierOptions, 'multipartThreshold' | 'partSize' | 'partConcurrency'>;
   /** Out-of-order write window per upload (bytes). */
   writeWindowBytes?: number;
+  /**
+   * What a listing reports as a file's mtime: "metadata" (default) the stored
+   * mtime, as stat does, at the cost of a HeadObject per file not in
+   * `mtimeCache`; "lastModified" S3's own time, with no extra requests.
+   */
+  listingMtime?: 'metadata' | 'lastModified';
+  /** Shared across sessions so a directory listed again costs no HEADs. */
+  mtimeCache?: MtimeCache;
+  /** Store MD5/SHA-1/SHA-256 with uploaded objects (default true). */
+  storeChecksums?: boolean;
+  /** Allow resumed uploads, FileWriter.continueExisting (default true). */
+  resume?: boolean;
 }
 
 // S3 keys are at most 1024 bytes of UTF-8; one byte is kept for a directory marker's "/".
@@ -74,6 +92,10 @@ const MAX_KEY_BYTES = 1023;
 const METADATA_TIMEOUT_MS = 60_000;
 // Copies and deletes in flight while renaming a directory.
 const RENAME_PARALLELISM = 8;
+// HeadObject requests in flight per listing page when listing reports stored mtimes.
+const LISTING_HEAD_PARALLELISM = 32;
+// Entries handed out at once while their lookups finish: one SFTP NAME reply's worth.
+const LISTING_SLICE = 100;
 
 const systemClock: Clock = { now: () => Date.now() };
 
@@ -86,6 +108,7 @@ export class S3Storage implements Storage {
   #clock: Clock;
   #copier: Copier;
   #conditionalWrites: ConditionalWrites;
+  #mtimeCache: MtimeCache;
 
   constructor(options: S3StorageOptions) {
     if (options.keyPrefix !== '' && !options.keyPrefix.endsWith('/')) {
@@ -97,6 +120,7 @@ export class S3Storage implements Storage {
     this.#prefix = options.keyPrefix;
     this.#clock = options.clock ?? systemClock;
     this.#conditionalWrites = options.conditionalWrites ?? new ConditionalWrites();
+    this.#mtimeCache = options.mtimeCache ?? new MtimeCache();
     this.#copier = new Copier({
       client: options.client,
       bucket: options.bucket,
@@ -147,7 +171,7 @@ export class S3Storage implements Storage {
         if (await shadowingFile) throw new WrongTypeError(`${path}: not a directory`);
         if (!page.sawAnything && path !== '/') throw new NotFoundError(`${path}: no such file or directory`);
       }
-      if (page.entries.length > 0) yield page.entries.map((entry) => this.#listedInfo(entry));
+      if (page.entries.length > 0) yield* this.#listedInfos(page.entries, context);
     }
   }
 
@@ -194,7 +218,10 @@ export class S3Storage implements Storage {
       exclusive,
       uploads: this.#o.uploads,
       conditionalWrites: this.#conditionalWrites,
-      applyMtime: (mtime) => this.setMtime(path, mtime),
+      applyMetadata: (metadata, etag) => this.#addMetadata(path, key, metadata, etag),
+      storeChecksums: this.#o.storeChecksums ?? true,
+      resume: this.#o.resume ?? true,
+      onCommitted: () => this.#mtimeCache.forget(this.#bucket, key),
       ...(this.#o.events ? { events: this.#o.events } : {}),
       ...(this.#o.writeWindowBytes ? { windowBytes: this.#o.writeWindowBytes } : {}),
       clock: this.#clock,
@@ -279,10 +306,55 @@ export class S3Storage implements Storage {
       throw new NotFoundError(`${path}: no such file or directory`);
     }
     // S3 changes metadata only by copying the object onto itself.
+    this.#mtimeCache.forget(this.#bucket, key);
     await this.#copier.copy({ key, size: head.ContentLength ?? 0, head }, key, context, {
       ...head.Metadata,
       mtime: mtimeMetadata(mtime),
     });
+  }
+
+  async checksum(path: string, algorithm: HashAlgorithm): Promise<string> {
+    const key = this.#key(path);
+    const context = `checksum ${path}`;
+    const head = path === '/' ? undefined : await this.#head(key, context);
+    if (!head) {
+      if (await this.#directory(path, context)) throw new WrongTypeError(`${path}: is a directory`);
+      throw new NotFoundError(`${path}: no such file or directory`);
+    }
+    const stored = head.Metadata?.[algorithm];
+    if (isHexDigest(algorithm, stored)) return stored;
+    return this.#hashObject(key, head, algorithm, context);
+  }
+
+  /** Reads an object once, hashing as it streams; pinned to the version HEAD saw. */
+  async #hashObject(key: string, head: HeadObjectCommandOutput, algorithm: HashAlgorithm, context: string): Promise<string> {
+    const size = head.ContentLength ?? 0;
+    try {
+      return await withRetries(
+        async (signal) => {
+          const hash = createHash(algorithm);
+          const out = await this.#client.send(
+            new GetObjectCommand({ Bucket: this.#bucket, Key: key, ...(head.ETag ? { IfMatch: head.ETag } : {}) }),
+            { abortSignal: signal },
+          );
+          for await (const chunk of out.Body as AsyncIterable<Uint8Array>) hash.update(chunk);
+          return hash.digest('hex');
+        },
+        // A whole-object read: the deadline grows with the size (20 s per 100 MiB beyond the base).
+        { attempts: 3, timeoutMs: deadlineFor(0, size, 60_000, 200) },
+      );
+    } catch (err) {
+      throw toStorageError(err, context);
+    }
+  }
+
+  /** Merges metadata into a just-written object, unless it was replaced since (ETag differs). */
+  async #addMetadata(path: string, key: string, metadata: Record<string, string>, etag: string | undefined): Promise<void> {
+    const context = `setstat ${path}`;
+    const head = await this.#head(key, context);
+    if (!head || (etag !== undefined && head.ETag !== etag)) return;
+    this.#mtimeCache.forget(this.#bucket, key);
+    await this.#copier.copy({ key, size: head.ContentLength ?? 0, head }, key, context, { ...head.Metadata, ...metadata });
   }
 
   async #renameFile(
@@ -301,6 +373,7 @@ export class S3Storage implements Storage {
         ? new WrongTypeError(`${to}: is a directory`)
         : new AlreadyExistsError(`${to}: already exists`);
     }
+    this.#mtimeCache.forget(this.#bucket, toKey);
     await this.#copier.copy({ key: fromKey, size: source.ContentLength ?? 0, head: source }, toKey, context);
     await this.#delete(fromKey, context);
     await this.#keepParent(from);
@@ -516,16 +589,66 @@ export class S3Storage implements Storage {
   }
 
   /**
-   * Listings carry S3's LastModified, not the `mtime` metadata: reading it
-   * would cost one HEAD per entry.
+   * One page of a listing as FileInfos. ListObjectsV2 carries LastModified
+   * but not the `mtime` metadata that stat reports; clients that compare the
+   * two (rclone, lftp mirror) would see every file as changed, so by default
+   * each file's metadata is looked up (cached by version, in parallel).
    */
-  #listedInfo(entry: ListedEntry): FileInfo {
-    return {
+  async *#listedInfos(entries: ListedEntry[], context: string): AsyncGenerator<FileInfo[]> {
+    const infos = entries.map((entry) => ({
       name: entry.name,
       isDirectory: entry.isDirectory,
       size: entry.size,
       mtime: entry.lastModified ?? new Date(this.#clock.now()),
-    };
+    }));
+    if ((this.#o.listingMtime ?? 'metadata') !== 'metadata') {
+      yield infos;
+      return;
+    }
+    // Lookups run in list order, and the page is handed out in slices as they
+    // finish, so the first READDIR reply does not wait for a whole page of HEADs.
+    const looked = entries.map(() => Promise.withResolvers<void>());
+    const lookups = forEachBounded(entries.keys(), LISTING_HEAD_PARALLELISM, async (i) => {
+      const entry = entries[i]!;
+      try {
+        if (entry.isDirectory) return;
+        const stored = await this.#storedMtime(entry, context);
+        if (stored !== null) infos[i]!.mtime = new Date(stored);
+      } finally {
+        looked[i]!.resolve();
+      }
+    });
+    for (let i = 0; i < infos.length; i += LISTING_SLICE) {
+      await Promise.all(looked.slice(i, i + LISTING_SLICE).map((d) => d.promise));
+      yield infos.slice(i, i + LISTING_SLICE);
+    }
+    await lookups;
+  }
+
+  /**
+   * A listed file's mtime (ms) exactly as stat reports it: the stored one, else
+   * HEAD's Last-Modified (which can differ from the listing's by a rounded
+   * second on some stores); null when it cannot be read now.
+   */
+  async #storedMtime(entry: ListedEntry, context: string): Promise<number | null> {
+    const { key, etag, lastModified } = entry;
+    if (key === undefined || etag === undefined || lastModified === undefined) return null;
+    const cached = this.#mtimeCache.get(this.#bucket, key, etag, lastModified);
+    if (cached !== undefined) return cached;
+    let head: HeadObjectCommandOutput | undefined;
+    try {
+      head = await this.#head(key, context);
+    } catch (err) {
+      // A listing is not failed over one file's timestamp; S3's time is the fallback.
+      this.#o.log.debug({ err, key }, 'could not read the stored mtime of a listed file');
+      return null;
+    }
+    if (!head) return null; // removed since the listing page was read
+    const mtime = (parseMtime(head.Metadata?.mtime) ?? head.LastModified)?.getTime();
+    if (mtime === undefined) return null;
+    // Cached only when HEAD saw the version the listing saw.
+    if (head.ETag === etag) this.#mtimeCache.set(this.#bucket, key, etag, lastModified, mtime);
+    return mtime;
   }
 }
 

@@ -13,6 +13,7 @@ import {
   type CreateMultipartUploadCommandInput,
   type S3Client,
   UploadPartCommand,
+  UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
 import { BackendError, type StorageError } from '../errors.ts';
@@ -71,9 +72,20 @@ export interface UploadPipelineOptions {
   log: Logger;
 }
 
+/** A byte range of an existing object to copy server-side as one part (UploadPartCopy). */
+export interface CopyRange {
+  /** x-amz-copy-source of the object: "bucket/key", URL-encoded. */
+  source: string;
+  /** First and last byte, inclusive. */
+  start: number;
+  end: number;
+}
+
 interface QueuedPart {
   partNumber: number;
+  /** The bytes to upload; empty for a copied part. */
   body: Buffer;
+  copy?: CopyRange;
   started: { resolve(): void; reject(err: unknown): void };
 }
 
@@ -126,11 +138,26 @@ export class UploadPipeline {
   }
 
   /**
+   * Queues a part whose bytes S3 copies from an existing object (a resumed
+   * upload's prefix). Copied parts hold no memory and report no byte events.
+   */
+  submitCopy(partNumber: number, copy: CopyRange): Promise<void> {
+    if (this.#failure || this.#aborted) {
+      return Promise.reject(this.#failure ?? new BackendError(`write ${this.#o.path}: upload aborted`));
+    }
+    this.#uploadId ??= this.#create();
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#queue.push({ partNumber, body: Buffer.alloc(0), copy, started: { resolve, reject } });
+    this.#pump();
+    return promise;
+  }
+
+  /**
    * Waits for every part, then completes the upload. Rejects (without
    * aborting) on any failure; a failed CompleteMultipartUpload rejects with the
    * SDK error itself, so the caller can inspect it, and may be retried.
    */
-  async complete(options: { ifNoneMatch?: boolean; signal?: AbortSignal } = {}): Promise<void> {
+  async complete(options: { ifNoneMatch?: boolean; signal?: AbortSignal } = {}): Promise<{ etag: string | undefined }> {
     while (this.#running.size > 0 || this.#queue.length > 0) {
       await Promise.allSettled([...this.#running]);
     }
@@ -141,7 +168,7 @@ export class UploadPipeline {
     const { client, bucket, key } = this.#o;
     const uploadId = await this.#uploadId!;
     const parts = [...this.#parts].sort((a, b) => a.PartNumber! - b.PartNumber!);
-    await client.send(
+    const out = await client.send(
         new CompleteMultipartUploadCommand({
           Bucket: bucket,
           Key: key,
@@ -152,6 +179,7 @@ export class UploadPipeline {
       // Assembling thousands of parts can take S3 minutes; no deadline of ours.
       options.signal ? { abortSignal: options.signal } : {},
     );
+    return { etag: out.ETag };
   }
 
   /** Cancels in-flight parts and aborts the multipart upload. Idempotent; never rejects. */
@@ -218,7 +246,8 @@ export class UploadPipeline {
       this.#queuedBytes -= part.body.length;
       this.#inFlightBytes += part.body.length;
       part.started.resolve();
-      const running: Promise<void> = this.#upload(part.partNumber, part.body).finally(() => {
+      const work = part.copy ? this.#copyPart(part.partNumber, part.copy) : this.#upload(part.partNumber, part.body);
+      const running: Promise<void> = work.finally(() => {
         this.#inFlightBytes -= part.body.length;
         this.#running.delete(running);
         this.#pump();
@@ -265,6 +294,39 @@ export class UploadPipeline {
     } catch (err) {
       safely(() => events?.onPartDone?.(body.length, (clock.now() - startedAt) / 1000, false));
       safely(() => events?.onDiscarded?.(body.length));
+      if (!this.#cancel.signal.aborted) this.#fail(err, `write ${path}: part ${partNumber}`);
+    }
+  }
+
+  /** Copies one range server-side; records a failure instead of rejecting. */
+  async #copyPart(partNumber: number, copy: CopyRange): Promise<void> {
+    const { client, bucket, key, path, log } = this.#o;
+    try {
+      const uploadId = await this.#uploadId!;
+      const out = await withRetries(
+        (signal) =>
+          client.send(
+            new UploadPartCopyCommand({
+              Bucket: bucket,
+              Key: key,
+              UploadId: uploadId,
+              PartNumber: partNumber,
+              CopySource: copy.source,
+              CopySourceRange: `bytes=${copy.start}-${copy.end}`,
+            }),
+            { abortSignal: signal },
+          ),
+        {
+          attempts: this.#o.partAttempts ?? DEFAULT_PART_ATTEMPTS,
+          // Server-side copies run at S3's internal speed; allow for a slow one.
+          timeoutMs: deadlineFor(0, copy.end - copy.start + 1, 60_000, 200),
+          signal: this.#cancel.signal,
+          onRetry: (err, attempt) => log.debug({ err, key, partNumber, attempt }, 'retrying copied part'),
+        },
+      );
+      const crc = out.CopyPartResult?.ChecksumCRC32;
+      this.#parts.push({ PartNumber: partNumber, ETag: out.CopyPartResult?.ETag, ...(crc ? { ChecksumCRC32: crc } : {}) });
+    } catch (err) {
       if (!this.#cancel.signal.aborted) this.#fail(err, `write ${path}: part ${partNumber}`);
     }
   }

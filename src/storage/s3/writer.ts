@@ -6,13 +6,15 @@
  * plus the out-of-order window, and write() waits while parts are in flight.
  * Nothing is visible in S3 until commit() succeeds.
  */
-import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, type HeadObjectCommandOutput, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
 import type { S3Config } from '../../config/types.ts';
-import { AlreadyExistsError, InvalidRequestError, NotFoundError } from '../errors.ts';
+import { ContentHashes } from '../content-hashes.ts';
+import { AlreadyExistsError, BackendError, InvalidRequestError, NotFoundError, UnsupportedError } from '../errors.ts';
 import type { FileWriter } from '../storage.ts';
+import { copySource } from './copier.ts';
 import { errorCodeOf, httpStatusOf, toStorageError } from './errors.ts';
-import { MAX_OBJECT_SIZE, MAX_PARTS, partSizeFor } from './part-size.ts';
+import { MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, partSizeFor } from './part-size.ts';
 import { deadlineFor, withRetries } from './retry.ts';
 import { type Clock, type ObjectHeaders, safely, UploadPipeline, type UploadEvents } from './upload-pipeline.ts';
 import type { UploadRegistry } from './upload-registry.ts';
@@ -23,6 +25,8 @@ export const DEFAULT_WINDOW_BYTES = 16 * 1024 ** 2;
 // allocate a whole part, and the part after a queued one is not allocated in
 // full while the writer is held back (memory tracks the bytes buffered).
 const INITIAL_PART_CAPACITY = 256 * 1024;
+/** Largest range of a resumed prefix copied as one part (S3 allows 5 GiB; smaller ranges copy in parallel). */
+const COPY_PART_BYTES = 1024 ** 3;
 
 /**
  * Whether the store honours If-None-Match: * on PutObject and on
@@ -46,11 +50,19 @@ export interface S3WriterOptions {
   uploads: UploadRegistry;
   conditionalWrites: ConditionalWrites;
   /**
-   * Stores an mtime on the committed object. Used when setMtime() arrives after
-   * the multipart upload was created with its metadata (S3 cannot change
-   * metadata without a copy).
+   * Adds metadata to the committed object (S3 changes metadata only by
+   * copying the object onto itself): an mtime that arrived after the
+   * multipart upload was created, and the content hashes, known only at the
+   * end. Does nothing when the object's ETag is no longer `etag` (replaced
+   * meanwhile).
    */
-  applyMtime: (mtime: Date) => Promise<void>;
+  applyMetadata: (metadata: Record<string, string>, etag: string | undefined) => Promise<void>;
+  /** Compute MD5/SHA-1/SHA-256 while the data streams through and store them with the object. */
+  storeChecksums?: boolean;
+  /** Allow continueExisting() (SFTP resume); false refuses it. */
+  resume?: boolean;
+  /** Called once the object is stored (caches of the key's old version drop it). */
+  onCommitted?: () => void;
   events?: UploadEvents;
   clock: Clock;
   log: Logger;
@@ -83,6 +95,10 @@ export class S3Writer implements FileWriter {
   #mtimeSentAtCreate: Date | undefined;
   #commit: Promise<void> | undefined;
   #abort: Promise<void> | undefined;
+  /** Hashes of every byte so far; undefined when not wanted or when a resumed prefix was copied unseen. */
+  #hashes: ContentHashes | undefined;
+  /** The object a resumed upload continues: its ETag, checked again before completing. */
+  #continued: { etag: string | undefined } | undefined;
 
   constructor(options: S3WriterOptions) {
     this.#o = options;
@@ -103,6 +119,7 @@ export class S3Writer implements FileWriter {
       clock: options.clock,
       log: options.log,
     });
+    if (options.storeChecksums) this.#hashes = new ContentHashes();
     const startedAtMs = options.clock.now();
     const self = this;
     this.#deregister = options.uploads.add(options.bucket, options.key, {
@@ -150,6 +167,42 @@ export class S3Writer implements FileWriter {
 
   setMtime(mtime: Date): void {
     this.#mtime = mtime;
+  }
+
+  async continueExisting(size: number): Promise<void> {
+    const { path } = this.#o;
+    if (!this.#o.resume) {
+      throw new UnsupportedError(`resuming an upload into an existing file is turned off on this server (uploads.resume); upload it again from the start`);
+    }
+    if (this.#state !== 'open' || this.#next !== 0 || this.#pipeline.started || this.#continued) {
+      throw new InvalidRequestError(`write ${path}: can only resume before the first write`);
+    }
+    if (this.#o.exclusive) throw new InvalidRequestError(`write ${path}: an exclusive create cannot resume`);
+    const head = await this.#headExisting();
+    const current = head?.ContentLength;
+    if (current === undefined || current !== size) {
+      throw new UnsupportedError(
+        `resuming an upload at offset ${size} is not supported: ${path} holds ${current ?? 0} bytes, and an upload can only continue from its end`,
+      );
+    }
+    this.#continued = { etag: head?.ETag };
+    if (size < MIN_PART_SIZE) {
+      // Too small for a part of its own: read it back and send it as the start of the first part.
+      this.#appendCounted(await this.#readExisting(size, head?.ETag));
+      return;
+    }
+    // Equal ranges of at most COPY_PART_BYTES: every one is >= 5 MiB since the object is.
+    const count = Math.ceil(size / COPY_PART_BYTES);
+    const rangeSize = Math.ceil(size / count);
+    const source = copySource(this.#o.bucket, this.#o.key);
+    for (let start = 0; start < size; start += rangeSize) {
+      const started = this.#pipeline.submitCopy(this.#partNumber++, { source, start, end: Math.min(start + rangeSize, size) - 1 });
+      started.catch(() => {});
+      this.#room = started;
+    }
+    // The copied bytes never pass through here, so no hash can cover the whole object.
+    this.#hashes = undefined;
+    this.#next = size;
   }
 
   commit(): Promise<void> {
@@ -218,6 +271,7 @@ export class S3Writer implements FileWriter {
 
   /** Copies contiguous data into parts, submitting each part once full. */
   #append(data: Buffer): void {
+    this.#hashes?.update(data);
     let rest = data;
     while (rest.length > 0) {
       const size = partSizeFor(this.#partNumber, this.#o.config.upload.partSize);
@@ -264,6 +318,7 @@ export class S3Writer implements FileWriter {
         throw new InvalidRequestError(`write ${path}: data missing at offset ${this.#next}`);
       }
       if (this.#pipeline.failure) throw this.#pipeline.failure;
+      if (this.#continued) await this.#checkContinuedUnchanged();
       if (!this.#pipeline.started) {
         await this.#putSingle();
       } else {
@@ -275,6 +330,7 @@ export class S3Writer implements FileWriter {
     }
     this.#state = 'committed';
     this.#deregister();
+    safely(() => this.#o.onCommitted?.());
     safely(() => this.#o.events?.onCommit?.((this.#o.clock.now() - commitStartedAt) / 1000));
   }
 
@@ -285,12 +341,13 @@ export class S3Writer implements FileWriter {
     this.#part = undefined;
     this.#partFill = 0;
     this.#singleBytes = body.length;
+    const headers = this.#headers(this.#digests());
     const put = (ifNoneMatch: boolean) =>
       withRetries(
         (signal) =>
           client.send(
             new PutObjectCommand({
-              ...this.#headers(),
+              ...headers,
               Bucket: bucket,
               Key: key,
               Body: body,
@@ -323,16 +380,74 @@ export class S3Writer implements FileWriter {
   async #completeMultipart(): Promise<void> {
     if (this.#partFill > 0) this.#submitPart();
     await this.#room;
-    const complete = (ifNoneMatch: boolean) => this.#pipeline.complete({ ifNoneMatch });
+    let etag: string | undefined;
+    const complete = async (ifNoneMatch: boolean) => {
+      etag = (await this.#pipeline.complete({ ifNoneMatch })).etag;
+    };
     await this.#conditionally(complete, 'complete', this.#o.path);
-    if (this.#mtime && this.#mtime !== this.#mtimeSentAtCreate) {
-      try {
-        await this.#o.applyMtime(this.#mtime);
-      } catch (err) {
-        // The data is safely stored; failing the upload over its timestamp would
-        // make the client retry a transfer that succeeded.
-        this.#o.log.warn({ err, key: this.#o.key }, 'uploaded, but could not store the modification time');
-      }
+    const metadata: Record<string, string> = {};
+    if (this.#mtime && this.#mtime !== this.#mtimeSentAtCreate) metadata.mtime = mtimeMetadata(this.#mtime);
+    // Storing the hashes costs a server-side copy; above 5 GiB that copy is itself a
+    // multipart upload, so such files get their hashes computed on demand instead.
+    const digests = this.#next <= MAX_PART_SIZE ? this.#digests() : undefined;
+    if (digests) Object.assign(metadata, digests);
+    if (Object.keys(metadata).length === 0) return;
+    try {
+      await this.#o.applyMetadata(metadata, etag);
+    } catch (err) {
+      // The data is safely stored; failing the upload over its timestamp or
+      // hashes would make the client retry a transfer that succeeded.
+      this.#o.log.warn({ err, key: this.#o.key }, 'uploaded, but could not store the modification time or checksums');
+    }
+  }
+
+  /** The final hashes, once; undefined when they do not cover the whole object. */
+  #digests(): Record<string, string> | undefined {
+    const hashes = this.#hashes;
+    this.#hashes = undefined;
+    return hashes?.digests();
+  }
+
+  async #headExisting(): Promise<HeadObjectCommandOutput | undefined> {
+    const { client, bucket, key, path } = this.#o;
+    try {
+      return await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), {
+        abortSignal: AbortSignal.timeout(30_000),
+      });
+    } catch (err) {
+      const failure = toStorageError(err, `write ${path}`);
+      if (failure instanceof NotFoundError) return undefined;
+      throw failure;
+    }
+  }
+
+  /** The whole (small) existing object, pinned to the version that was measured. */
+  async #readExisting(size: number, etag: string | undefined): Promise<Buffer> {
+    const { client, bucket, key, path } = this.#o;
+    if (size === 0) return Buffer.alloc(0);
+    try {
+      const out = await withRetries(
+        async (signal) => {
+          const got = await client.send(
+            new GetObjectCommand({ Bucket: bucket, Key: key, ...(etag ? { IfMatch: etag } : {}) }),
+            { abortSignal: signal },
+          );
+          return Buffer.from(await got.Body!.transformToByteArray());
+        },
+        { attempts: 3, timeoutMs: deadlineFor(0, size, 60_000, 2_000) },
+      );
+      if (out.length !== size) throw new BackendError(`write ${path}: the file changed while resuming`);
+      return out;
+    } catch (err) {
+      throw toStorageError(err, `write ${path}`);
+    }
+  }
+
+  /** A resumed upload must not splice a prefix of one version onto another. */
+  async #checkContinuedUnchanged(): Promise<void> {
+    const head = await this.#headExisting();
+    if (head?.ETag !== this.#continued?.etag) {
+      throw new BackendError(`write ${this.#o.path}: the file changed while the upload resumed; upload it again`);
     }
   }
 
@@ -393,12 +508,14 @@ export class S3Writer implements FileWriter {
     this.#deregister();
   }
 
-  #headers(): ObjectHeaders {
+  /** Headers of the new object; `digests` only when they are final (a single PUT). */
+  #headers(digests?: Record<string, string>): ObjectHeaders {
     const { storageClass, acl } = this.#o.config;
+    const metadata = { ...(this.#mtime ? { mtime: mtimeMetadata(this.#mtime) } : {}), ...digests };
     return {
       ...(storageClass ? { StorageClass: storageClass as ObjectHeaders['StorageClass'] } : {}),
       ...(acl ? { ACL: acl as ObjectHeaders['ACL'] } : {}),
-      ...(this.#mtime ? { Metadata: { mtime: mtimeMetadata(this.#mtime) } } : {}),
+      ...(Object.keys(metadata).length > 0 ? { Metadata: metadata } : {}),
     };
   }
 }
