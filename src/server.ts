@@ -21,6 +21,7 @@ import { Metrics } from './metrics/metrics.ts';
 import { startMetricsListener } from './metrics/http.ts';
 import { instrumentS3Client } from './metrics/s3-requests.ts';
 import { UploadJanitor } from './storage/s3/janitor.ts';
+import { LeaderOnly } from './leader-only.ts';
 
 /** A start-up failure the operator must fix (exit code 2), as opposed to a crash. */
 export class StartupError extends Error {
@@ -81,7 +82,14 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     throw new StartupError((err as Error).message, { cause: err });
   }
   state.bucketChecked = true;
-  const users = await openUsers(config, log, (user) => clients.checkUserAccess(user)).catch(async (err: unknown) => {
+  // Until the janitor exists, remember the latest verdict of the Lease.
+  let leading = !config.users.kubernetes.enabled;
+  let janitor: LeaderOnly | undefined;
+  const onLeadingChange = (now: boolean) => {
+    leading = now;
+    janitor?.setLeading(now);
+  };
+  const users = await openUsers(config, log, (user) => clients.checkUserAccess(user), onLeadingChange).catch(async (err: unknown) => {
     clients.destroy();
     await http.close();
     throw err;
@@ -96,6 +104,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     setstatMode: config.setstatMode,
     log,
     events: metrics.serverEvents(),
+    proxyTrustedCIDRs: config.proxyProtocol.trustedCIDRs,
+    keepalive: config.keepalive,
     storageFor: (user) => {
       const storageLog = log.child({ user: user.username, component: 'storage' });
       return new S3Storage({
@@ -112,18 +122,25 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     },
   });
   const address = await ssh.listen(config.listen.port, config.listen.host);
-  const janitor =
+  // One replica cleans up: the one holding the status-writer Lease (every one, alone, outside Kubernetes).
+  janitor =
     config.s3.abandonedUploadAgeMs > 0
-      ? new UploadJanitor({
-          client,
-          locations: () => users.all(),
-          clientFor: (user) => clients.clientFor(user),
-          maxAgeMs: config.s3.abandonedUploadAgeMs,
-          isLive: (bucket, key) => uploads.get(bucket, key) !== undefined,
+      ? new LeaderOnly({
+          name: 'abandoned-upload janitor',
           log: log.child({ component: 'janitor' }),
+          make: () =>
+            new UploadJanitor({
+              client,
+              locations: () => users.all(),
+              clientFor: (user) => clients.clientFor(user),
+              maxAgeMs: config.s3.abandonedUploadAgeMs,
+              isLive: (bucket, key) => uploads.get(bucket, key) !== undefined,
+              log: log.child({ component: 'janitor' }),
+            }),
         })
       : undefined;
-  janitor?.start();
+  janitor?.setLeading(leading);
+  const shutdownDelay = new ShortenableDelay();
   log.info(
     {
       address: `${address.address}:${address.port}`,
@@ -141,11 +158,13 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     notReadyReason,
     async drain(graceMs) {
       state.draining = true;
+      // /readyz answers 503 from now on; keep accepting until the balancer has noticed.
+      await shutdownDelay.wait(graceMs === 0 ? 0 : config.shutdownDelayMs);
       await ssh.drain(graceMs);
     },
     async close() {
       state.draining = true;
-      await janitor?.stop();
+      await janitor?.close();
       await ssh.close();
       await users.close();
       await http.close();
@@ -158,7 +177,12 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
  * users.directory and users.kubernetes, merged when both are set (files win on duplicate names).
  * client-node is loaded only when users.kubernetes is enabled.
  */
-async function openUsers(config: Config, log: Logger, checkAccess: (user: User) => Promise<AccessCheck>): Promise<UserSource> {
+async function openUsers(
+  config: Config,
+  log: Logger,
+  checkAccess: (user: User) => Promise<AccessCheck>,
+  onLeadingChange: (leading: boolean) => void,
+): Promise<UserSource> {
   const sources: NamedSource[] = [];
   const { directory, kubernetes } = config.users;
   if (directory) {
@@ -188,6 +212,8 @@ async function openUsers(config: Config, log: Logger, checkAccess: (user: User) 
         namespace: kubernetes.namespace,
         defaultBucket: config.s3.bucket,
         leaseNamespace,
+        lease: { durationMs: kubernetes.leaseDurationMs, renewIntervalMs: kubernetes.leaseRenewIntervalMs, renewDeadlineMs: renewDeadline(kubernetes) },
+        onLeadingChange,
         checkAccess,
         log: log.child({ component: 'kube' }),
       }).start();
@@ -203,4 +229,39 @@ async function openUsers(config: Config, log: Logger, checkAccess: (user: User) 
     return new EmptySource();
   }
   return sources.length === 1 ? only.source : new MergedSource(sources, log.child({ component: 'users' }));
+}
+
+/** client-go's ratio: the leader gives up after two thirds of the lease without a renewal. */
+function renewDeadline(k: { leaseDurationMs: number; leaseRenewIntervalMs: number }): number {
+  return Math.max(k.leaseRenewIntervalMs + 1, Math.floor((k.leaseDurationMs * 2) / 3));
+}
+
+/** A wait that a second, shorter wait() (SIGINT, a second SIGTERM) cuts short. */
+class ShortenableDelay {
+  #deadline = Infinity;
+  #wake: (() => void) | undefined;
+  #running: Promise<void> | undefined;
+
+  wait(ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    if (deadline < this.#deadline) {
+      this.#deadline = deadline;
+      this.#wake?.();
+    }
+    this.#running ??= this.#run();
+    return this.#running;
+  }
+
+  async #run(): Promise<void> {
+    while (Date.now() < this.#deadline) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.#deadline - Date.now());
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    this.#wake = undefined;
+  }
 }

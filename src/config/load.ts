@@ -8,7 +8,7 @@
  */
 
 import { readFileSync } from 'node:fs';
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import { parseDocument } from 'yaml';
 import type { Config } from './types.ts';
 import { formatSize, parseDuration, parseSize } from './units.ts';
@@ -223,6 +223,24 @@ function roleDuration(raw: unknown): Parsed {
   return r;
 }
 
+/** A list of IPv4/IPv6 CIDR blocks (a bare address is a /32 or /128); comma-separated in env. */
+function cidrList(raw: unknown): Parsed {
+  const r = stringList(raw);
+  if ('error' in r) return r;
+  for (const item of r.value as string[]) {
+    if (!isCidr(item)) return { error: `has "${item}", which is not a CIDR block; use e.g. 10.0.0.0/8 or fd00::/8` };
+  }
+  return r;
+}
+
+function isCidr(s: string): boolean {
+  const [address = '', bits, ...rest] = s.split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (bits === undefined) return true;
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128);
+}
+
 const nonEmpty = (what: string) => (s: string) => (s.trim() === '' ? `must not be empty; ${what}` : undefined);
 
 function deepFreeze<T>(value: T): T {
@@ -320,6 +338,30 @@ const KEYS: readonly KeySpec[] = deepFreeze([
     default: '25s',
     doc: 'After SIGTERM: how long the server, which stops accepting connections and reports not ready, lets running uploads finish before it closes them.',
     parse: parseDuration,
+  },
+  {
+    key: 'shutdownDelay',
+    default: '0s',
+    doc: 'After SIGTERM: how long the server keeps accepting connections while /readyz already answers 503, so that a load balancer health-checking /readyz stops sending new clients first. 0s closes the listener at once (on Kubernetes the pod\'s preStop sleep plays this part).',
+    parse: parseDuration,
+  },
+  {
+    key: 'proxyProtocol.trustedCIDRs',
+    default: [],
+    doc: 'Addresses of load balancers allowed to send a PROXY protocol (v1 or v2) header, as CIDR blocks; connections from them must start with one, and logs, audit lines, metrics and per-IP rules see the client address it carries. Connections from elsewhere are served as they come, and a PROXY header from them is refused. Empty turns PROXY protocol off. Comma-separated in env.',
+    parse: cidrList,
+  },
+  {
+    key: 'keepalive.interval',
+    default: '60s',
+    doc: 'Send an SSH keepalive after this long without traffic from the client (keeps idle sessions alive through load balancers that drop idle flows, e.g. the AWS NLB after 350 s); 0s turns keepalives off.',
+    parse: parseDuration,
+  },
+  {
+    key: 'keepalive.countMax',
+    default: 3,
+    doc: 'Keepalives in a row the client may leave unanswered before the connection is ended (after about interval x countMax of silence).',
+    parse: int(1, 1000),
   },
   {
     key: 's3.bucket',
@@ -447,6 +489,24 @@ const KEYS: readonly KeySpec[] = deepFreeze([
     default: '',
     doc: 'Namespace of the Lease s3sftp-status-writer that picks the one replica writing SftpUser status; empty uses POD_NAMESPACE, then the namespace of the in-cluster service account (or kubeconfig context).',
     parse: str(namespaceName),
+  },
+  {
+    key: 'users.kubernetes.leaseDuration',
+    default: '15s',
+    doc: 'How long the status-writer Lease stays with a replica that stopped renewing it (crashed) before another replica takes over. At least 2s.',
+    parse: (raw) => {
+      const r = parseDuration(raw);
+      return 'error' in r || r.value >= 2000 ? r : { error: 'is too short; use at least 2s' };
+    },
+  },
+  {
+    key: 'users.kubernetes.leaseRenewInterval',
+    default: '5s',
+    doc: 'How often the replica holding the status-writer Lease renews it, and the others check it. Below a third of leaseDuration.',
+    parse: (raw) => {
+      const r = parseDuration(raw);
+      return 'error' in r || r.value >= 100 ? r : { error: 'is too short; use at least 100ms' };
+    },
   },
   {
     key: 'metrics.listen',
@@ -650,6 +710,15 @@ export function loadConfig(options: LoadConfigOptions): Config {
     problems.push({ key: 's3.credentials.externalId', message: 'is set without s3.credentials.roleArn; it is only sent when assuming that role' });
   }
 
+  const leaseMs = values.get('users.kubernetes.leaseDuration');
+  const renewMs = values.get('users.kubernetes.leaseRenewInterval');
+  if (typeof leaseMs === 'number' && typeof renewMs === 'number' && renewMs * 3 > leaseMs) {
+    problems.push({
+      key: 'users.kubernetes.leaseRenewInterval',
+      message: `is more than a third of users.kubernetes.leaseDuration; a leader would lose the Lease after one missed renewal. Use at most ${Math.floor(leaseMs / 3)}ms`,
+    });
+  }
+
   if (problems.length > 0) throw new ConfigError(problems);
 
   const get = <T>(key: string): T => values.get(key) as T;
@@ -666,6 +735,9 @@ export function loadConfig(options: LoadConfigOptions): Config {
     renameMode: get('renameMode'),
     renameMaxObjects: get('renameMaxObjects'),
     shutdownGracePeriodMs: get('shutdownGracePeriod'),
+    shutdownDelayMs: get('shutdownDelay'),
+    proxyProtocol: { trustedCIDRs: get('proxyProtocol.trustedCIDRs') },
+    keepalive: { intervalMs: get('keepalive.interval'), countMax: get('keepalive.countMax') },
     s3: {
       bucket: get('s3.bucket'),
       region: get('s3.region'),
@@ -695,6 +767,8 @@ export function loadConfig(options: LoadConfigOptions): Config {
         kubeconfig: get('users.kubernetes.kubeconfig'),
         // The Downward API's usual name for the pod's namespace; not an S3SFTP_ key.
         leaseNamespace: get<string>('users.kubernetes.leaseNamespace') || (options.env.POD_NAMESPACE ?? ''),
+        leaseDurationMs: get('users.kubernetes.leaseDuration'),
+        leaseRenewIntervalMs: get('users.kubernetes.leaseRenewInterval'),
       },
     },
     metrics: { listen: get('metrics.listen'), perUserLabels: get('metrics.perUserLabels') },

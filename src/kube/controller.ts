@@ -68,6 +68,10 @@ export interface KubeUserSourceOptions {
    */
   checkAccess?: (user: User) => Promise<AccessResult>;
   accessRecheckMs?: number;
+  /** Told when this replica starts or stops holding the Lease (leader-only work, src/leader-only.ts). */
+  onLeadingChange?: (leading: boolean) => void;
+  /** Every rebuild's Ready verdicts, on the leader only (Kubernetes Events, src/kube/events.ts). */
+  onVerdicts?: (verdicts: { resource: SftpUserResource; ready: DesiredReady }[]) => void;
 }
 
 type AccessResult = AccessCheck;
@@ -162,6 +166,7 @@ export class KubeUserSource implements UserSource {
         clock: opts.lease?.clock,
         onLeadingChange: (leading) => {
           status.setActive(leading);
+          this.#opts.onLeadingChange?.(leading);
           this.#scheduleRebuild();
         },
       });
@@ -373,6 +378,12 @@ export class KubeUserSource implements UserSource {
     }
     for (const key of this.#parsed.keys()) if (!keys.has(key)) this.#parsed.delete(key);
     for (const key of this.#access.keys()) if (!keys.has(key)) this.#access.delete(key);
+    if (this.leading && this.#opts.onVerdicts) {
+      this.#opts.onVerdicts(parsed.flatMap(({ resource, key }) => {
+        const ready = verdicts.get(key)?.ready;
+        return ready ? [{ resource, ready }] : [];
+      }));
+    }
 
     const pending = [...verdicts.values()].filter((v) => v.ready === undefined).length;
     if (!this.#ready && pending === 0) {

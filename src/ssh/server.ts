@@ -5,7 +5,7 @@
  * knows nothing of S3.
  */
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
 import ssh2 from 'ssh2';
 import type { AuthContext, Connection, ServerChannel, Session } from 'ssh2';
 import type { Logger } from 'pino';
@@ -18,6 +18,8 @@ import { SftpSession, type SessionDeps, type SessionEvents } from '../sftp/sessi
 import { auditEvents, combineEvents } from '../sftp/audit.ts';
 import { advertiseExtensions, sendExitStatus } from '../sftp/channel-quirks.ts';
 import { ScpSession } from '../scp/session.ts';
+import { acceptWithProxyProtocol, TrustedProxies } from './proxy-protocol.ts';
+import { destroyIfLingering, isKeepaliveTimeout, keepaliveServerOptions, type KeepaliveSettings } from './keepalive.ts';
 
 const { Server } = ssh2;
 
@@ -49,6 +51,10 @@ export interface SshServerOptions {
   failureDelayMs?: number;
   /** While draining, how long a connection must have nothing open before it is ended. */
   drainIdleMs?: number;
+  /** Peers whose PROXY protocol header is read (proxyProtocol.trustedCIDRs); none by default. */
+  proxyTrustedCIDRs?: readonly string[];
+  /** SSH keepalives (keepalive.*); ssh2's server sends them. */
+  keepalive?: KeepaliveSettings;
 }
 
 /**
@@ -74,6 +80,8 @@ type ProtocolSession = Pick<SftpSession, 'busy' | 'close'>;
 export class SshServer {
   readonly #opts: SshServerOptions;
   readonly #server: InstanceType<typeof Server>;
+  /** The listening socket; ours rather than ssh2's so a PROXY header is read before ssh2 sees a byte. */
+  readonly #net: NetServer;
   readonly #live = new Set<LiveConnection>();
   readonly #unsubscribe: () => void;
   #drain: Promise<void> | undefined;
@@ -82,19 +90,31 @@ export class SshServer {
 
   constructor(opts: SshServerOptions) {
     this.#opts = opts;
-    this.#server = new Server({ hostKeys: opts.hostKeys, ident: 's3sftp' }, (client, info) =>
+    this.#server = new Server({ hostKeys: opts.hostKeys, ident: 's3sftp', ...keepaliveServerOptions(opts.keepalive) }, (client, info) =>
       this.#onConnection(client, info.ip, info.port),
     );
     this.#server.on('error', (err: Error) => opts.log.error({ err }, 'ssh server error'));
+    const trusted = new TrustedProxies(opts.proxyTrustedCIDRs ?? []);
+    this.#net = createNetServer((socket) =>
+      acceptWithProxyProtocol(
+        socket,
+        {
+          trusted,
+          onRefused: (s, reason) => opts.log.warn({ remote: `${s.remoteAddress}:${s.remotePort}` }, `connection refused: ${reason}`),
+        },
+        (ready) => this.#server.injectSocket(ready),
+      ),
+    );
     this.#unsubscribe = opts.users.onChange((username) => this.#revoke(username));
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(port, host, () => {
-        this.#server.off('error', reject);
-        resolve(this.#server.address() as AddressInfo);
+      this.#net.once('error', reject);
+      this.#net.listen(port, host, () => {
+        this.#net.off('error', reject);
+        this.#net.on('error', (err: Error) => this.#opts.log.error({ err }, 'ssh listener error'));
+        resolve(this.#net.address() as AddressInfo);
       });
     });
   }
@@ -129,7 +149,7 @@ export class SshServer {
     const log = this.#opts.log;
     const idleMs = this.#opts.drainIdleMs ?? DRAIN_IDLE_MS;
     // net.Server calls back once the last connection has closed.
-    const allClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    const allClosed = new Promise<void>((resolve) => this.#net.close(() => resolve()));
     log.info({ connections: this.#live.size }, 'draining: new connections refused, open transfers may finish');
     const idleSince = new Map<LiveConnection, number>();
     while (this.#live.size > 0 && Date.now() < this.#drainDeadline) {
@@ -172,7 +192,7 @@ export class SshServer {
   /** Stops accepting connections; with `force`, also ends the live ones. */
   async close(force = true): Promise<void> {
     this.#unsubscribe();
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.#net.close(() => resolve()));
     if (force) for (const conn of this.#live) conn.client.end();
     await closed;
   }
@@ -230,7 +250,14 @@ export class SshServer {
         this.#onSession(accept(), conn);
       });
     });
-    client.on('error', (err: Error) => log.debug({ err: err.message }, 'connection error'));
+    client.on('error', (err: Error) => {
+      if (isKeepaliveTimeout(err)) {
+        log.info('client stopped answering keepalives: ending the connection');
+        destroyIfLingering(client);
+        return;
+      }
+      log.debug({ err: err.message }, 'connection error');
+    });
     client.on('close', () => {
       this.#live.delete(conn);
       for (const s of conn.sessions) void s.close();
