@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   swift-proxy swift-account swift-container swift-object memcached
-  openssh-client sshpass lftp rclone python3-paramiko
+  openssh-client sshpass lftp rclone python3-paramiko haproxy
 )
 
 missing=()
