@@ -57,6 +57,8 @@ export interface Replica {
   child: ChildProcess | undefined;
   /** Parsed JSON log lines of every run of this replica, oldest first. */
   logs: Record<string, unknown>[];
+  /** Index in `logs` where the current run's lines start. */
+  runFrom: number;
 }
 
 /** A test user: SftpUser (+ Secret for the password) in the fake API server. */
@@ -147,7 +149,7 @@ export class ReplicaSet {
     for (let index = 0; index < count; index++) {
       const token = `replica-${index}-${randomBytes(4).toString('hex')}`;
       await kube.writeKubeconfig(join(dir, `kubeconfig-${index}`), NAMESPACE, token);
-      replicas.push({ index, name: `r${index}`, sshPort: await freePort(), metricsPort: await freePort(), token, child: undefined, logs: [] });
+      replicas.push({ index, name: `r${index}`, sshPort: await freePort(), metricsPort: await freePort(), token, child: undefined, logs: [], runFrom: 0 });
     }
     const env: Record<string, string> = {
       S3SFTP_HOSTKEYS: hostKeyFile,
@@ -207,6 +209,7 @@ export class ReplicaSet {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     r.child = child;
+    r.runFrom = r.logs.length;
     let partial = '';
     const onLine = (chunk: Buffer) => {
       const lines = (partial + chunk.toString()).split('\n');
@@ -306,12 +309,22 @@ export class ReplicaSet {
     return this.replicas.flatMap((r) => r.logs.filter((l) => match(l.msg)));
   }
 
+  /** The last `n` lines at info or above of all replicas, oldest first, as text (for failure messages). */
+  recentLogs(n: number): string {
+    return this.replicas
+      .flatMap((r) => r.logs.filter((l) => Number(l.level) >= 30))
+      .sort((a, b) => Number(a.time) - Number(b.time))
+      .slice(-n)
+      .map((l) => `${l.replica} ${l.msg} ${l.remote ?? ''} ${typeof l.err === 'object' ? JSON.stringify(l.err) : (l.err ?? '')}`)
+      .join('\n');
+  }
+
   /** The replicas that hold the Lease now, by their logs ("became" not followed by "stopped being"). */
   leaders(): number[] {
     return this.replicas
       .filter((r) => {
         if (!this.running(r.index)) return false;
-        const last = r.logs.filter((l) => l.msg === 'became the status writer' || l.msg === 'stopped being the status writer').at(-1);
+        const last = r.logs.slice(r.runFrom).filter((l) => l.msg === 'became the status writer' || l.msg === 'stopped being the status writer').at(-1);
         return last?.msg === 'became the status writer';
       })
       .map((r) => r.index);
