@@ -3,7 +3,9 @@
  * classes (S3 client and storage, user sources, SSH server); everything else
  * receives its dependencies.
  */
+import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import type { Config } from './config/types.ts';
@@ -195,6 +197,7 @@ async function openUsers(
     try {
       const { loadKubeConfig, contextNamespace } = await import('./kube/api.ts');
       const { KubeUserSource } = await import('./kube/controller.ts');
+      const { EventRecorder, kubeEventSink } = await import('./kube/events.ts');
       let kubeConfig;
       try {
         kubeConfig = loadKubeConfig(kubernetes.kubeconfig);
@@ -207,15 +210,20 @@ async function openUsers(
           'users.kubernetes.leaseNamespace: not set, POD_NAMESPACE is empty and the kubeconfig context names no namespace; set one of them (the namespace for the status-writer Lease)',
         );
       }
+      const identity = `${hostname()}-${randomUUID().slice(0, 8)}`;
+      const kubeLog = log.child({ component: 'kube' });
+      const events = new EventRecorder({ sink: kubeEventSink(kubeConfig), instance: identity, log: kubeLog });
       const source = new KubeUserSource({
         kubeConfig,
+        identity,
+        onVerdicts: (verdicts) => events.observe(verdicts),
         namespace: kubernetes.namespace,
         defaultBucket: config.s3.bucket,
         leaseNamespace,
         lease: { durationMs: kubernetes.leaseDurationMs, renewIntervalMs: kubernetes.leaseRenewIntervalMs, renewDeadlineMs: renewDeadline(kubernetes) },
         onLeadingChange,
         checkAccess,
-        log: log.child({ component: 'kube' }),
+        log: kubeLog,
       }).start();
       sources.push({ name: 'users.kubernetes', source });
     } catch (err) {

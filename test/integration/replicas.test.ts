@@ -169,6 +169,24 @@ describe('several replicas behind one balancer', () => {
     assert.deepEqual(set.leaders(), [next], 'the restarted replica does not take the Lease back');
   });
 
+  test('the leader alone records Events: a missing Secret gives one Warning on the SftpUser', async () => {
+    await waitFor('one leader', () => set.leaders().length === 1);
+    set.kube.create('sftpusers', NAMESPACE, { metadata: { name: 'ghost' }, spec: { username: 'ghost', s3: { keyPrefix: 'ghost/' }, passwordSecretRef: { name: 'nope' } } } as never);
+    const events = () => set.kube.list('events').filter((e) => (e as { regarding?: { name?: string } }).regarding?.name === 'ghost');
+    await waitFor('the event', () => events().length > 0, 10_000);
+    // Give the other replicas time to (wrongly) record it too.
+    await new Promise((r) => setTimeout(r, 4 * RENEW_MS));
+    assert.equal(events().length, 1);
+    const e = events()[0] as { type?: string; reason?: string; note?: string };
+    assert.equal(e.type, 'Warning');
+    assert.equal(e.reason, 'SecretNotFound');
+    assert.match(e.note ?? '', /Secret nope in namespace sftp does not exist/);
+    const [leader = -1] = set.leaders();
+    const creators = new Set(set.kube.requests.filter((r) => r.path.includes('/events') && r.method === 'POST').map((r) => r.token));
+    assert.deepEqual([...creators], [set.replicas[leader]?.token]);
+    set.kube.delete('sftpusers', NAMESPACE, 'ghost');
+  });
+
   test('rolling restart (SIGTERM one at a time) under 4 clients × 50 uploads: every acknowledged upload is whole; /readyz turns 503 and the balancer drops the replica before it stops listening', async () => {
     const users = await Promise.all([0, 1, 2, 3].map((i) => set.addUser(`load${i}`, { password: `pw-${i}` })));
     await waitFor('load users Ready', () => users.every((u) => readyCondition(u.username)?.status === 'True'));
