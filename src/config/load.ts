@@ -360,7 +360,7 @@ const KEYS: readonly KeySpec[] = deepFreeze([
   {
     key: 'keepalive.countMax',
     default: 3,
-    doc: 'Keepalives in a row the client may leave unanswered before the connection is ended (after about interval x countMax of silence).',
+    doc: 'Keepalives in a row the client may leave unanswered; the connection is ended after about interval x (countMax + 1) of silence from the client.',
     parse: int(1, 1000),
   },
   {

@@ -171,7 +171,7 @@ describe('several replicas behind one balancer', () => {
 
   test('the leader alone records Events: a missing Secret gives one Warning on the SftpUser', async () => {
     await waitFor('one leader', () => set.leaders().length === 1);
-    set.kube.create('sftpusers', NAMESPACE, { metadata: { name: 'ghost' }, spec: { username: 'ghost', s3: { keyPrefix: 'ghost/' }, passwordSecretRef: { name: 'nope' } } } as never);
+    set.kube.create('sftpusers', NAMESPACE, { metadata: { name: 'ghost' }, spec: { username: 'ghost', s3: { keyPrefix: 'ghost/' }, permissions: ['*'], passwordSecretRef: { name: 'nope' } } } as never);
     const events = () => set.kube.list('events').filter((e) => (e as { regarding?: { name?: string } }).regarding?.name === 'ghost');
     await waitFor('the event', () => events().length > 0, 10_000);
     // Give the other replicas time to (wrongly) record it too.
@@ -287,15 +287,14 @@ describe('several replicas behind one balancer', () => {
     assert.equal(await liveExit, 0, liveOut);
     assert.match(liveOut, /Remote working directory/);
 
-    // Frozen: SIGSTOP the client once connected; the server ends the connection.
+    // Frozen: SIGSTOP the client once logged in. `ssh -N` rather than sftp, since sftp leaves the
+    // connection to an ssh child process, which would go on answering.
     const before = set.logs('client stopped answering keepalives').length;
-    const frozen = spawn('sftp', sftpArgs, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let frozenOut = '';
-    frozen.stdout.on('data', (d) => (frozenOut += d));
-    frozen.stderr.on('data', (d) => (frozenOut += d));
+    const logins = set.logs('authenticated').length;
+    const frozen = spawn('ssh', [...sshOpts(knownHosts), '-N', '-i', alice.keyFile, '-p', String(set.port), 'alice@127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const frozenExit = new Promise((r) => frozen.once('exit', r));
     try {
-      await waitFor('frozen sftp connected', () => frozenOut.includes('Connected to'), 15_000);
+      await waitFor('ssh -N logged in', () => set.logs('authenticated').length > logins, 15_000);
       frozen.kill('SIGSTOP');
       const stoppedAt = Date.now();
       await waitFor('the server to give up on the frozen client', () => set.logs('client stopped answering keepalives').length > before, KEEPALIVE_MS * (KEEPALIVE_COUNT + 1) + 5000);
