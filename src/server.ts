@@ -50,7 +50,7 @@ export interface RunningServer {
 
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   const registry = new Registry();
-  const metrics = new Metrics({ registry, perUserLabels: config.metrics.perUserLabels });
+  const metrics = new Metrics({ registry, perUserLabels: config.metrics.perUserLabels, perUserLabelLimit: config.metrics.perUserLabelLimit });
   const state = { bucketChecked: false, users: undefined as UserSource | undefined, draining: false };
   const notReadyReason = (): string | undefined => {
     if (state.draining) return 'shutting down';

@@ -517,8 +517,14 @@ const KEYS: readonly KeySpec[] = deepFreeze([
   {
     key: 'metrics.perUserLabels',
     default: false,
-    doc: 'Add a `user` label to per-user metrics (transfers and bytes). Every user then adds series; keep false with many users.',
+    doc: 'Add a `user` label to per-user metrics (transfers, bytes and s3sftp_sessions_active). Every user then adds series; see perUserLabelLimit.',
     parse: bool,
+  },
+  {
+    key: 'metrics.perUserLabelLimit',
+    default: 100,
+    doc: 'With perUserLabels: how many distinct users get their own label value; users seen after that are counted as user="other", so the number of series stays bounded.',
+    parse: int(1, 100_000),
   },
   {
     key: 'log.level',
@@ -771,7 +777,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
         leaseRenewIntervalMs: get('users.kubernetes.leaseRenewInterval'),
       },
     },
-    metrics: { listen: get('metrics.listen'), perUserLabels: get('metrics.perUserLabels') },
+    metrics: { listen: get('metrics.listen'), perUserLabels: get('metrics.perUserLabels'), perUserLabelLimit: get('metrics.perUserLabelLimit') },
     log: { level: get('log.level') },
   };
   return deepFreeze(config);

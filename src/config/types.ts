@@ -75,6 +75,6 @@ export interface Config {
   s3: S3Config & { abandonedUploadAgeMs: number };
   users: { directory: string; kubernetes: KubernetesUsersConfig };
   /** The HTTP listener for /metrics, /healthz and /readyz, and whether per-user labels are added. */
-  metrics: { listen: { host: string; port: number }; perUserLabels: boolean };
+  metrics: { listen: { host: string; port: number }; perUserLabels: boolean; perUserLabelLimit: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
 }

@@ -37,8 +37,9 @@ const DRAIN_ABORT_WAIT_MS = 8000;
 /** What the server reports about logins and sessions, on top of each session's events. */
 export interface SshServerEvents extends SessionEvents {
   authAttempt?(a: { method: string; ok: boolean }): void;
-  sessionOpened?(): void;
-  sessionClosed?(): void;
+  /** `user`: the session's username (for the opt-in per-user label). */
+  sessionOpened?(user?: string): void;
+  sessionClosed?(user?: string): void;
 }
 
 export interface SshServerOptions {
@@ -337,7 +338,7 @@ export class SshServer {
       advertiseExtensions(sftp, { 'posix-rename@openssh.com': '1' });
       const sftpSession = new SftpSession({ sftp, ...this.#sessionDeps(user, log) });
       conn.sessions.add(sftpSession);
-      this.#opts.events?.sessionOpened?.();
+      this.#opts.events?.sessionOpened?.(user.username);
       // OpenSSH's `sftp -b` waits for us to close after it sends EOF.
       sftp.on('end', () => {
         sendExitStatus(sftp, 0);
@@ -345,7 +346,7 @@ export class SshServer {
       });
       sftp.on('close', () => {
         conn.sessions.delete(sftpSession);
-        this.#opts.events?.sessionClosed?.();
+        this.#opts.events?.sessionClosed?.(user.username);
         void sftpSession.close();
       });
     });
@@ -362,10 +363,10 @@ export class SshServer {
       if (!channel) return; // the session closed while we decided
       const scp = new ScpSession({ channel, command: info.command, ...this.#sessionDeps(user, log) });
       conn.sessions.add(scp);
-      this.#opts.events?.sessionOpened?.();
+      this.#opts.events?.sessionOpened?.(user.username);
       void scp.run().finally(() => {
         conn.sessions.delete(scp);
-        this.#opts.events?.sessionClosed?.();
+        this.#opts.events?.sessionClosed?.(user.username);
       });
     });
     session.on('pty', (accept) => accept?.());

@@ -70,7 +70,7 @@ describe('defaults', () => {
         abandonedUploadAgeMs: 24 * 3_600_000,
       },
       users: { directory: '', kubernetes: { enabled: false, namespace: '', kubeconfig: '', leaseNamespace: '', leaseDurationMs: 15_000, leaseRenewIntervalMs: 5000 } },
-      metrics: { listen: { host: '0.0.0.0', port: 9090 }, perUserLabels: false },
+      metrics: { listen: { host: '0.0.0.0', port: 9090 }, perUserLabels: false, perUserLabelLimit: 100 },
       log: { level: 'info' },
     });
   });
@@ -230,7 +230,7 @@ log: { level: debug }
     assert.equal(byKey.get('s3.bucket')?.required, true);
     assert.equal(byKey.get('s3.bucket')?.default, undefined);
     for (const k of keys) assert.ok(k.doc.length > 10, `${k.key} has a doc`);
-    assert.equal(keys.length, 42);
+    assert.equal(keys.length, 43);
   });
 });
 
@@ -405,7 +405,7 @@ describe('drain, janitor and metrics keys', () => {
     const c = loadConfig({ env: BUCKET });
     assert.equal(c.shutdownGracePeriodMs, 25_000);
     assert.equal(c.s3.abandonedUploadAgeMs, 24 * 3_600_000);
-    assert.deepEqual(c.metrics, { listen: { host: '0.0.0.0', port: 9090 }, perUserLabels: false });
+    assert.deepEqual(c.metrics, { listen: { host: '0.0.0.0', port: 9090 }, perUserLabels: false, perUserLabelLimit: 100 });
   });
 
   test('set from env', () => {
@@ -420,7 +420,7 @@ describe('drain, janitor and metrics keys', () => {
     });
     assert.equal(c.shutdownGracePeriodMs, 90_000);
     assert.equal(c.s3.abandonedUploadAgeMs, 0);
-    assert.deepEqual(c.metrics, { listen: { host: '127.0.0.1', port: 0 }, perUserLabels: true });
+    assert.deepEqual(c.metrics, { listen: { host: '127.0.0.1', port: 0 }, perUserLabels: true, perUserLabelLimit: 100 });
   });
 
   test('an abandoned-upload age short enough to abort live uploads is refused', () => {
