@@ -24,6 +24,7 @@ import { startMetricsListener } from './metrics/http.ts';
 import { instrumentS3Client } from './metrics/s3-requests.ts';
 import { UploadJanitor } from './storage/s3/janitor.ts';
 import { LeaderOnly } from './leader-only.ts';
+import { ShortenableDelay } from './shortenable-delay.ts';
 
 /** A start-up failure the operator must fix (exit code 2), as opposed to a crash. */
 export class StartupError extends Error {
@@ -220,7 +221,7 @@ async function openUsers(
         namespace: kubernetes.namespace,
         defaultBucket: config.s3.bucket,
         leaseNamespace,
-        lease: { durationMs: kubernetes.leaseDurationMs, renewIntervalMs: kubernetes.leaseRenewIntervalMs, renewDeadlineMs: renewDeadline(kubernetes) },
+        lease: { durationMs: kubernetes.leaseDurationMs, renewIntervalMs: kubernetes.leaseRenewIntervalMs },
         onLeadingChange,
         checkAccess,
         log: kubeLog,
@@ -239,37 +240,3 @@ async function openUsers(
   return sources.length === 1 ? only.source : new MergedSource(sources, log.child({ component: 'users' }));
 }
 
-/** client-go's ratio: the leader gives up after two thirds of the lease without a renewal. */
-function renewDeadline(k: { leaseDurationMs: number; leaseRenewIntervalMs: number }): number {
-  return Math.max(k.leaseRenewIntervalMs + 1, Math.floor((k.leaseDurationMs * 2) / 3));
-}
-
-/** A wait that a second, shorter wait() (SIGINT, a second SIGTERM) cuts short. */
-class ShortenableDelay {
-  #deadline = Infinity;
-  #wake: (() => void) | undefined;
-  #running: Promise<void> | undefined;
-
-  wait(ms: number): Promise<void> {
-    const deadline = Date.now() + ms;
-    if (deadline < this.#deadline) {
-      this.#deadline = deadline;
-      this.#wake?.();
-    }
-    this.#running ??= this.#run();
-    return this.#running;
-  }
-
-  async #run(): Promise<void> {
-    while (Date.now() < this.#deadline) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.#deadline - Date.now());
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
-    this.#wake = undefined;
-  }
-}
