@@ -300,7 +300,8 @@ export class ReplicaSet {
   /** Waits until HAProxy reports the replica UP (or DOWN). */
   async waitBalancer(index: number, state: 'UP' | 'DOWN', timeoutMs = 20_000): Promise<number> {
     const name = this.#replica(index).name;
-    return waitFor(`HAProxy to see ${name} ${state}`, async () => (await this.balancerStatus()).get(name) === state, timeoutMs);
+    // The stats socket appears a moment after HAProxy starts listening; until then, not yet.
+    return waitFor(`HAProxy to see ${name} ${state}`, async () => (await this.balancerStatus().catch(() => new Map<string, string>())).get(name) === state, timeoutMs);
   }
 
   /** Log lines of every replica matching `msg` (a substring or a pattern). */
