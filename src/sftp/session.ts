@@ -177,6 +177,8 @@ export class SftpSession {
   }
 
   #path(raw: string): string {
+    // ssh2 checks only a packet's last field: a path whose length runs past the packet arrives undefined.
+    if (typeof raw !== 'string') throw new InvalidRequestError('malformed request: bad path');
     return normalizePath(raw);
   }
 

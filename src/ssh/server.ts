@@ -16,7 +16,7 @@ import { verifyPassword } from '../auth/password.ts';
 import { matchPublicKey } from '../auth/public-key.ts';
 import { SftpSession, type SessionDeps, type SessionEvents } from '../sftp/session.ts';
 import { auditEvents, combineEvents } from '../sftp/audit.ts';
-import { advertiseExtensions, sendExitStatus } from '../sftp/channel-quirks.ts';
+import { advertiseExtensions, containParserErrors, sendExitStatus } from '../sftp/channel-quirks.ts';
 import { ScpSession } from '../scp/session.ts';
 
 const { Server } = ssh2;
@@ -308,6 +308,7 @@ export class SshServer {
       // listener the emit would throw inside ssh2's parser instead.
       sftp.on('error', (err: Error) => log.info({ err: err.message, user: user.username }, 'sftp protocol error: closing the channel'));
       advertiseExtensions(sftp, { 'posix-rename@openssh.com': '1' });
+      containParserErrors(sftp);
       const sftpSession = new SftpSession({ sftp, ...this.#sessionDeps(user, log) });
       conn.sessions.add(sftpSession);
       this.#opts.events?.sessionOpened?.();

@@ -300,7 +300,7 @@ export async function fuzzSftp(options: FuzzOptions): Promise<FuzzReport> {
       const req = request();
       void waitFor(req.id, req.kind);
       channel.write(frame(req.body));
-      if (pending.size >= pipeline || random() < 0.2) await drain();
+      if (pending.size >= pipeline || random() < 0.05) await drain();
     }
     await drain();
     if (closed) report.closedByServer++;
