@@ -9,7 +9,7 @@
 # compiled at install; argon2, prebuilt) then run on the same libc as on the Debian machines where
 # the tests run.
 
-ARG NODE_IMAGE=node:24-bookworm-slim
+ARG NODE_IMAGE=node:24.22.3-bookworm-slim
 
 # Node plus what node-gyp needs to compile the native addons.
 FROM ${NODE_IMAGE} AS toolchain

