@@ -40,6 +40,8 @@ WORKDIR /app
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
+# The SftpUser CRD's schema validates users.directory files at run time (src/users/crd-schema.ts).
+COPY crds ./crds
 # The only places the server writes: dataDir (a volume in Kubernetes) and /tmp. Everything else can
 # be a read-only root filesystem. Owned by the runtime user for `docker run` without a volume.
 RUN mkdir -p /var/lib/s3sftp /etc/s3sftp \

@@ -38,8 +38,8 @@ build: install ## compile TypeScript to dist/
 typecheck: install ## type-check sources and tests
 	npm run typecheck
 
-lint: typecheck ## static checks (type-check; sftp/ssh/scp/session/exec must not import the AWS SDK)
-	@! grep -rnE "from '@aws-sdk|from '@kubernetes" src/sftp src/ssh src/scp src/session src/exec 2>/dev/null || (echo "protocol layers must not import the AWS SDK or client-node"; exit 1)
+lint: typecheck ## static checks (type-check; sftp/ssh/scp/session/exec/users must not import the AWS SDK or client-node)
+	@! grep -rnE "from '@aws-sdk|from '@kubernetes" src/sftp src/ssh src/scp src/session src/exec src/users 2>/dev/null || (echo "protocol layers and users/ must not import the AWS SDK or client-node"; exit 1)
 
 test: install system-deps typecheck ## run the whole test suite (unit + integration, real Swift S3 and real SFTP clients)
 	npm test
@@ -49,6 +49,7 @@ test-unit: install ## run the unit tests only
 
 bench: install system-deps ## run the benchmarks (ratios against a baseline measured in the same run)
 	npm run bench
+	node --test bench/login-spray.test.ts
 
 run: install system-deps ## start a local Swift S3 emulator and the server with a demo user
 	node dev/run.ts

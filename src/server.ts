@@ -9,10 +9,12 @@ import { Registry } from 'prom-client';
 import type { Config } from './config/types.ts';
 import type { User, UserSource } from './users/user.ts';
 import { checkBucket } from './storage/s3/client.ts';
-import { ClientPool, type AccessCheck } from './storage/s3/client-pool.ts';
+import { ClientPool } from './storage/s3/client-pool.ts';
+import type { AccessCheck } from './users/access.ts';
 import { S3Storage } from './storage/s3/s3-storage.ts';
 import { MtimeCache } from './storage/s3/mtime-cache.ts';
 import { UploadRegistry } from './storage/s3/upload-registry.ts';
+import { loadCrdSchema } from './users/crd-schema.ts';
 import { DirectorySource } from './users/directory-source.ts';
 import { EmptySource } from './users/empty-source.ts';
 import { MergedSource, type NamedSource } from './users/merged-source.ts';
@@ -22,10 +24,41 @@ import { Metrics } from './metrics/metrics.ts';
 import { startMetricsListener } from './metrics/http.ts';
 import { instrumentS3Client } from './metrics/s3-requests.ts';
 import { UploadJanitor } from './storage/s3/janitor.ts';
+import { hardening } from './ssh/hardening.ts';
 
-/** A start-up failure the operator must fix (exit code 2), as opposed to a crash. */
+/**
+ * A start-up failure, said in one line that names the cause and the fix. `configuration` failures
+ * (a setting, a host key, the users directory, the bucket or credentials it names) exit 2; the rest
+ * (a port in use, S3 or Kubernetes unreachable) exit 1, since the same settings may work later.
+ */
 export class StartupError extends Error {
   override name = 'StartupError';
+  readonly exitCode: 1 | 2;
+  constructor(message: string, options: { cause?: unknown; configuration: boolean }) {
+    super(message, { cause: options.cause });
+    this.exitCode = options.configuration ? 2 : 1;
+  }
+}
+
+/** What was started so far, closed in reverse order when a later step fails. */
+class StartedParts {
+  readonly #parts: { what: string; close: () => unknown }[] = [];
+
+  add(what: string, close: () => unknown): void {
+    this.#parts.push({ what, close });
+  }
+
+  async closeAll(log: Logger): Promise<void> {
+    for (const { what, close } of this.#parts.reverse()) {
+      try {
+        log.debug({ part: what }, `closing ${what} after a failed start-up`);
+        await close();
+      } catch (err) {
+        log.debug({ err, what }, 'closing after a failed start-up failed');
+      }
+    }
+    this.#parts.length = 0;
+  }
 }
 
 export interface RunningServer {
@@ -47,6 +80,16 @@ export interface RunningServer {
 }
 
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  const started = new StartedParts();
+  try {
+    return await start(config, log, started);
+  } catch (err) {
+    await started.closeAll(log);
+    throw err;
+  }
+}
+
+async function start(config: Config, log: Logger, started: StartedParts): Promise<RunningServer> {
   const registry = new Registry();
   const metrics = new Metrics({ registry, perUserLabels: config.metrics.perUserLabels });
   const state = { bucketChecked: false, users: undefined as UserSource | undefined, draining: false };
@@ -56,7 +99,22 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     if (!state.users?.ready) return 'loading users';
     return undefined;
   };
-  // First, so probes are answered while the bucket is checked and users load.
+  // Before anything listens: a bad key is a configuration error, found without side effects.
+  const hostKeys = await loadHostKeys(config.hostKeys, config.dataDir).catch((err: unknown) => {
+    throw hostKeyError(err, config);
+  });
+  // The schema users are checked against, compiled before any network work (it takes a moment).
+  if (config.users.directory || config.users.kubernetes.enabled) {
+    try {
+      loadCrdSchema();
+    } catch (err) {
+      throw new StartupError(`cannot load the SftpUser schema that users are checked against: ${(err as Error).message}; the installation is incomplete (crds/ must sit beside src/ or dist/)`, {
+        cause: err,
+        configuration: false,
+      });
+    }
+  }
+  // Then the probes' listener, so they are answered while the bucket is checked and users load.
   const { host: metricsHost, port: metricsPort } = config.metrics.listen;
   const http = await startMetricsListener({
     registry,
@@ -65,39 +123,39 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     notReadyReason,
     log: log.child({ component: 'metrics' }),
   }).catch((err: unknown) => {
-    throw new StartupError(`cannot listen on ${metricsHost}:${metricsPort} (metrics.listen): ${(err as Error).message}`, { cause: err });
+    throw listenError(err, `${metricsHost}:${metricsPort}`, 'metrics.listen', 'S3SFTP_METRICS_LISTEN');
   });
+  started.add('metrics listener', () => http.close());
   // One client per (role, region, endpoint); `client` is the server's own.
   const clients = new ClientPool({
     config: config.s3,
     log,
     onClient: (c) => instrumentS3Client(c, (operation, outcome, seconds) => metrics.s3Request(operation, outcome, seconds)),
   });
+  started.add('S3 clients', () => clients.destroy());
   const client = clients.default;
   try {
     await checkBucket(client, config.s3.bucket);
   } catch (err) {
-    clients.destroy();
-    await http.close();
-    throw new StartupError((err as Error).message, { cause: err });
+    throw bucketError(err, config.s3.bucket);
   }
   state.bucketChecked = true;
-  const users = await openUsers(config, log, (user) => clients.checkUserAccess(user)).catch(async (err: unknown) => {
-    clients.destroy();
-    await http.close();
-    throw err;
-  });
+  const users = await openUsers(config, log, (user) => clients.checkUserAccess(user));
+  started.add('user sources', () => users.close());
   state.users = users;
   metrics.countUsersWith(() => users.all().length);
   const uploads = new UploadRegistry();
   const mtimeCache = new MtimeCache();
   const uploadEvents = metrics.uploadEvents();
+  // Connection limits, defender, password pool and algorithms (docs/security.md).
+  const guard = hardening(config, users, registry, log);
   const ssh = new SshServer({
-    hostKeys: await loadHostKeys(config.hostKeys, config.dataDir),
+    hostKeys,
     users,
     setstatMode: config.setstatMode,
     log,
-    events: metrics.serverEvents(),
+    ...guard.options,
+    events: { ...metrics.serverEvents(), ...guard.events },
     storageFor: (user) => {
       const storageLog = log.child({ user: user.username, component: 'storage' });
       return new S3Storage({
@@ -117,7 +175,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       });
     },
   });
-  const address = await ssh.listen(config.listen.port, config.listen.host);
+  started.add('SSH server', () => ssh.close());
+  const address = await ssh.listen(config.listen.port, config.listen.host).catch((err: unknown) => {
+    throw listenError(err, `${config.listen.host}:${config.listen.port}`, 'listen', 'S3SFTP_LISTEN');
+  });
   const janitor =
     config.s3.abandonedUploadAgeMs > 0
       ? new UploadJanitor({
@@ -168,29 +229,43 @@ async function openUsers(config: Config, log: Logger, checkAccess: (user: User) 
   const sources: NamedSource[] = [];
   const { directory, kubernetes } = config.users;
   if (directory) {
-    sources.push({
-      name: 'users.directory',
-      source: await DirectorySource.open({ directory, defaultBucket: config.s3.bucket, log: log.child({ component: 'users' }) }),
-    });
+    const source = await DirectorySource.open({ directory, defaultBucket: config.s3.bucket, log: log.child({ component: 'users' }) }).catch(
+      (err: unknown) => {
+        throw new StartupError(`${(err as Error).message}; create it, or set users.directory (S3SFTP_USERS_DIRECTORY) to the directory of SftpUser files`, {
+          cause: err,
+          configuration: true,
+        });
+      },
+    );
+    sources.push({ name: 'users.directory', source });
   }
   if (kubernetes.enabled) {
     try {
-      const { loadKubeConfig, contextNamespace } = await import('./kube/api.ts');
+      const { loadKubeConfig, contextNamespace, createKubeApi } = await import('./kube/api.ts');
+      const { probeKubernetes } = await import('./kube/probe.ts');
       const { KubeUserSource } = await import('./kube/controller.ts');
       let kubeConfig;
       try {
         kubeConfig = loadKubeConfig(kubernetes.kubeconfig);
       } catch (err) {
-        throw new StartupError(`users.kubernetes: cannot load the Kubernetes client configuration: ${(err as Error).message}`, { cause: err });
+        throw new StartupError(
+          `users.kubernetes: cannot load the Kubernetes client configuration (${(err as Error).message}); set users.kubernetes.kubeconfig or KUBECONFIG, or run in a pod with a service account`,
+          { cause: err, configuration: true },
+        );
       }
       const leaseNamespace = kubernetes.leaseNamespace || contextNamespace(kubeConfig) || kubernetes.namespace;
       if (!leaseNamespace) {
         throw new StartupError(
-          'users.kubernetes.leaseNamespace: not set, POD_NAMESPACE is empty and the kubeconfig context names no namespace; set one of them (the namespace for the status-writer Lease)',
+          'users.kubernetes.leaseNamespace: not set, POD_NAMESPACE is empty and neither the kubeconfig context nor users.kubernetes.namespace names a namespace; set one of them (the namespace for the status-writer Lease)',
+          { configuration: true },
         );
       }
+      const api = createKubeApi(kubeConfig);
+      const unusable = await probeKubernetes(api, kubernetes.namespace, kubeConfig.getCurrentCluster()?.server ?? 'the API server');
+      if (unusable) throw new StartupError(`users.kubernetes: ${unusable}`, { configuration: false });
       const source = new KubeUserSource({
         kubeConfig,
+        api,
         namespace: kubernetes.namespace,
         defaultBucket: config.s3.bucket,
         leaseNamespace,
@@ -209,4 +284,48 @@ async function openUsers(config: Config, log: Logger, checkAccess: (user: User) 
     return new EmptySource();
   }
   return sources.length === 1 ? only.source : new MergedSource(sources, log.child({ component: 'users' }));
+}
+
+function hostKeyError(err: unknown, config: Config): StartupError {
+  const e = err as NodeJS.ErrnoException;
+  const which = config.hostKeys.length > 0 ? 'hostKeys (S3SFTP_HOSTKEYS)' : `dataDir ${config.dataDir} (S3SFTP_DATADIR)`;
+  const why =
+    e.code === 'ENOENT' ? `${e.path ?? 'a host key'} does not exist`
+    : e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS' ? `${e.path ?? 'a host key'} is not accessible (${e.code})`
+    : e.code ? `${e.path ?? 'a host key'}: ${e.code}`
+    : e.message;
+  const fix =
+    config.hostKeys.length > 0
+      ? 'list readable OpenSSH or PEM private keys in hostKeys (S3SFTP_HOSTKEYS), or leave it empty to generate one in dataDir'
+      : `make ${config.dataDir} writable (the generated host key is kept there), or list keys in hostKeys`;
+  return new StartupError(`host keys: ${why}; ${fix} (from ${which})`, { cause: err, configuration: true });
+}
+
+function listenError(err: unknown, address: string, key: string, env: string): StartupError {
+  const code = (err as NodeJS.ErrnoException).code;
+  const why =
+    code === 'EADDRINUSE' ? 'the address is already in use'
+    : code === 'EACCES' ? 'permission denied (ports below 1024 need privileges)'
+    : code === 'EADDRNOTAVAIL' ? 'no interface has this address'
+    : (err as Error).message;
+  return new StartupError(`cannot listen on ${address} (${key}): ${why}; stop the other process or set ${key} (${env}) to a free address`, {
+    cause: err,
+    // A wrong address is a setting; a port taken by another process may be free on the next start.
+    configuration: code === 'EADDRNOTAVAIL' || code === 'EACCES',
+  });
+}
+
+function bucketError(err: unknown, bucket: string): StartupError {
+  const message = (err as Error).message;
+  if (/^cannot reach endpoint/.test(message)) {
+    return new StartupError(`${message}; check s3.endpoint (S3SFTP_S3_ENDPOINT) and that the store is reachable from here`, { cause: err, configuration: false });
+  }
+  if (/does not exist$/.test(message)) {
+    return new StartupError(`${message}; create it, or set s3.bucket (S3SFTP_S3_BUCKET) to an existing bucket`, { cause: err, configuration: true });
+  }
+  // Credentials refused, access denied, wrong region: the settings must change.
+  return new StartupError(message.includes(bucket) || message.includes('credentials') ? message : `bucket ${bucket}: ${message}`, {
+    cause: err,
+    configuration: true,
+  });
 }

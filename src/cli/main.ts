@@ -59,12 +59,14 @@ async function serve(args: string[]): Promise<number> {
   try {
     server = await startServer(config, log);
   } catch (err) {
+    // One line with the cause and the fix, no stack trace: the operator's next step is a setting
+    // or the environment, not this program's source.
     if (err instanceof StartupError) {
-      log.fatal({ err: err.cause }, err.message);
-      process.stderr.write(`s3sftp: ${err.message}\n`);
-      return 2;
+      process.stderr.write(`s3sftp: ${oneLine(err.message)}\n`);
+      return err.exitCode;
     }
-    throw err;
+    process.stderr.write(`s3sftp: start-up failed: ${oneLine(err instanceof Error ? err.message : String(err))}\n`);
+    return 1;
   }
   const running = server;
   await new Promise<void>((resolve) => {
@@ -83,6 +85,10 @@ async function serve(args: string[]): Promise<number> {
   await server.close();
   log.info('stopped');
   return 0;
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, '; ');
 }
 
 function version(): string {

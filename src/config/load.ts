@@ -4,39 +4,37 @@
  * sees every problem at once, and the result is deep-frozen.
  *
  * KEYS below is the single source of truth for key names, defaults, env var
- * names and docs; describeConfigKeys() exposes it for generated docs.
+ * names and docs; describeConfigKeys() exposes it for generated docs. The
+ * parts live beside it: parsers.ts (value parsers), validators.ts (checks
+ * shared with SftpUser resources), sources.ts (the file and env),
+ * key-names.ts (unknown-key suggestions), errors.ts (ConfigError).
  */
 
-import { readFileSync } from 'node:fs';
-import { isIPv6 } from 'node:net';
-import { parseDocument } from 'yaml';
+import { ConfigError, type ConfigProblem } from './errors.ts';
+import { KeyNames } from './key-names.ts';
+import {
+  abandonedUploadAge,
+  bool,
+  choice,
+  int,
+  listen,
+  namespaceName,
+  nonEmpty,
+  orEmpty,
+  roleDuration,
+  size,
+  str,
+  stringList,
+  type Parsed,
+} from './parsers.ts';
+import { envName, rawValue, readConfigFile } from './sources.ts';
 import type { Config } from './types.ts';
 import { formatSize, parseDuration, parseSize } from './units.ts';
+import { bucketNameProblem, endpointProblem, regionProblem, roleArnProblem, storageClassProblem } from './validators.ts';
+import { DEFAULT_CIPHERS, DEFAULT_HOST_KEY_ALGORITHMS, DEFAULT_KEX, DEFAULT_MACS } from '../ssh/crypto-policy.ts';
+import { parseCidr } from '../ssh/cidr.ts';
 
-/** One thing wrong with the configuration. `key` is the dotted path, or "" for the file itself. */
-export interface ConfigProblem {
-  key: string;
-  /** Set when the bad value came from this env var rather than the file. */
-  env?: string;
-  message: string;
-}
-
-/**
- * The configuration is invalid. `problems` lists everything wrong; the
- * message has one "key: what is wrong; what to use" line per problem.
- */
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-  readonly problems: readonly ConfigProblem[];
-  constructor(problems: ConfigProblem[]) {
-    super(
-      problems
-        .map((p) => (p.key ? `${p.key}${p.env ? ` (env ${p.env})` : ''}: ${p.message}` : p.message))
-        .join('\n'),
-    );
-    this.problems = Object.freeze(problems.map((p) => Object.freeze({ ...p })));
-  }
-}
+export { ConfigError, type ConfigProblem } from './errors.ts';
 
 /** Where a loaded config comes from; `env` is usually process.env. */
 export interface LoadConfigOptions {
@@ -56,8 +54,6 @@ export interface ConfigKeyDescription {
   doc: string;
 }
 
-type Parsed = { value: unknown } | { error: string };
-
 interface KeySpec {
   key: string;
   doc: string;
@@ -67,163 +63,6 @@ interface KeySpec {
   /** Never echo the value in error messages. */
   secret?: boolean;
 }
-
-// ---------------------------------------------------------------------------
-// Field parsers. Each returns an error phrased to follow the value:
-// `<key>: "<value>" <error>`.
-
-function str(check?: (s: string) => string | undefined): (raw: unknown) => Parsed {
-  return (raw) => {
-    if (typeof raw !== 'string') return { error: 'must be a string' };
-    const problem = check?.(raw);
-    return problem ? { error: problem } : { value: raw };
-  };
-}
-
-function int(min: number, max: number): (raw: unknown) => Parsed {
-  return (raw) => {
-    const n = typeof raw === 'string' && /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : raw;
-    if (typeof n !== 'number' || !Number.isSafeInteger(n)) {
-      const range = max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `from ${min} to ${max}`;
-      return { error: `is not a whole number; use an integer ${range}` };
-    }
-    if (n < min) return { error: `is too small; use at least ${min}` };
-    if (n > max) return { error: `is too big; use at most ${max}` };
-    return { value: n };
-  };
-}
-
-/** One of a fixed set of values; `labels` explain numeric modes in the message. */
-function choice(values: readonly (string | number)[], labels?: readonly string[]): (raw: unknown) => Parsed {
-  const allowed = values.map((v, i) => {
-    const shown = v === '' ? '"" (empty)' : String(v);
-    return labels?.[i] ? `${shown} (${labels[i]})` : shown;
-  });
-  const list = allowed.length > 1 ? `${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}` : (allowed[0] ?? '');
-  return (raw) => {
-    for (const v of values) {
-      if (raw === v || (typeof v === 'number' && typeof raw === 'string' && raw.trim() === String(v))) {
-        return { value: v };
-      }
-    }
-    return { error: `is not allowed; use ${list}` };
-  };
-}
-
-function bool(raw: unknown): Parsed {
-  if (typeof raw === 'boolean') return { value: raw };
-  if (typeof raw === 'string') {
-    const s = raw.trim().toLowerCase();
-    if (['true', '1', 'yes', 'on'].includes(s)) return { value: true };
-    if (['false', '0', 'no', 'off'].includes(s)) return { value: false };
-  }
-  return { error: 'is not a boolean; use true or false' };
-}
-
-function size(min: number, minWhy: string, max?: number, maxWhy?: string): (raw: unknown) => Parsed {
-  return (raw) => {
-    const r = parseSize(raw);
-    if ('error' in r) return r;
-    if (r.value < min) return { error: `is too small; use at least ${formatSize(min)} (${minWhy})` };
-    if (max !== undefined && r.value > max) {
-      return { error: `is too big; use at most ${formatSize(max)} (${maxWhy})` };
-    }
-    return r;
-  };
-}
-
-/** A list of non-empty strings; env (and a plain YAML string) give it comma-separated. */
-function stringList(raw: unknown): Parsed {
-  const items = typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter((s) => s !== '') : raw;
-  if (!Array.isArray(items)) return { error: 'must be a list of strings (comma-separated in env)' };
-  for (const [i, item] of items.entries()) {
-    if (typeof item !== 'string' || item.trim() === '') {
-      return { error: `has an invalid entry at index ${i}; every entry must be a non-empty string` };
-    }
-  }
-  return { value: items.map((s: string) => s.trim()) };
-}
-
-const LISTEN_HINT = 'use host:port, e.g. 0.0.0.0:2022 or [::1]:2022';
-
-function listen(raw: unknown): Parsed {
-  if (typeof raw === 'number') return { error: `is only a port; ${LISTEN_HINT}` };
-  if (typeof raw !== 'string') return { error: `must be a string; ${LISTEN_HINT}` };
-  const text = raw.trim();
-  let host: string;
-  let port: string;
-  const bracketed = /^\[([^\]]*)\]:(.*)$/.exec(text);
-  if (bracketed) {
-    host = bracketed[1] ?? '';
-    port = bracketed[2] ?? '';
-    if (!isIPv6(host)) return { error: `has an invalid IPv6 address in brackets; ${LISTEN_HINT}` };
-  } else {
-    const colon = text.lastIndexOf(':');
-    if (colon < 0) return { error: `has no port; ${LISTEN_HINT}` };
-    host = text.slice(0, colon);
-    port = text.slice(colon + 1);
-    if (host.includes(':')) return { error: `has an IPv6 address without brackets; write it as [${host}]:${port}` };
-    if (host === '') return { error: `has no host; use 0.0.0.0:${port || 2022} to listen on every interface` };
-    if (!/^[A-Za-z0-9.-]+$/.test(host)) return { error: `has an invalid host; ${LISTEN_HINT}` };
-  }
-  if (!/^\d{1,5}$/.test(port) || Number(port) > 65535) {
-    return { error: 'has an invalid port; use a port from 0 to 65535 (0 picks a free one)' };
-  }
-  return { value: { host, port: Number(port) } };
-}
-
-function bucketName(s: string): string | undefined {
-  if (/^s3:\/\//i.test(s)) return 'is a URL; write only the bucket name, e.g. my-bucket';
-  if (s.includes('/')) return `contains "/"; write only the bucket name and give users a keyPrefix instead`;
-  if (/\s/.test(s)) return 'contains whitespace; bucket names never do';
-  return undefined;
-}
-
-function endpointUrl(s: string): string | undefined {
-  if (s === '') return undefined;
-  let url: URL;
-  try {
-    url = new URL(s);
-  } catch {
-    return 'is not a URL; use e.g. https://s3.example.com or http://minio:9000, or "" for AWS';
-  }
-  // new URL('minio:9000') parses with protocol "minio:", so check the scheme explicitly.
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    return 'must start with http:// or https://, e.g. http://minio:9000';
-  }
-  return undefined;
-}
-
-/** 0 (off), or old enough that no upload still running on another replica can be mistaken for abandoned. */
-function abandonedUploadAge(raw: unknown): Parsed {
-  const r = parseDuration(raw);
-  if ('error' in r || r.value === 0 || r.value >= 3_600_000) return r;
-  return { error: 'is too small; use at least 1h (uploads still running would be aborted), or 0s to turn the clean-up off' };
-}
-
-/** A Kubernetes namespace name (DNS label), or "" for the documented fallback. */
-function namespaceName(s: string): string | undefined {
-  if (s === '' || (s.length <= 63 && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(s))) return undefined;
-  return 'is not a namespace name; use lower-case letters, digits and "-" (at most 63), or "" for the default';
-}
-
-/** An IAM role ARN (any partition; S3-compatible stores with STS use their own, e.g. arn:minio:iam:::role/x), or "". */
-function roleArn(s: string): string | undefined {
-  if (s === '' || /^arn:[\w-]+:iam::\d*:role\/[\w+=,.@/-]+$/.test(s)) return undefined;
-  return 'is not an IAM role ARN; use e.g. arn:aws:iam::123456789012:role/s3sftp, or "" for none';
-}
-
-/** STS accepts 15 minutes to 12 hours. */
-function roleDuration(raw: unknown): Parsed {
-  const r = parseDuration(raw);
-  if ('error' in r) return r;
-  if (r.value < 15 * 60_000) return { error: 'is too short; STS issues credentials for at least 15m' };
-  if (r.value > 12 * 3_600_000) return { error: 'is too long; STS issues credentials for at most 12h' };
-  if (r.value % 1000 !== 0) return { error: 'is not a whole number of seconds' };
-  return r;
-}
-
-const nonEmpty = (what: string) => (s: string) => (s.trim() === '' ? `must not be empty; ${what}` : undefined);
 
 function deepFreeze<T>(value: T): T {
   if (typeof value === 'object' && value !== null) {
@@ -277,6 +116,117 @@ function transferKeys(dir: 'upload' | 'download'): KeySpec[] {
   ];
 }
 
+/** An IPv4 or IPv6 CIDR (or a bare address), as net.BlockList takes it. */
+function cidrList(raw: unknown): Parsed {
+  const list = stringList(raw);
+  if ('error' in list) return list;
+  for (const item of list.value as string[]) {
+    if (parseCidr(item) === undefined) return { error: `has "${item}", which is not an address or CIDR; use e.g. 10.0.0.0/8 or 2001:db8::/32` };
+  }
+  return list;
+}
+
+/** An algorithm list for the SSH handshake: names only, at least one. */
+function algorithmList(raw: unknown): Parsed {
+  const list = stringList(raw);
+  if ('error' in list) return list;
+  if ((list.value as string[]).length === 0) return { error: 'is empty; name at least one algorithm' };
+  return list;
+}
+
+function hardeningKeys(): KeySpec[] {
+  const algos = (name: string, what: string, list: readonly string[]): KeySpec => ({
+    key: `ssh.${name}`,
+    default: list,
+    doc: `${what} the server offers, in order of preference (comma-separated in env). The defaults leave out SHA-1, CBC and small groups; see docs/security.md.`,
+    parse: algorithmList,
+  });
+  return [
+    {
+      key: 'ssh.loginGraceTime',
+      default: '30s',
+      doc: 'A connection that has not authenticated this long after it opened is closed (OpenSSH: LoginGraceTime). 0s turns it off.',
+      parse: parseDuration,
+    },
+    {
+      key: 'ssh.maxUnauthenticated',
+      default: 100,
+      doc: 'Connections that have not authenticated yet, server-wide; more are closed at once.',
+      parse: int(1, 1_000_000),
+    },
+    {
+      key: 'ssh.maxUnauthenticatedPerSource',
+      default: 20,
+      doc: 'Connections from one source address that have not authenticated yet; more are closed at once.',
+      parse: int(1, 1_000_000),
+    },
+    {
+      key: 'ssh.maxConnectionsPerUser',
+      default: 0,
+      doc: 'Authenticated connections one user may have open at once, on this replica; 0 for no limit.',
+      parse: int(0, 1_000_000),
+    },
+    {
+      key: 'ssh.maxConnectionsPerSource',
+      default: 0,
+      doc: 'Authenticated connections one source address may have open at once, on this replica; 0 for no limit.',
+      parse: int(0, 1_000_000),
+    },
+    {
+      key: 'ssh.maxChannelsPerConnection',
+      default: 10,
+      doc: 'SFTP and SCP channels one connection may have open at once (OpenSSH: MaxSessions); more are refused.',
+      parse: int(1, 10_000),
+    },
+    algos('kex', 'Key exchange algorithms', DEFAULT_KEX),
+    algos('hostKeyAlgorithms', 'Host key signature algorithms', DEFAULT_HOST_KEY_ALGORITHMS),
+    algos('ciphers', 'Ciphers', DEFAULT_CIPHERS),
+    algos('macs', 'MAC algorithms', DEFAULT_MACS),
+    {
+      key: 'auth.verifyConcurrency',
+      default: 2,
+      doc: 'Password hashes (argon2id, bcrypt) verified at once; further logins queue, so guessing cannot take every core.',
+      parse: int(1, 256),
+    },
+    {
+      key: 'auth.verifyQueue',
+      default: 64,
+      doc: 'Password logins that may wait for auth.verifyConcurrency; beyond it an attempt fails at once as a failed login.',
+      parse: int(0, 100_000),
+    },
+    {
+      key: 'defender.enabled',
+      default: true,
+      doc: 'Score failed logins and protocol abuse per source address and ban sources that pass defender.threshold.',
+      parse: bool,
+    },
+    {
+      key: 'defender.threshold',
+      default: 15,
+      doc: 'Score at which a source is banned: a failed login scores 1; a connection closed for a limit, the login grace time or a protocol error scores 3.',
+      parse: int(1, 1_000_000),
+    },
+    {
+      key: 'defender.observationTime',
+      default: '10m',
+      doc: 'How long a score counts towards a ban.',
+      parse: parseDuration,
+    },
+    {
+      key: 'defender.banTime',
+      default: '15m',
+      doc: 'How long a banned source is refused (its connections are closed before the SSH handshake).',
+      parse: parseDuration,
+    },
+    {
+      key: 'defender.trustedCIDRs',
+      default: [],
+      doc: 'Addresses or CIDRs never scored nor banned, e.g. a monitoring probe or a partner\'s NAT (comma-separated in env).',
+      parse: cidrList,
+    },
+  ];
+}
+
 /** Every configuration key, in file order. Defaults are written as they would appear in YAML. */
 const KEYS: readonly KeySpec[] = deepFreeze([
   {
@@ -299,9 +249,9 @@ const KEYS: readonly KeySpec[] = deepFreeze([
   },
   {
     key: 'setstatMode',
-    default: 0,
-    doc: 'What SETSTAT does: 0 chmod/chown/chtimes fail; 1 every setstat is ignored; 2 ignore only what S3 cannot store.',
-    parse: choice([0, 1, 2], ['chmod/chown/chtimes fail', 'ignore every setstat', 'ignore only what S3 cannot store']),
+    default: 2,
+    doc: 'What SETSTAT does: 2 (default) keep modification times, ignore permissions and owner; 0 keep times, refuse a request that changes permissions or owner; 1 ignore every setstat.',
+    parse: choice([0, 1, 2], ['refuse permission and owner changes', 'ignore every setstat', 'keep times, ignore what S3 cannot store']),
   },
   {
     key: 'renameMode',
@@ -325,19 +275,19 @@ const KEYS: readonly KeySpec[] = deepFreeze([
     key: 's3.bucket',
     default: undefined,
     doc: 'Bucket that holds the files (required). Users may name another bucket in their resource.',
-    parse: str(bucketName),
+    parse: str(bucketNameProblem),
   },
   {
     key: 's3.region',
     default: 'us-east-1',
     doc: 'Region of the bucket; S3-compatible stores usually accept any value.',
-    parse: str((s) => (s.trim() === '' || /\s/.test(s) ? 'must be a region name without spaces, e.g. us-east-1' : undefined)),
+    parse: str(regionProblem),
   },
   {
     key: 's3.endpoint',
     default: '',
     doc: 'Endpoint URL of an S3-compatible store (e.g. http://minio:9000); empty for AWS.',
-    parse: str(endpointUrl),
+    parse: str(orEmpty(endpointProblem, 'AWS')),
   },
   {
     key: 's3.forcePathStyle',
@@ -349,9 +299,7 @@ const KEYS: readonly KeySpec[] = deepFreeze([
     key: 's3.storageClass',
     default: '',
     doc: 'Storage class for new objects (e.g. STANDARD_IA, INTELLIGENT_TIERING); empty for the bucket default.',
-    parse: str((s) =>
-      /^[A-Z0-9_]*$/.test(s) ? undefined : 'is not a storage class name; use upper case like STANDARD_IA, or "" for the default',
-    ),
+    parse: str(orEmpty(storageClassProblem, 'the bucket default')),
   },
   {
     key: 's3.acl',
@@ -384,7 +332,7 @@ const KEYS: readonly KeySpec[] = deepFreeze([
     key: 's3.credentials.roleArn',
     default: '',
     doc: 'IAM role to assume (sts:AssumeRole) with the credentials found (static keys, IRSA, Pod Identity, instance role), e.g. a role in the bucket\'s account; empty uses those credentials directly. Users with spec.s3.roleArn assume their role with this one.',
-    parse: str(roleArn),
+    parse: str(orEmpty(roleArnProblem, 'none')),
   },
   {
     key: 's3.credentials.externalId',
@@ -463,9 +411,12 @@ const KEYS: readonly KeySpec[] = deepFreeze([
   {
     key: 'users.kubernetes.leaseNamespace',
     default: '',
-    doc: 'Namespace of the Lease s3sftp-status-writer that picks the one replica writing SftpUser status; empty uses POD_NAMESPACE, then the namespace of the in-cluster service account (or kubeconfig context).',
+    doc: 'Namespace of the Lease s3sftp-status-writer that picks the one replica writing SftpUser status; empty uses POD_NAMESPACE, then the namespace of the kubeconfig context (in a pod, the service account\'s), then users.kubernetes.namespace.',
     parse: str(namespaceName),
   },
+  // Hardening (issue 11): connection limits, login grace time, crypto policy, password
+  // verification pool and the defender. See docs/security.md.
+  ...hardeningKeys(),
   {
     key: 'metrics.listen',
     default: '0.0.0.0:9090',
@@ -486,11 +437,6 @@ const KEYS: readonly KeySpec[] = deepFreeze([
   },
 ]);
 
-/** S3SFTP_ + the dotted path upper-cased with dots as underscores: s3.upload.partSize → S3SFTP_S3_UPLOAD_PARTSIZE. */
-function envName(key: string): string {
-  return `S3SFTP_${key.split('.').join('_').toUpperCase()}`;
-}
-
 /** Every key with its env var, default and doc, in file order. */
 export function describeConfigKeys(): ConfigKeyDescription[] {
   return KEYS.map((k) => ({
@@ -503,106 +449,8 @@ export function describeConfigKeys(): ConfigKeyDescription[] {
 }
 
 // ---------------------------------------------------------------------------
-// Reading the file.
 
-const LEAVES = new Set(KEYS.map((k) => k.key));
-const GROUPS = new Set(KEYS.flatMap((k) => k.key.split('.').slice(0, -1).map((_, i, a) => a.slice(0, i + 1).join('.'))));
-
-function isMapping(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function levenshtein(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + cost);
-    }
-    prev = cur;
-  }
-  return prev[b.length] ?? 0;
-}
-
-/** Known keys an unknown one was most likely meant to be: near spellings, or the same name at another level. */
-function suggestKeys(path: string): string[] {
-  const known = [...LEAVES, ...GROUPS];
-  const closest = (distance: (k: string) => number, limit: number): string[] => {
-    let best: string[] = [];
-    let bestDistance = limit + 1;
-    for (const k of known) {
-      const d = distance(k);
-      if (d > limit) continue;
-      if (d < bestDistance) [best, bestDistance] = [[k], d];
-      else if (d === bestDistance) best.push(k);
-    }
-    return best;
-  };
-  const lower = path.toLowerCase();
-  const near = closest((k) => levenshtein(lower, k.toLowerCase()), Math.max(1, Math.floor(path.length / 4)));
-  if (near.length > 0) return near;
-  // A key put at the wrong level, e.g. top-level "bucket" for "s3.bucket".
-  const leaf = (path.split('.').at(-1) ?? '').toLowerCase();
-  return closest((k) => levenshtein(leaf, (k.split('.').at(-1) ?? '').toLowerCase()), leaf.length >= 6 ? 1 : 0);
-}
-
-function childrenOf(prefix: string): string[] {
-  const depth = prefix ? prefix.split('.').length : 0;
-  return [...new Set([...LEAVES, ...GROUPS].filter((k) => (prefix ? k.startsWith(`${prefix}.`) : true)).map((k) => k.split('.')[depth] ?? ''))];
-}
-
-/** Flattens the file's mapping into dotted keys, reporting unknown keys and misplaced mappings. */
-function flatten(obj: Record<string, unknown>, prefix: string, out: Map<string, unknown>, problems: ConfigProblem[]): void {
-  for (const [name, value] of Object.entries(obj)) {
-    const path = prefix ? `${prefix}.${name}` : name;
-    if (LEAVES.has(path)) {
-      // An empty YAML value (`endpoint:`) means "not set", not null.
-      if (value !== null) out.set(path, value);
-    } else if (GROUPS.has(path)) {
-      if (isMapping(value)) flatten(value, path, out, problems);
-      else if (value !== null) {
-        problems.push({ key: path, message: `must be a mapping with the keys ${childrenOf(path).join(', ')}` });
-      }
-    } else {
-      const guesses = suggestKeys(path);
-      problems.push({
-        key: path,
-        message: guesses.length > 0
-          ? `is not a known key; did you mean ${guesses.join(' or ')}?`
-          : `is not a known key; known keys${prefix ? ` in ${prefix}` : ''}: ${childrenOf(prefix).join(', ')}`,
-      });
-    }
-  }
-}
-
-function readFile(file: string, problems: ConfigProblem[]): Map<string, unknown> {
-  const out = new Map<string, unknown>();
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable' : `cannot be read (${code ?? String(err)})`;
-    problems.push({ key: '', message: `config file ${file} ${why}` });
-    return out;
-  }
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    for (const e of doc.errors) problems.push({ key: '', message: `config file ${file} is not valid YAML: ${e.message}` });
-    return out;
-  }
-  const root: unknown = doc.toJS();
-  if (root === null || root === undefined) return out;
-  if (!isMapping(root)) {
-    problems.push({ key: '', message: `config file ${file} must be a YAML mapping (key: value lines)` });
-    return out;
-  }
-  flatten(root, '', out, problems);
-  return out;
-}
-
-// ---------------------------------------------------------------------------
+const NAMES = new KeyNames(KEYS.map((k) => k.key));
 
 function show(raw: unknown, secret: boolean | undefined): string {
   if (secret) return 'the value';
@@ -617,33 +465,21 @@ function show(raw: unknown, secret: boolean | undefined): string {
  */
 export function loadConfig(options: LoadConfigOptions): Config {
   const problems: ConfigProblem[] = [];
-  const fromFile = options.file !== undefined ? readFile(options.file, problems) : new Map<string, unknown>();
+  const fromFile = options.file !== undefined ? readConfigFile(options.file, NAMES, problems) : new Map<string, unknown>();
   const values = new Map<string, unknown>();
 
   for (const spec of KEYS) {
-    const env = envName(spec.key);
-    const envValue = options.env[env];
-    // Empty env vars count as unset: compose files and Helm templates render
-    // missing values as "", which should fall back to the file or default.
-    // Unknown S3SFTP_* vars are deliberately not errors: Kubernetes injects
-    // S3SFTP_PORT, S3SFTP_SERVICE_HOST, ... for a Service named s3sftp.
-    let raw: unknown;
-    let fromEnv = false;
-    if (envValue !== undefined && envValue !== '') {
-      raw = envValue;
-      fromEnv = true;
-    } else if (fromFile.has(spec.key) && !(spec.default === undefined && fromFile.get(spec.key) === '')) {
-      raw = fromFile.get(spec.key);
-    } else if (spec.default === undefined) {
-      problems.push({ key: spec.key, message: `is required; set it in the config file or ${env}` });
+    const found = rawValue(spec.key, spec.default === undefined, fromFile, options.env);
+    if ('missing' in found && spec.default === undefined) {
+      problems.push({ key: spec.key, message: `is required; set it in the config file or ${envName(spec.key)}` });
       continue;
-    } else {
-      raw = spec.default;
     }
+    const raw = 'missing' in found ? spec.default : found.raw;
+    const env = 'missing' in found ? undefined : found.env;
     const parsed = spec.parse(raw);
     if ('error' in parsed) {
       const message = `${show(raw, spec.secret)} ${parsed.error}`;
-      problems.push(fromEnv ? { key: spec.key, env, message } : { key: spec.key, message });
+      problems.push(env ? { key: spec.key, env, message } : { key: spec.key, message });
     } else {
       values.set(spec.key, parsed.value);
     }
@@ -714,6 +550,23 @@ export function loadConfig(options: LoadConfigOptions): Config {
         // The Downward API's usual name for the pod's namespace; not an S3SFTP_ key.
         leaseNamespace: get<string>('users.kubernetes.leaseNamespace') || (options.env.POD_NAMESPACE ?? ''),
       },
+    },
+    ssh: {
+      loginGraceTimeMs: get('ssh.loginGraceTime'),
+      maxUnauthenticated: get('ssh.maxUnauthenticated'),
+      maxUnauthenticatedPerSource: get('ssh.maxUnauthenticatedPerSource'),
+      maxConnectionsPerUser: get('ssh.maxConnectionsPerUser'),
+      maxConnectionsPerSource: get('ssh.maxConnectionsPerSource'),
+      maxChannelsPerConnection: get('ssh.maxChannelsPerConnection'),
+      algorithms: { kex: get('ssh.kex'), hostKey: get('ssh.hostKeyAlgorithms'), cipher: get('ssh.ciphers'), mac: get('ssh.macs') },
+    },
+    auth: { verifyConcurrency: get('auth.verifyConcurrency'), verifyQueue: get('auth.verifyQueue') },
+    defender: {
+      enabled: get('defender.enabled'),
+      threshold: get('defender.threshold'),
+      observationTimeMs: get('defender.observationTime'),
+      banTimeMs: get('defender.banTime'),
+      trustedCIDRs: get('defender.trustedCIDRs'),
     },
     uploads: { resume: get('uploads.resume'), checksums: get('uploads.checksums') },
     listing: { mtime: get('listing.mtime') },

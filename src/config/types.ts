@@ -71,4 +71,36 @@ export interface Config {
   /** The HTTP listener for /metrics, /healthz and /readyz, and whether per-user labels are added. */
   metrics: { listen: { host: string; port: number }; perUserLabels: boolean };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
+  ssh: SshLimitsConfig;
+  auth: AuthConfig;
+  defender: DefenderConfig;
+}
+
+/** ssh.*: connection limits, login grace time and the algorithms offered (docs/security.md). */
+export interface SshLimitsConfig {
+  /** 0 turns the grace time off. */
+  loginGraceTimeMs: number;
+  maxUnauthenticated: number;
+  maxUnauthenticatedPerSource: number;
+  /** 0: no limit. */
+  maxConnectionsPerUser: number;
+  /** 0: no limit. */
+  maxConnectionsPerSource: number;
+  maxChannelsPerConnection: number;
+  algorithms: { kex: string[]; hostKey: string[]; cipher: string[]; mac: string[] };
+}
+
+/** auth.*: the password verification pool. */
+export interface AuthConfig {
+  verifyConcurrency: number;
+  verifyQueue: number;
+}
+
+/** defender.*: per-source scores and bans. */
+export interface DefenderConfig {
+  enabled: boolean;
+  threshold: number;
+  observationTimeMs: number;
+  banTimeMs: number;
+  trustedCIDRs: string[];
 }

@@ -17,6 +17,7 @@
 
 import { ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { describeError, httpStatus } from './api.ts';
+import { Backoff } from '../backoff.ts';
 
 /** The pino methods the informer uses. */
 export interface InformerLogger {
@@ -40,7 +41,7 @@ export interface ResilientInformerOptions<T extends KubernetesObject> {
   onEvent: (event: InformerEvent, obj: T) => void;
   /** Called once the first list has been applied, and after every later failure or recovery. */
   onStateChange?: () => void;
-  /** Delay before restarting after an error: doubles from min to max. Defaults 500 ms and 30 s. */
+  /** Delay before restarting after an error: doubles from min to max, with jitter (src/backoff.ts). Defaults 500 ms and 30 s. */
   restartDelayMs?: { min: number; max: number };
   /** Upper bound of client-node's own reconnect back-off. Default 5 s. */
   maxReconnectDelayMs?: number;
@@ -96,12 +97,12 @@ export class ResilientInformer<T extends KubernetesObject> {
   #stopped = true;
   #synced = false;
   #restartTimer: NodeJS.Timeout | undefined;
-  #restartDelay: number;
+  readonly #restartBackoff: Backoff;
   #lastError: { status: number | undefined; message: string } | undefined;
 
   constructor(opts: ResilientInformerOptions<T>) {
     this.#opts = opts;
-    this.#restartDelay = opts.restartDelayMs?.min ?? 500;
+    this.#restartBackoff = new Backoff({ minMs: opts.restartDelayMs?.min ?? 500, maxMs: opts.restartDelayMs?.max ?? 30_000 });
     this.#watch = new SafeWatch(opts.kubeConfig, (err) => opts.log.error({ err, what: opts.what }, `handling a watch event of ${opts.what} failed`));
     const maxReconnect = opts.maxReconnectDelayMs ?? 5_000;
     this.#informer = new ListWatch<T>(opts.path, this.#watch, () => this.#list(), false, undefined, undefined, {
@@ -168,7 +169,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     const hadError = this.#lastError !== undefined;
     this.#synced = true;
     this.#lastError = undefined;
-    this.#restartDelay = this.#opts.restartDelayMs?.min ?? 500;
+    this.#restartBackoff.reset();
     if (!wasSynced) this.#opts.log.info({ what: this.#opts.what, count: this.list().length }, `listed ${this.#opts.what}`);
     else if (hadError) this.#opts.log.info({ what: this.#opts.what }, `watching ${this.#opts.what} again`);
     if (!wasSynced || hadError) this.#notifyState();
@@ -188,8 +189,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     const status = httpStatus(err);
     const first = this.#lastError === undefined;
     this.#lastError = { status, message: describeError(err) };
-    const delay = this.#restartDelay;
-    this.#restartDelay = Math.min(delay * 2, this.#opts.restartDelayMs?.max ?? 30_000);
+    const delay = this.#restartBackoff.next();
     this.#opts.log[first ? 'warn' : 'debug'](
       { what: this.#opts.what, error: this.#lastError.message, retryInMs: delay },
       `listing or watching ${this.#opts.what} failed; retrying`,

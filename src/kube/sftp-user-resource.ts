@@ -4,7 +4,7 @@
  * users/sftp-user.ts; here it stays `unknown` because the API server may hold anything that was
  * admitted before the CRD got stricter.
  */
-import type { AccessFailureReason } from '../storage/s3/client-pool.ts';
+import type { AccessFailureReason } from '../users/access.ts';
 
 export const GROUP = 's3sftp.io';
 export const VERSION = 'v1alpha1';

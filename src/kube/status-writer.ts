@@ -9,6 +9,7 @@
  * arrived yet: that is what keeps status updates from feeding a loop.
  */
 
+import { backoffDelay } from '../backoff.ts';
 import { describeError, httpStatus } from './api.ts';
 import { statusMatches, statusPatch, type DesiredReady, type SftpUserResource } from './sftp-user-resource.ts';
 
@@ -27,7 +28,7 @@ export interface StatusWriterOptions {
   now?: () => Date;
   /** Writes in flight at once (different keys). Default 4. */
   concurrency?: number;
-  /** Retry delay after a failed write: doubles from min to max. Defaults 1 s and 60 s. */
+  /** Retry delay after a failed write: doubles from min to max, with jitter (src/backoff.ts). Defaults 1 s and 60 s. */
   retryDelayMs?: { min: number; max: number };
 }
 
@@ -164,7 +165,7 @@ export class StatusWriter {
       const failures = (this.#failures.get(key) ?? 0) + 1;
       this.#failures.set(key, failures);
       const { min, max } = this.#opts.retryDelayMs ?? { min: 1_000, max: 60_000 };
-      const delay = Math.min(min * 2 ** (failures - 1), max);
+      const delay = backoffDelay(failures, { minMs: min, maxMs: max });
       this.#opts.log.warn({ resource: key, error: describeError(err), retryInMs: delay }, 'writing SftpUser status failed; retrying');
       clearTimeout(this.#retryTimers.get(key));
       const timer = setTimeout(() => {

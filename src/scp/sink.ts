@@ -156,8 +156,8 @@ async function receiveFile(ctx: ScpContext, path: string, size: number, mtime: D
     reported = true;
     reportTransfer(ctx.events, ctx.user, ctx.clock, { direction: 'upload', path, bytes: writer.bytesReceived, started, ok });
   };
-  // setstatMode 0 refuses time changes over SFTP; scp -p cannot be refused per file, so it is ignored.
-  if (mtime && ctx.setstatMode === 2) writer.setMtime(mtime);
+  // Times are kept unless setstatMode 1 ignores every attribute; a T record carries no permissions.
+  if (mtime && ctx.setstatMode !== 1) writer.setMtime(mtime);
   let failure: unknown;
   try {
     await ctx.io.ok();

@@ -24,6 +24,8 @@ export interface WriteHandle {
   writer: FileWriter;
   /** The target existed and was opened without TRUNC: a first write past 0 would be a resume. */
   resumeRisk: boolean;
+  /** Opened READ|WRITE (rsync, sshfs): READ is answered where it can be truthful. */
+  readable: boolean;
   /** At least one WRITE was accepted. */
   written: boolean;
   /** A WRITE was refused or failed: CLOSE must not store the file. */
@@ -60,6 +62,25 @@ export class HandleTable {
     return this.#slots.size;
   }
 
+  /** OPENs and OPENDIRs being answered: they count against the limit before their S3 requests. */
+  #opening = 0;
+
+  /**
+   * Runs an OPEN or OPENDIR with a place in the table held for it, so a burst of pipelined OPENs
+   * is refused before it sends any S3 request rather than after (each OPEN starts with a HEAD).
+   */
+  async opening<T>(work: () => Promise<T>): Promise<T> {
+    if (this.#slots.size + this.#opening >= this.#max) {
+      throw new InvalidRequestError(`too many open handles (limit ${this.#max}); close some first`);
+    }
+    this.#opening++;
+    try {
+      return await work();
+    } finally {
+      this.#opening--;
+    }
+  }
+
   add(handle: Handle): Buffer {
     if (this.#slots.size >= this.#max) {
       throw new InvalidRequestError(`too many open handles (limit ${this.#max})`);
@@ -73,6 +94,13 @@ export class HandleTable {
   get(raw: Buffer): Handle | undefined {
     const id = decode(raw);
     return id === undefined ? undefined : this.#slots.get(id)?.handle;
+  }
+
+  /** The newest open upload of `path` in this session, if any. */
+  uploadOf(path: string): WriteHandle | undefined {
+    let found: WriteHandle | undefined;
+    for (const { handle } of this.#slots.values()) if (handle.kind === 'write' && handle.path === path) found = handle;
+    return found;
   }
 
   /**

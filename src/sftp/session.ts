@@ -25,6 +25,7 @@ import { toAttrs, toEntry } from './attrs.ts';
 import { decodeOpenFlags } from './open-flags.ts';
 import { HandleTable, type Handle, type ReadHandle, type WriteHandle } from './handles.ts';
 import { STATUS, toStatus } from './status.ts';
+import { RequestOrder, type OrderKey } from './request-order.ts';
 
 /** Largest READ we answer; OpenSSH clients accept 256 KiB packets, minus headers. */
 const MAX_READ_BYTES = 255 * 1024;
@@ -35,6 +36,9 @@ export interface SftpSessionOptions extends SessionDeps {
   sftp: SFTPWrapper;
   maxOpenHandles?: number;
 }
+
+/** A request that needs no ordering (REALPATH, unknown extensions). */
+const NO_ORDER: OrderKey = { paths: [] };
 
 type ExtendedHandler = (reqid: number, data: Buffer | undefined) => Promise<void>;
 
@@ -47,6 +51,8 @@ export class SftpSession {
   readonly #events: SessionEvents;
   readonly #clock: () => Date;
   readonly #handles: HandleTable;
+  /** Requests on the same file run in the order received. */
+  readonly #order = new RequestOrder();
   /** Uploads between CLOSE and the object being stored: no longer in the handle table. */
   readonly #committing = new Set<WriteHandle>();
   /** Requests received and not yet answered. */
@@ -90,49 +96,84 @@ export class SftpSession {
 
   #register(): void {
     const s = this.#sftp;
-    s.on('OPEN', (id: number, path: string, flags: number, attrs: Attributes) => this.#run(id, () => this.#open(id, path, flags, attrs)));
+    const at = (path: string): OrderKey => ({ paths: this.#orderPaths(path) });
+    const tree = (...paths: string[]): OrderKey => ({ paths: paths.flatMap((p) => this.#orderPaths(p)), tree: true });
+    s.on('OPEN', (id: number, path: string, flags: number, attrs: Attributes) => this.#run(id, at(path), () => this.#handles.opening(() => this.#open(id, path, flags, attrs))));
     s.on('READ', (id: number, h: Buffer, offset: number, len: number) => this.#onHandle(id, h, (handle) => this.#read(id, handle, offset, len)));
     s.on('WRITE', (id: number, h: Buffer, offset: number, data: Buffer) => this.#onHandle(id, h, (handle) => this.#write(id, handle, offset, data)));
-    s.on('CLOSE', (id: number, h: Buffer) => this.#run(id, () => this.#close(id, h)));
+    s.on('CLOSE', (id: number, h: Buffer) => this.#run(id, this.#handleKey(h), () => this.#close(id, h)));
     s.on('FSTAT', (id: number, h: Buffer) => this.#onHandle(id, h, (handle) => this.#fstat(id, handle)));
     s.on('FSETSTAT', (id: number, h: Buffer, attrs: Attributes) => this.#onHandle(id, h, (handle) => this.#fsetstat(id, handle, attrs)));
-    s.on('STAT', (id: number, path: string) => this.#run(id, () => this.#stat(id, path)));
-    s.on('LSTAT', (id: number, path: string) => this.#run(id, () => this.#stat(id, path)));
-    s.on('SETSTAT', (id: number, path: string, attrs: Attributes) => this.#run(id, () => this.#setstat(id, path, attrs)));
-    s.on('OPENDIR', (id: number, path: string) => this.#run(id, () => this.#opendir(id, path)));
+    s.on('STAT', (id: number, path: string) => this.#run(id, at(path), () => this.#stat(id, path)));
+    s.on('LSTAT', (id: number, path: string) => this.#run(id, at(path), () => this.#stat(id, path)));
+    s.on('SETSTAT', (id: number, path: string, attrs: Attributes) => this.#run(id, at(path), () => this.#setstat(id, path, attrs)));
+    s.on('OPENDIR', (id: number, path: string) => this.#run(id, at(path), () => this.#handles.opening(() => this.#opendir(id, path))));
     s.on('READDIR', (id: number, h: Buffer) => this.#onHandle(id, h, (handle) => this.#readdir(id, handle)));
-    s.on('REALPATH', (id: number, path: string) => this.#run(id, () => this.#realpath(id, path)));
-    s.on('MKDIR', (id: number, path: string) => this.#run(id, () => this.#mkdir(id, path)));
-    s.on('RMDIR', (id: number, path: string) => this.#run(id, () => this.#rmdir(id, path)));
-    s.on('REMOVE', (id: number, path: string) => this.#run(id, () => this.#remove(id, path)));
-    s.on('RENAME', (id: number, from: string, to: string) => this.#run(id, () => this.#rename(id, from, to, false)));
+    s.on('REALPATH', (id: number, path: string) => this.#run(id, NO_ORDER, () => this.#realpath(id, path)));
+    s.on('MKDIR', (id: number, path: string) => this.#run(id, tree(path), () => this.#mkdir(id, path)));
+    s.on('RMDIR', (id: number, path: string) => this.#run(id, tree(path), () => this.#rmdir(id, path)));
+    s.on('REMOVE', (id: number, path: string) => this.#run(id, tree(path), () => this.#remove(id, path)));
+    s.on('RENAME', (id: number, from: string, to: string) => this.#run(id, tree(from, to), () => this.#rename(id, from, to, false)));
     s.on('READLINK', (id: number) => this.#unsupported(id, 'symbolic links are not supported on S3 storage'));
     s.on('SYMLINK', (id: number) => this.#unsupported(id, 'symbolic links are not supported on S3 storage'));
-    s.on('EXTENDED', (id: number, name: string, data: Buffer | undefined) => this.#run(id, () => this.#extended(id, name, data)));
+    s.on('EXTENDED', (id: number, name: string, data: Buffer | undefined) => this.#run(id, this.#extendedKey(name, data), () => this.#extended(id, name, data)));
+  }
+
+  /** The normalised path for ordering; none for a path the request itself will refuse. */
+  #orderPaths(raw: string): string[] {
+    try {
+      return [this.#path(raw)];
+    } catch {
+      return [];
+    }
+  }
+
+  /** A handle request is ordered with every other request on the handle's path. */
+  #handleKey(raw: Buffer): OrderKey {
+    const handle = this.#handles.get(raw);
+    return handle ? { paths: [handle.path] } : NO_ORDER;
+  }
+
+  #extendedKey(name: string, data: Buffer | undefined): OrderKey {
+    if (name !== 'posix-rename@openssh.com') return NO_ORDER;
+    try {
+      return { paths: readStrings(data, 2).flatMap((p) => this.#orderPaths(p)), tree: true };
+    } catch {
+      return NO_ORDER;
+    }
   }
 
   // ---- plumbing -----------------------------------------------------------
 
-  /** Runs a request handler; any error becomes a status reply, never a crash. */
-  #run(id: number, work: () => Promise<void>): void {
+  /**
+   * Runs a request handler once earlier requests on the same file are done
+   * (see request-order.ts); any error becomes a status reply, never a crash.
+   */
+  #run(id: number, key: OrderKey, work: () => Promise<void>): void {
     this.#inProgress++;
-    work()
+    this.#order
+      // A request still waiting when the session ends is dropped: it would open handles nobody closes.
+      .run(key, () => (this.#closed ? Promise.resolve() : work()))
       .catch((err: unknown) => this.#fail(id, err))
       .finally(() => this.#inProgress--);
   }
 
-  /** Queues work behind earlier requests on the same handle, so replies keep request order. */
+  /**
+   * Queues work behind earlier requests on the same handle and on its path, so
+   * replies keep request order. The handle is looked up when the request arrives.
+   */
   #onHandle(id: number, raw: Buffer, work: (handle: Handle) => Promise<void>): void {
-    this.#inProgress++;
-    const queued = this.#handles.enqueue(raw, (handle) =>
-      work(handle)
-        .catch((err: unknown) => this.#fail(id, err))
-        .finally(() => this.#inProgress--),
-    );
-    if (!queued) {
-      this.#inProgress--;
-      this.#status(id, STATUS.FAILURE, 'invalid handle');
-    }
+    const key = this.#handleKey(raw);
+    if (key.paths.length === 0) return this.#status(id, STATUS.FAILURE, 'invalid handle');
+    this.#run(id, key, () => this.#onQueue(raw, work));
+  }
+
+  #onQueue(raw: Buffer, work: (handle: Handle) => Promise<void>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const queued = this.#handles.enqueue(raw, (handle) => work(handle).then(resolve, reject));
+      // A CLOSE received earlier on this path ran first: the handle is gone, as it would be for OpenSSH.
+      if (!queued) reject(new StorageError('invalid handle'));
+    });
   }
 
   #fail(id: number, err: unknown): void {
@@ -176,8 +217,8 @@ export class SftpSession {
   async #open(id: number, rawPath: string, pflags: number, attrs: Attributes): Promise<void> {
     const path = this.#path(rawPath);
     const flags = decodeOpenFlags(pflags);
-    if (flags.read && flags.write) {
-      throw new UnsupportedError('opening a file for reading and writing at once is not supported on S3 storage');
+    if (flags.read && flags.write && !flags.create && !flags.truncate) {
+      throw new UnsupportedError('changing a file in place (open for reading and writing) is not supported on S3 storage; upload the whole file again');
     }
     if (flags.write) return this.#openWrite(id, path, flags, attrs);
     if (!flags.read) throw new InvalidRequestError('open needs READ or WRITE');
@@ -207,10 +248,13 @@ export class SftpSession {
       path,
       writer,
       resumeRisk: existing !== undefined && !flags.truncate,
+      readable: flags.read,
       written: false,
       failed: false,
       opened: this.#clock(),
     };
+    // OPEN's attributes are for creating the file; OpenSSH ignores times there. Mode 2 keeps them
+    // (saves a copy when FSETSTAT repeats them); mode 0 waits for the FSETSTAT it may refuse whole.
     if (attrs.mtime !== undefined && this.#setstatMode === 2) writer.setMtime(new Date(attrs.mtime * 1000));
     if (flags.append && !flags.truncate && existing && existing.size > 0) handle.writer = await this.#appendTo(writer, existing.size);
     this.#sftp.handle(id, this.#handles.add(handle));
@@ -244,6 +288,7 @@ export class SftpSession {
   }
 
   async #read(id: number, handle: Handle, offset: number, length: number): Promise<void> {
+    if (handle.kind === 'write' && handle.readable) return this.#readUpload(id, handle, offset);
     if (handle.kind !== 'read') throw new InvalidRequestError('handle is not open for reading');
     let data: Buffer;
     try {
@@ -257,6 +302,17 @@ export class SftpSession {
       this.#sftp.data(id, data);
       handle.sent += data.length;
     }
+  }
+
+  /**
+   * READ on a file opened READ|WRITE and being uploaded (rsync's temporary
+   * file, sshfs). Nothing of it is stored yet, so only "end of file" past the
+   * bytes received can be answered truthfully; anything else is refused.
+   */
+  async #readUpload(id: number, handle: WriteHandle, offset: number): Promise<void> {
+    // Opened without TRUNC, the file still holds its old bytes: no EOF answer would be true.
+    if (!handle.resumeRisk && offset >= handle.writer.bytesReceived) return this.#status(id, STATUS.EOF);
+    throw new UnsupportedError('reading back a file that is still being uploaded is not supported on S3 storage; close it first');
   }
 
   async #write(id: number, handle: Handle, offset: number, data: Buffer): Promise<void> {
@@ -378,29 +434,35 @@ export class SftpSession {
   }
 
   /**
-   * setstatMode 0 refuses what S3 cannot do honestly; 1 ignores every change;
-   * 2 keeps modification times (object metadata) and ignores the rest.
+   * setstatMode 2 (the default) keeps modification times (object metadata)
+   * and ignores what S3 cannot keep (permissions, owner); 0 keeps times too
+   * but refuses a request that changes permissions or owner, whole, so a
+   * client that mixes them (`put -p`) gets an error and nothing is changed;
+   * 1 ignores every change and stores nothing.
    */
   #checkSetstat(attrs: Attributes, currentSize?: number): { mtime?: Date } {
     // Even mode 1 refuses a size change: ignoring a truncate would be a silent wrong result.
+    // A size equal to the current one is no change (some clients send it with every setstat).
     const changesSize = attrs.size !== undefined && attrs.size !== currentSize;
     if (changesSize) throw new UnsupportedError('changing a file size (truncate) is not supported on S3 storage');
     if (this.#setstatMode === 1) return {};
     const changesMode = attrs.mode !== undefined || attrs.uid !== undefined || attrs.gid !== undefined;
-    const changesTime = attrs.mtime !== undefined;
-    if (this.#setstatMode === 0 && (changesMode || changesTime)) {
+    if (this.#setstatMode === 0 && changesMode) {
       throw new UnsupportedError(
-        'changing permissions, owner or times is not supported (server setstatMode 0; mode 2 keeps modification times)',
+        'changing permissions or owner is not supported on S3 storage (server setstatMode 0 refuses it; nothing was changed)',
       );
     }
-    return changesTime ? { mtime: new Date((attrs.mtime as number) * 1000) } : {};
+    return attrs.mtime !== undefined ? { mtime: new Date(attrs.mtime * 1000) } : {};
   }
 
   async #setstat(id: number, rawPath: string, attrs: Attributes): Promise<void> {
     const path = this.#path(rawPath);
     const info = await this.#storage.stat(path);
     const { mtime } = this.#checkSetstat(attrs, info.size);
-    if (mtime && !info.isDirectory && !info.uploading) {
+    const upload = info.uploading ? this.#handles.uploadOf(path) : undefined;
+    // sshfs sets times by path while its own upload is open: keep them with that upload.
+    if (mtime && upload) upload.writer.setMtime(mtime);
+    else if (mtime && !info.isDirectory && !info.uploading) {
       this.#require('overwrite');
       await this.#storage.setMtime(path, mtime);
       this.#events.operation?.({ user: this.#user.username, op: 'setstat', path, ok: true });
@@ -440,7 +502,7 @@ export class SftpSession {
     if (handle.pending.length === 0) return this.#status(id, STATUS.EOF);
     const batch = handle.pending.splice(0, NAMES_PER_REPLY);
     const now = this.#clock();
-    if (!this.#closed) this.#sftp.name(id, batch.map((info) => toEntry(info, this.#user.username, now)));
+    if (!this.#closed) this.#sftp.name(id, batch.map((info) => toEntry(info, now)));
   }
 
   async #realpath(id: number, rawPath: string): Promise<void> {
@@ -459,7 +521,7 @@ export class SftpSession {
     this.#require('delete');
     const path = this.#path(rawPath);
     if (path === '/') throw new PermissionDeniedError('the root directory cannot be removed');
-    await this.#audited('rmdir', path, undefined, (p) => this.#storage.rmdir(p));
+    await this.#audited('rmdir', path, undefined, (p) => this.#storage.rmdir(p).catch(notADirectory));
     this.#status(id, STATUS.OK);
   }
 
@@ -511,6 +573,15 @@ export class SftpSession {
     if (!handler) return this.#unsupported(id, `extension ${JSON.stringify(name.slice(0, 64))} is not supported`);
     await handler(id, data);
   }
+}
+
+/**
+ * rmdir of a file: OpenSSH's sftp-server passes on rmdir(2)'s ENOTDIR, which
+ * SFTP v3 reports as NO_SUCH_FILE; answer the same, with the cause in the message.
+ */
+function notADirectory(err: unknown): never {
+  if (err instanceof WrongTypeError) throw new NotFoundError(err.message, { cause: err });
+  throw err;
 }
 
 /** Reads `count` SSH strings (uint32 length + UTF-8 bytes) from an extension payload. */

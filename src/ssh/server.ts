@@ -12,12 +12,20 @@ import type { Logger } from 'pino';
 import type { Storage } from '../storage/storage.ts';
 import type { User, UserSource } from '../users/user.ts';
 import type { SetstatMode } from '../config/types.ts';
-import { verifyPassword } from '../auth/password.ts';
+import { PasswordVerifier } from '../auth/verifier.ts';
+import type { Socket } from 'node:net';
+import { ConnectionLimits, type LimitReason, type Ticket } from './connection-limits.ts';
+import { Defender, type Offence } from './defender.ts';
+import { CidrSet } from './cidr.ts';
+import { restrictHostKeyOffer } from './crypto-policy.ts';
+import { acceptRepeatedUserauth, installedSsh2Version, PATCHED_SSH2_VERSION, userauthPatchApplies } from './ssh2-userauth.ts';
 import { matchPublicKey } from '../auth/public-key.ts';
 import { SftpSession } from '../sftp/session.ts';
 import type { SessionDeps, SessionEvents } from '../session/types.ts';
 import { auditEvents, combineEvents } from '../session/audit.ts';
 import { advertiseExtensions, sendExitStatus } from '../sftp/channel-quirks.ts';
+import { widenReceiveWindow } from './ssh2-window.ts';
+import { refuseNonUtf8Paths } from '../sftp/utf8-paths.ts';
 import { ScpSession } from '../scp/session.ts';
 import { ChecksumSession, checksumCommandName } from '../exec/checksum.ts';
 
@@ -39,6 +47,10 @@ export interface SshServerEvents extends SessionEvents {
   authAttempt?(a: { method: string; ok: boolean }): void;
   sessionOpened?(): void;
   sessionClosed?(): void;
+  /** A connection was refused or closed by a limit, a ban or the login grace time (hardening). */
+  connectionRefused?(reason: LimitReason | 'banned' | 'channels-per-connection'): void;
+  /** A password check failed at once because the verification queue was full. */
+  verifyQueueFull?(): void;
 }
 
 export interface SshServerOptions {
@@ -51,6 +63,14 @@ export interface SshServerOptions {
   failureDelayMs?: number;
   /** While draining, how long a connection must have nothing open before it is ended. */
   drainIdleMs?: number;
+  /** Hardening (docs/security.md); each has a permissive default when left out. */
+  limits?: ConnectionLimits;
+  defender?: Defender;
+  verifier?: PasswordVerifier;
+  /** ssh2's `algorithms` option (see ssh/crypto-policy.ts); ssh2's defaults when left out. */
+  algorithms?: Record<string, string[]>;
+  /** SFTP/SCP session channels one connection may have open at once. */
+  maxChannelsPerConnection?: number;
 }
 
 /**
@@ -68,6 +88,13 @@ interface LiveConnection {
   log: Logger;
   username?: string;
   sessions: Set<ProtocolSession>;
+  /** The source address, for the defender and spec.allowedCIDRs. */
+  ip: string;
+  /** Session channels open now, for maxChannelsPerConnection. */
+  channels: number;
+  ticket?: Ticket;
+  /** Aborted when the connection closes: its queued password check is dropped. */
+  gone: AbortController;
 }
 
 /** What draining and disconnects need from an SFTP or SCP session. */
@@ -81,14 +108,50 @@ export class SshServer {
   #drain: Promise<void> | undefined;
   #drainDeadline = Infinity;
   #wakeDrain: (() => void) | undefined;
+  readonly #limits: ConnectionLimits;
+  readonly #defender: Defender;
+  readonly #verifier: PasswordVerifier;
+  /** The admission ticket of each socket, from the socket hook to ssh2's 'connection'. */
+  readonly #tickets = new WeakMap<Socket, Ticket>();
+  /** Parsed spec.allowedCIDRs, per list (users are immutable; the same array is reused). */
+  readonly #allowed = new WeakMap<readonly string[], CidrSet>();
 
   constructor(opts: SshServerOptions) {
     this.#opts = opts;
-    this.#server = new Server({ hostKeys: opts.hostKeys, ident: 's3sftp' }, (client, info) =>
+    this.#limits = opts.limits ?? new ConnectionLimits({ loginGraceTimeMs: 0, maxUnauthenticated: Infinity, maxUnauthenticatedPerSource: Infinity, maxConnectionsPerUser: 0, maxConnectionsPerSource: 0 });
+    this.#defender = opts.defender ?? new Defender({ enabled: false, threshold: Infinity, observationTimeMs: 0, banTimeMs: 0, trustedCIDRs: [] });
+    this.#verifier = opts.verifier ?? new PasswordVerifier({ concurrency: 2, queueLimit: 64, knownHashes: () => passwordHashes(opts.users) });
+    this.#server = new Server({ hostKeys: opts.hostKeys, ident: 's3sftp', ...(opts.algorithms ? { algorithms: opts.algorithms } : {}) }, (client, info) =>
       this.#onConnection(client, info.ip, info.port),
     );
     this.#server.on('error', (err: Error) => opts.log.error({ err }, 'ssh server error'));
-    this.#unsubscribe = opts.users.onChange((username) => this.#revoke(username));
+    // ssh2 reports a connection only once the client has sent its version line; limits and the
+    // grace time must also catch clients that stay silent, so they hook the TCP socket itself.
+    (this.#server as unknown as { _srv: import('node:net').Server })._srv.prependListener('connection', (socket: Socket) => this.#admit(socket));
+    if (!userauthPatchApplies) {
+      opts.log.warn({ installed: installedSsh2Version, patched: PATCHED_SSH2_VERSION }, 'ssh2 is not the version the userauth patch was written for: clients that try a key and then a password may be disconnected');
+    }
+    this.#unsubscribe = opts.users.onChange((username) => {
+      this.#verifier.usersChanged();
+      this.#revoke(username);
+    });
+    void this.#verifier.warm().catch((err: unknown) => opts.log.warn({ err }, 'could not prepare the dummy password hash'));
+  }
+
+  /** Before the SSH handshake: refuse banned sources and connections over the limits, start the grace timer. */
+  #admit(socket: Socket): void {
+    const ip = socket.remoteAddress ?? '';
+    const refuse = (reason: LimitReason | 'banned', offence?: Offence) => {
+      this.#opts.log.info({ remote: ip, reason }, 'connection refused');
+      this.#opts.events?.connectionRefused?.(reason);
+      if (offence) this.#defender.record(ip, offence);
+      socket.destroy();
+    };
+    if (this.#defender.isBanned(ip)) return refuse('banned');
+    const ticket = this.#limits.admit(ip, () => refuse('login-grace-time', 'grace-time'));
+    if (typeof ticket === 'string') return refuse(ticket, 'limit-exceeded');
+    this.#tickets.set(socket, ticket);
+    socket.once('close', () => ticket.closed());
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
@@ -177,14 +240,17 @@ export class SshServer {
 
   #onConnection(client: Connection, ip: string, port: number): void {
     const id = randomUUID().slice(0, 8);
-    const conn: LiveConnection = { id, client, log: this.#opts.log.child({ conn: id, remote: `${ip}:${port}` }), sessions: new Set() };
+    const conn: LiveConnection = { id, client, log: this.#opts.log.child({ conn: id, remote: `${ip}:${port}` }), sessions: new Set(), ip, channels: 0, gone: new AbortController() };
+    conn.ticket = this.#tickets.get((client as unknown as { _sock: Socket })._sock);
     const log = conn.log;
     this.#live.add(conn);
+    acceptRepeatedUserauth(client);
+    if (this.#opts.algorithms?.serverHostKey) restrictHostKeyOffer(client, this.#opts.algorithms.serverHostKey);
     log.debug('connection opened');
     let failures = 0;
 
     client.on('authentication', (ctx) => {
-      this.#authenticate(ctx, log)
+      this.#authenticate(ctx, conn)
         .then((result) => {
           if (result === 'key-acceptable') return ctx.accept();
           if (result) {
@@ -196,6 +262,14 @@ export class SshServer {
             if (!this.#authenticates(result.username, credential)) {
               log.info({ user: result.username, method: ctx.method }, 'credentials changed during authentication');
               ctx.reject(['publickey', 'password']);
+              return;
+            }
+            const over = conn.ticket?.authenticated(result.username);
+            if (over) {
+              log.warn({ user: result.username, reason: over }, 'connection limit reached: closing the connection');
+              this.#opts.events?.connectionRefused?.(over);
+              ctx.reject([]);
+              client.end();
               return;
             }
             conn.credential = credential;
@@ -225,11 +299,21 @@ export class SshServer {
           reject();
           return;
         }
-        this.#onSession(accept(), conn);
+        if (conn.channels >= (this.#opts.maxChannelsPerConnection ?? Infinity)) {
+          conn.log.info({ channels: conn.channels }, 'too many channels on one connection: refused a new one');
+          this.#opts.events?.connectionRefused?.('channels-per-connection');
+          reject();
+          return;
+        }
+        conn.channels++;
+        const session = accept();
+        session.once('close', () => conn.channels--);
+        this.#onSession(session, conn);
       });
     });
     client.on('error', (err: Error) => log.debug({ err: err.message }, 'connection error'));
     client.on('close', () => {
+      conn.gone.abort();
       this.#live.delete(conn);
       for (const s of conn.sessions) void s.close();
       conn.sessions.clear();
@@ -238,27 +322,46 @@ export class SshServer {
   }
 
   /** The user on success; 'key-acceptable' when a client only asks whether a key would do. */
-  async #authenticate(ctx: AuthContext, log: Logger): Promise<User | 'key-acceptable' | undefined> {
+  async #authenticate(ctx: AuthContext, conn: LiveConnection): Promise<User | 'key-acceptable' | undefined> {
+    const log = conn.log;
     if (ctx.method === 'none') return undefined;
     const user = this.#opts.users.get(ctx.username);
-    const ok = await this.#check(ctx, user);
+    const ok = await this.#check(ctx, user, conn);
     if (ctx.method === 'publickey' && !ctx.signature && ok) return 'key-acceptable';
     this.#opts.events?.authAttempt?.({ method: ctx.method, ok });
     if (!ok) {
       log.info({ user: ctx.username, method: ctx.method }, 'authentication failed');
+      // A key the client merely asks about is not scored (OpenSSH clients offer every key they
+      // have); a wrong password or a bad signature is.
+      const query = ctx.method === 'publickey' && !ctx.signature;
+      if (!query && this.#defender.record(conn.ip, 'login-failed')) conn.client.end();
       await delay(this.#opts.failureDelayMs ?? FAILURE_DELAY_MS);
       return undefined;
     }
     return user;
   }
 
-  async #check(ctx: AuthContext, user: User | undefined): Promise<boolean> {
+  /** True when the source address may log in as this user (spec.allowedCIDRs, when set). */
+  #fromAllowedAddress(user: User, ip: string): boolean {
+    const list = user.allowedCIDRs;
+    if (!list || list.length === 0) return true;
+    let set = this.#allowed.get(list);
+    if (!set) this.#allowed.set(list, (set = new CidrSet(list)));
+    return set.has(ip);
+  }
+
+  async #check(ctx: AuthContext, user: User | undefined, conn: LiveConnection): Promise<boolean> {
+    const ip = conn.ip;
     if (ctx.method === 'password') {
-      if (!user || user.disabled || !user.passwordHash) return false;
-      return verifyPassword(ctx.password, user.passwordHash);
+      // Every outcome costs one verification of the same cost: the user's own hash when it has
+      // one (answering 'wrong' when disabled or from the wrong address), else a dummy.
+      const usable = user !== undefined && !user.disabled && this.#fromAllowedAddress(user, ip);
+      const outcome = await this.#verifier.check({ password: ctx.password, hash: user?.passwordHash, usable, source: ip, signal: conn.gone.signal });
+      if (outcome === 'busy') this.#opts.events?.verifyQueueFull?.();
+      return outcome === 'ok';
     }
     if (ctx.method === 'publickey') {
-      if (!user || user.disabled) return false;
+      if (!user || user.disabled || !this.#fromAllowedAddress(user, ip)) return false;
       const key = matchPublicKey(user, ctx.key);
       if (!key) return false;
       if (!ctx.signature) return true;
@@ -302,10 +405,13 @@ export class SshServer {
       const user = this.#channelUser(conn, reject);
       if (!user) return;
       const sftp = accept();
+      // Before any data can arrive: uploads are window-bound with ssh2's 2 MiB (see ssh2-window.ts).
+      widenReceiveWindow(sftp, log);
       // ssh2 emits 'error' for a malformed packet, then closes the channel; without a
       // listener the emit would throw inside ssh2's parser instead.
       sftp.on('error', (err: Error) => log.info({ err: err.message, user: user.username }, 'sftp protocol error: closing the channel'));
       advertiseExtensions(sftp, { 'posix-rename@openssh.com': '1' });
+      refuseNonUtf8Paths(sftp, () => log.info({ user: user.username }, 'refused a request with a file name that is not valid UTF-8'));
       const sftpSession = new SftpSession({ sftp, ...this.#sessionDeps(user, log) });
       conn.sessions.add(sftpSession);
       this.#opts.events?.sessionOpened?.();
@@ -363,6 +469,11 @@ export class SshServer {
     if (credential.method === 'password') return user.passwordHash !== undefined && user.passwordHash === credential.hash;
     return matchPublicKey(user, credential) !== undefined;
   }
+}
+
+/** The password hashes of the loaded users, for the dummy hash's parameters. */
+function* passwordHashes(users: UserSource): Iterable<string> {
+  for (const u of users.all()) if (u.passwordHash) yield u.passwordHash;
 }
 
 function delay(ms: number): Promise<void> {

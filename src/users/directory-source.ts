@@ -12,8 +12,9 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { parseSftpUser } from './sftp-user.ts';
-import { sameUser, type User, type UserSource } from './user.ts';
+import { validateSftpUser } from './sftp-user.ts';
+import { PublishedUsers } from './published-users.ts';
+import type { User, UserSource } from './user.ts';
 
 /** The pino methods this source uses. */
 export interface DirectorySourceLogger {
@@ -59,8 +60,7 @@ interface FileResult {
 /** A UserSource backed by *.yaml / *.yml files in one directory (not recursive). */
 export class DirectorySource implements UserSource {
   #opts: Required<DirectorySourceOptions>;
-  #users = new Map<string, User>();
-  #listeners = new Set<(username: string) => void>();
+  readonly #users: PublishedUsers;
   /** Last successful parse of each file, kept if a later read fails transiently. */
   #byFile = new Map<string, FileResult>();
   /** Reports logged by the previous scan, so a re-scan does not repeat them. */
@@ -75,6 +75,7 @@ export class DirectorySource implements UserSource {
   #again = false;
 
   private constructor(opts: DirectorySourceOptions) {
+    this.#users = new PublishedUsers(opts.log);
     this.#opts = {
       debounceMs: DEFAULT_DEBOUNCE_MS,
       rescanIntervalMs: DEFAULT_RESCAN_MS,
@@ -120,13 +121,12 @@ export class DirectorySource implements UserSource {
 
   /** All users currently loaded. */
   all(): User[] {
-    return [...this.#users.values()];
+    return this.#users.all();
   }
 
   /** Calls `listener` with each username added, changed or removed; returns an unsubscribe function. */
   onChange(listener: (username: string) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    return this.#users.onChange(listener);
   }
 
   /** Stops watching; waits for a re-scan in progress so no listener fires afterwards. */
@@ -137,7 +137,7 @@ export class DirectorySource implements UserSource {
     this.#watcher?.close();
     this.#watcher = undefined;
     await this.#scanning;
-    this.#listeners.clear();
+    this.#users.close();
   }
 
   #startWatching(): void {
@@ -286,7 +286,7 @@ export class DirectorySource implements UserSource {
         result.reports.push({ level: 'warn', fields, msg: `skipped document ${document} of ${name}: ${(err as Error).message}` });
         continue;
       }
-      const parsed = parseSftpUser(js, {
+      const parsed = validateSftpUser(js, {
         defaultBucket: this.#opts.defaultBucket,
         source: `file ${path}${many ? ` (document ${document})` : ''}`,
       });
@@ -327,26 +327,7 @@ export class DirectorySource implements UserSource {
   }
 
   #apply(next: Map<string, User>): void {
-    const changes: { username: string; what: 'added' | 'changed' | 'removed' }[] = [];
-    for (const [username, user] of next) {
-      const old = this.#users.get(username);
-      if (!old) changes.push({ username, what: 'added' });
-      else if (!sameUser(old, user)) changes.push({ username, what: 'changed' });
-    }
-    for (const username of this.#users.keys()) {
-      if (!next.has(username)) changes.push({ username, what: 'removed' });
-    }
-    this.#users = next;
-    if (!this.#ready) return; // the first load is not a change
-    for (const { username, what } of changes) {
-      this.#opts.log.info({ username, source: next.get(username)?.source }, `user ${username} ${what}`);
-      for (const listener of this.#listeners) {
-        try {
-          listener(username);
-        } catch (err) {
-          this.#opts.log.error({ err, username }, 'a users onChange listener threw');
-        }
-      }
-    }
+    // The first load is not a change.
+    this.#users.publish(next, { notify: this.#ready, log: this.#ready });
   }
 }

@@ -7,7 +7,10 @@
 import ssh2 from 'ssh2';
 import type { ParsedKey } from 'ssh2';
 import { passwordHashAlgorithm } from '../auth/password.ts';
+import { bucketNameProblem, endpointProblem, regionProblem, roleArnProblem, storageClassProblem } from '../config/validators.ts';
+import { crdSchemaProblems } from './crd-schema.ts';
 import { PERMISSIONS, type Permission, type User } from './user.ts';
+import { parseCidr } from '../ssh/cidr.ts';
 
 const { utils } = ssh2;
 
@@ -43,7 +46,7 @@ export type ParseSftpUserResult =
   | { error: string };
 
 const TOP_FIELDS = ['apiVersion', 'kind', 'metadata', 'spec', 'status'];
-const SPEC_FIELDS = ['username', 'disabled', 'passwordHash', 'passwordSecretRef', 'publicKeys', 's3', 'permissions'];
+const SPEC_FIELDS = ['username', 'disabled', 'passwordHash', 'passwordSecretRef', 'publicKeys', 's3', 'permissions', 'allowedCIDRs'];
 const S3_FIELDS = ['bucket', 'keyPrefix', 'region', 'endpoint', 'storageClass', 'roleArn'];
 const SECRET_REF_FIELDS = ['name', 'key'];
 const DEFAULT_SECRET_KEY = 'passwordHash';
@@ -53,22 +56,14 @@ const SECRET_NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z
 const SECRET_KEY_RE = /^[-._a-zA-Z0-9]+$/;
 
 /**
- * The optional spec.s3 strings: the same limits as the CRD, so the API server refuses
- * what the server would skip. Empty means "the server's setting".
+ * The optional spec.s3 strings, checked as the server's own s3.* settings are (config/validators.ts);
+ * the CRD carries the same rules. Empty means "the server's setting".
  */
-const S3_OPTIONAL_RULES: Record<'region' | 'endpoint' | 'storageClass' | 'roleArn', { re: RegExp; max: number; fix: string }> = {
-  region: { re: /^[A-Za-z0-9._-]*$/, max: 64, fix: 'use a region name such as eu-west-1' },
-  endpoint: {
-    re: /^(https?:\/\/[^/?#\u0000-\u0020\u007f]+(\/[^\u0000-\u0020\u007f]*)?)?$/,
-    max: 2048,
-    fix: 'use an http:// or https:// URL such as http://minio.storage.svc:9000',
-  },
-  storageClass: { re: /^[A-Z0-9_]*$/, max: 64, fix: 'use an S3 storage class such as STANDARD_IA' },
-  roleArn: {
-    re: /^(arn:aws[a-z-]*:iam::[0-9]{12}:role\/[A-Za-z0-9+=,.@_/-]+)?$/,
-    max: 2048,
-    fix: 'use an IAM role ARN such as arn:aws:iam::123456789012:role/sftp-alice',
-  },
+const S3_OPTIONAL_RULES: Record<'region' | 'endpoint' | 'storageClass' | 'roleArn', (s: string) => string | undefined> = {
+  region: regionProblem,
+  endpoint: endpointProblem,
+  storageClass: storageClassProblem,
+  roleArn: roleArnProblem,
 };
 
 function isMapping(v: unknown): v is Record<string, unknown> {
@@ -99,13 +94,6 @@ function normalizeKeyPrefix(prefix: string): { value: string } | { error: string
   // S3 keys are at most 1024 bytes; leave most of that for the user's own paths.
   if (Buffer.byteLength(value) > 512) return { error: 'is longer than 512 bytes; S3 keys are limited to 1024' };
   return { value };
-}
-
-function bucketProblem(bucket: string): string | undefined {
-  if (/^s3:\/\//i.test(bucket)) return 'is a URL; write only the bucket name, e.g. my-bucket';
-  if (bucket.includes('/')) return 'contains "/"; write only the bucket name and put the path in keyPrefix';
-  if (/\s/.test(bucket)) return 'contains whitespace; bucket names never do';
-  return undefined;
 }
 
 /** Why this authorized-key line is unusable, or undefined if it is a valid public key. */
@@ -257,7 +245,7 @@ export function parseSftpUser(doc: unknown, opts: ParseSftpUserOptions): ParseSf
     unknownFields(s3, S3_FIELDS, 'spec.s3.', problems);
     if (!stringOrEmpty(s3.bucket)) problems.push('spec.s3.bucket: must be a string');
     else if (typeof s3.bucket === 'string' && s3.bucket !== '') {
-      const problem = bucketProblem(s3.bucket);
+      const problem = bucketNameProblem(s3.bucket);
       if (problem) problems.push(`spec.s3.bucket: ${JSON.stringify(s3.bucket)} ${problem}`);
       else bucket = s3.bucket;
     }
@@ -270,15 +258,16 @@ export function parseSftpUser(doc: unknown, opts: ParseSftpUserOptions): ParseSf
       if ('error' in r) problems.push(`spec.s3.keyPrefix: ${JSON.stringify(s3.keyPrefix)} ${r.error}`);
       else keyPrefix = r.value;
     }
-    for (const [field, rule] of Object.entries(S3_OPTIONAL_RULES) as [keyof typeof S3_OPTIONAL_RULES, (typeof S3_OPTIONAL_RULES)['region']][]) {
+    for (const [field, check] of Object.entries(S3_OPTIONAL_RULES) as [keyof typeof S3_OPTIONAL_RULES, (s: string) => string | undefined][]) {
       const value = s3[field];
       if (value === undefined || value === null || value === '') continue;
-      if (typeof value !== 'string') problems.push(`spec.s3.${field}: must be a string; ${rule.fix}`);
-      else if (value.length > rule.max || !rule.re.test(value)) {
-        problems.push(`spec.s3.${field}: ${JSON.stringify(value.slice(0, 80))} is not valid; ${rule.fix}, or leave it empty for the server's setting`);
-      } else {
-        s3Optional[field] = value;
+      if (typeof value !== 'string') {
+        problems.push(`spec.s3.${field}: must be a string, or leave it empty for the server's setting`);
+        continue;
       }
+      const problem = check(value);
+      if (problem) problems.push(`spec.s3.${field}: ${JSON.stringify(value.slice(0, 80))} ${problem}, or leave it empty for the server's setting`);
+      else s3Optional[field] = value;
     }
   }
 
@@ -297,6 +286,18 @@ export function parseSftpUser(doc: unknown, opts: ParseSftpUserOptions): ParseSf
     }
   }
 
+  // allowedCIDRs (optional): where this user may log in from
+  const allowedCIDRs: string[] = [];
+  if (spec.allowedCIDRs !== undefined && spec.allowedCIDRs !== null) {
+    if (!Array.isArray(spec.allowedCIDRs)) problems.push('spec.allowedCIDRs: must be a list, e.g. ["203.0.113.0/24", "2001:db8::/32"]');
+    else {
+      for (const [i, c] of spec.allowedCIDRs.entries()) {
+        if (typeof c === 'string' && parseCidr(c)) allowedCIDRs.push(c.trim());
+        else problems.push(`spec.allowedCIDRs[${i}]: ${JSON.stringify(c)} is not an address or CIDR; use e.g. 203.0.113.0/24 or 2001:db8::/32`);
+      }
+    }
+  }
+
   if (problems.length > 0) return { error: problems.join('; ') };
 
   const warnings: string[] = [];
@@ -312,7 +313,21 @@ export function parseSftpUser(doc: unknown, opts: ParseSftpUserOptions): ParseSf
     publicKeys: Object.freeze(publicKeys) as string[],
     s3: Object.freeze({ bucket, keyPrefix, ...s3Optional }),
     permissions,
+    ...(allowedCIDRs.length > 0 ? { allowedCIDRs: Object.freeze(allowedCIDRs) } : {}),
     source: opts.source,
   });
   return passwordSecretRef ? { user, warnings, passwordSecretRef } : { user, warnings };
+}
+
+/**
+ * The one validation of an SftpUser, for a YAML file and for a resource from the Kubernetes API
+ * alike: accepted only if both the CRD's schema (what `kubectl apply` admits) and the server's own
+ * checks accept it. When the server's checks refuse it, their messages are given, since they name
+ * the fix; else the schema's.
+ */
+export function validateSftpUser(doc: unknown, opts: ParseSftpUserOptions): ParseSftpUserResult {
+  const result = parseSftpUser(doc, opts);
+  if ('error' in result) return result;
+  const structural = crdSchemaProblems(doc);
+  return structural.length > 0 ? { error: structural.join('; ') } : result;
 }

@@ -36,6 +36,8 @@ export interface User {
     roleArn?: string;
   };
   permissions: ReadonlySet<Permission>;
+  /** spec.allowedCIDRs: the source addresses this user may log in from; undefined or empty: any. */
+  allowedCIDRs?: readonly string[];
   /** Where this user came from, for logs ("file users/alice.yaml", "kube ns/alice"). */
   source: string;
 }
@@ -58,6 +60,7 @@ export function sameUser(a: User, b: User): boolean {
     USER_S3_OPTIONAL.every((k) => a.s3[k] === b.s3[k]) &&
     a.publicKeys.length === b.publicKeys.length &&
     a.publicKeys.every((k, i) => k === b.publicKeys[i]) &&
+    (a.allowedCIDRs ?? []).join() === (b.allowedCIDRs ?? []).join() &&
     a.permissions.size === b.permissions.size &&
     [...a.permissions].every((p) => b.permissions.has(p))
   );

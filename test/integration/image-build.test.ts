@@ -7,7 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, readdir } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, stat, readdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -55,6 +55,12 @@ test('the image build steps produce an app that starts and answers /healthz', { 
   assert.ok(modules.includes('ssh2'), 'production dependencies are installed');
   assert.ok(!modules.includes('typescript'), 'dev dependencies are not');
 
+  // Users are checked against the CRD's schema at run time, so the image must carry crds/.
+  assert.ok((await stat(join(app, 'crds/sftpusers.s3sftp.io.yaml'))).isFile(), 'the image has the SftpUser CRD');
+  const users = join(work, 'users');
+  await mkdir(users, { recursive: true });
+  await copyFile(join(ROOT, 'examples', 'sftpuser-readonly.yaml'), join(users, 'readonly.yaml'));
+
   const metricsPort = await freePort();
   child = spawn(process.execPath, [join(app, 'dist/cli/main.js'), 'serve'], {
     cwd: app,
@@ -65,6 +71,7 @@ test('the image build steps produce an app that starts and answers /healthz', { 
       S3SFTP_LISTEN: '127.0.0.1:0',
       S3SFTP_METRICS_LISTEN: `127.0.0.1:${metricsPort}`,
       S3SFTP_DATADIR: join(work, 'data'),
+      S3SFTP_USERS_DIRECTORY: users,
       S3SFTP_S3_BUCKET: await createBucket(s3),
       S3SFTP_S3_ENDPOINT: s3.endpoint,
       S3SFTP_S3_FORCEPATHSTYLE: 'true',
@@ -81,6 +88,12 @@ test('the image build steps produce an app that starts and answers /healthz', { 
     health = await fetch(`http://127.0.0.1:${metricsPort}/healthz`).catch(() => undefined);
   }
   assert.equal(health?.status, 200, stderr);
+  let ready: Response | undefined;
+  for (let i = 0; i < 100 && !ready?.ok; i++) {
+    ready = await fetch(`http://127.0.0.1:${metricsPort}/readyz`).catch(() => undefined);
+    if (!ready?.ok) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(ready?.status, 200, `not ready with users.directory set: ${stderr}`);
   const version = spawn(process.execPath, [join(app, 'dist/cli/main.js'), '--version'], { cwd: app });
   let out = '';
   version.stdout.on('data', (d) => (out += d));

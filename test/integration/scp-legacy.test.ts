@@ -195,24 +195,25 @@ describe('scp -p', () => {
     mtimeSrv = await startTestServer({
       s3,
       bucket: await createBucket(s3),
-      env: { S3SFTP_SETSTATMODE: '2' },
+      env: { S3SFTP_SETSTATMODE: '1' },
       users: [{ username: 'alice', keyFile: key, keyPrefix: 'users/mtime-scp/' }],
     });
   });
   after(() => mtimeSrv.stop());
 
-  test('keeps the modification time when the server runs setstatMode 2', async () => {
+  test('keeps the modification time with the default configuration, with no error line', async () => {
     const file = join(work, 'dated.txt');
     await writeFile(file, 'dated');
     const when = new Date('2021-03-04T05:06:07Z');
     await utimes(file, when, when);
-    const up = await scpO(mtimeSrv.port, key, ['-p', file, 'alice@127.0.0.1:/dated.txt']);
+    const up = await scpO(srv.port, key, ['-p', file, 'alice@127.0.0.1:/dated.txt']);
     assert.equal(up.code, 0, up.stderr);
+    assert.equal(up.stderr.trim(), '');
     const client = s3ClientFor(s3);
-    const head = await client.send(new HeadObjectCommand({ Bucket: mtimeSrv.bucket, Key: 'users/mtime-scp/dated.txt' }));
+    const head = await client.send(new HeadObjectCommand({ Bucket: srv.bucket, Key: 'users/alice/dated.txt' }));
     client.destroy();
     assert.equal(Number(head.Metadata?.mtime), when.getTime() / 1000);
-    const down = await scpO(mtimeSrv.port, key, ['-p', 'alice@127.0.0.1:/dated.txt', join(work, 'dated-back.txt')]);
+    const down = await scpO(srv.port, key, ['-p', 'alice@127.0.0.1:/dated.txt', join(work, 'dated-back.txt')]);
     assert.equal(down.code, 0, down.stderr);
     assert.equal((await stat(join(work, 'dated-back.txt'))).mtime.getTime(), when.getTime());
   });
@@ -223,22 +224,22 @@ describe('scp -p', () => {
     await writeFile(join(dir, 'inner', 'old.txt'), 'old');
     const when = new Date('2018-07-08T09:10:11Z');
     await utimes(join(dir, 'inner', 'old.txt'), when, when);
-    const up = await scpO(mtimeSrv.port, key, ['-rp', dir, 'alice@127.0.0.1:/']);
+    const up = await scpO(srv.port, key, ['-rp', dir, 'alice@127.0.0.1:/']);
     assert.equal(up.code, 0, up.stderr);
     const back = join(work, 'dated-tree-back');
-    const down = await scpO(mtimeSrv.port, key, ['-rp', 'alice@127.0.0.1:/dated-tree', back]);
+    const down = await scpO(srv.port, key, ['-rp', 'alice@127.0.0.1:/dated-tree', back]);
     assert.equal(down.code, 0, down.stderr);
     assert.equal((await stat(join(back, 'inner', 'old.txt'))).mtime.getTime(), when.getTime());
   });
 
-  test('is ignored (not an error) under setstatMode 0', async () => {
+  test('is ignored (not an error) under setstatMode 1', async () => {
     const file = join(work, 'undated.txt');
     await writeFile(file, 'undated');
     await utimes(file, new Date('2001-01-01Z'), new Date('2001-01-01Z'));
-    const up = await scpO(srv.port, key, ['-p', file, 'alice@127.0.0.1:/undated.txt']);
+    const up = await scpO(mtimeSrv.port, key, ['-p', file, 'alice@127.0.0.1:/undated.txt']);
     assert.equal(up.code, 0, up.stderr);
     const client = s3ClientFor(s3);
-    const head = await client.send(new HeadObjectCommand({ Bucket: srv.bucket, Key: 'users/alice/undated.txt' }));
+    const head = await client.send(new HeadObjectCommand({ Bucket: mtimeSrv.bucket, Key: 'users/mtime-scp/undated.txt' }));
     client.destroy();
     assert.equal(head.Metadata?.mtime, undefined);
   });

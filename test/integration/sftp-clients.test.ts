@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile, readdir } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, writeFile, readdir, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
@@ -37,8 +37,7 @@ before(async () => {
   srv = await startTestServer({
     s3,
     bucket: await createBucket(s3),
-    // Mode 2 keeps client-set modification times, which rclone sets after every upload.
-    env: { S3SFTP_SETSTATMODE: '2' },
+    // The default configuration: what a new user runs.
     users: [{ username: 'carol', keyFile: key, password: PASSWORD, keyPrefix: 'tenants/carol/' }],
   });
 });
@@ -93,7 +92,7 @@ out["after"] = sftp.stat("base.txt").st_size
     for (const op of ['symlink', 'readlink', 'readwrite', 'truncate']) {
       assert.match(String(out[op]), /not supported|unsupported/i, `${op}: ${out[op]}`);
     }
-    // setstatMode 2: a mode change is ignored, a modification time is kept.
+    // Default setstatMode 2: a mode change is ignored, a modification time is kept.
     assert.equal(out.chmod, 'ok');
     assert.equal(out.utime, 'ok');
     assert.equal(out.mtime, 1500000000);
@@ -147,6 +146,29 @@ out["src_gone"] = code_of(lambda: sftp.stat("src.txt"))
     assert.equal(out.posix, 'ok');
     assert.equal(out.replaced, 'new');
     assert.match(String(out.src_gone), /FileNotFoundError/);
+  });
+
+  test('a read-write open that creates or truncates is an upload; reading unstored bytes is refused, never wrong', async () => {
+    const out = await paramiko(`
+with sftp.open("rw.txt", "w") as f:
+    f.write(b"old content")
+f = sftp.open("rw.txt", "w+")
+f.set_pipelined(False)
+f.write(b"new")
+f.flush()
+out["size_during"] = sftp.stat("rw.txt").st_size
+f.seek(0)
+out["read_back"] = code_of(lambda: f.read(3))
+f.seek(3)
+out["read_eof"] = f.read(10).decode()
+f.close()
+with sftp.open("rw.txt", "r") as g:
+    out["stored"] = g.read().decode()
+`);
+    assert.equal(out.size_during, 3, 'STAT of a file being overwritten shows the bytes received');
+    assert.match(String(out.read_back), /still being uploaded/);
+    assert.equal(out.read_eof, '');
+    assert.equal(out.stored, 'new');
   });
 
   test('STAT of a file still uploading shows the bytes received so far; it appears in S3 only at CLOSE', async () => {
@@ -252,6 +274,62 @@ describe('scale', () => {
 });
 
 describe('rclone and lftp', () => {
+  /** rclone with an on-the-fly remote for carol; RCLONE_CONFIG=/dev/null keeps it away from any user config. */
+  async function rclone(args: string[]) {
+    const obscured = await run('rclone', ['obscure', PASSWORD]);
+    const remote = `:sftp,host=127.0.0.1,port=${srv.port},user=carol,pass=${obscured.stdout.trim()},shell_type=none:`;
+    const env = { RCLONE_CONFIG: '/dev/null', AWS_CA_BUNDLE: '' };
+    return run('rclone', args.map((a) => a.replace(/^remote:/, remote)), { env, timeoutMs: 120_000 });
+  }
+
+  test('rclone copy and rclone sync with default options succeed with no error line', async () => {
+    const src = await mkdtemp(join(work, 'rc-sync-'));
+    await mkdir(join(src, 'sub'));
+    await writeFile(join(src, 'one.txt'), 'one');
+    await writeFile(join(src, 'sub', 'two.txt'), 'two');
+    const when = new Date('2022-05-06T07:08:09Z');
+    await utimes(join(src, 'one.txt'), when, when);
+    const copy = await rclone(['copy', src, 'remote:rc-sync']);
+    assert.equal(copy.code, 0, copy.stderr);
+    assert.doesNotMatch(copy.stderr, /ERROR|Failed|unsupported/i);
+    await writeFile(join(src, 'three.txt'), 'three');
+    const sync = await rclone(['sync', src, 'remote:rc-sync']);
+    assert.equal(sync.code, 0, sync.stderr);
+    assert.doesNotMatch(sync.stderr, /ERROR|Failed|unsupported/i);
+    // STAT reports the stored time (listings too once they carry it: issue 9, item 3).
+    const out = await paramiko(`
+out["one"] = sftp.stat("rc-sync/one.txt").st_mtime
+out["names"] = sorted(sftp.listdir("rc-sync"))
+`);
+    assert.equal(out.one, when.getTime() / 1000);
+    assert.deepEqual(out.names, ['one.txt', 'sub', 'three.txt']);
+  });
+
+  test('lftp mirror -R uploads a tree with its times, with no error line', async () => {
+    const src = await mkdtemp(join(work, 'lftp-mirror-'));
+    await mkdir(join(src, 'inner'));
+    await writeFile(join(src, 'top.txt'), 'top');
+    await writeFile(join(src, 'inner', 'deep.txt'), 'deep');
+    const when = new Date('2021-09-10T11:12:13Z');
+    await utimes(join(src, 'top.txt'), when, when);
+    const script = [
+      'set sftp:auto-confirm yes',
+      'set net:max-retries 1',
+      `open -u carol,${PASSWORD} -p ${srv.port} sftp://127.0.0.1`,
+      `mirror -R ${src} lftp-mirror`,
+      'bye',
+    ].join('\n');
+    const r = await run('lftp', ['-c', script], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr.trim(), '');
+    const out = await paramiko(`
+out["top"] = sftp.stat("lftp-mirror/top.txt").st_mtime
+out["deep"] = sftp.open("lftp-mirror/inner/deep.txt").read().decode()
+`);
+    assert.equal(out.top, when.getTime() / 1000);
+    assert.equal(out.deep, 'deep');
+  });
+
   test('rclone copies a tree up and back with identical content', async () => {
     const src = await mkdtemp(join(work, 'rc-src-'));
     const dst = await mkdtemp(join(work, 'rc-dst-'));
@@ -267,6 +345,21 @@ describe('rclone and lftp', () => {
     const check = await run('rclone', ['check', src, dst], { env });
     assert.equal(check.code, 0, check.stderr);
     assert.deepEqual((await readdir(dst)).sort(), ['a.bin', 'b c.txt']);
+  });
+
+  test('curl (libssh2) uploads, lists and downloads a file', async () => {
+    const data = randomBytes(300_000);
+    await writeFile(join(work, 'curl.bin'), data);
+    const base = `sftp://127.0.0.1:${srv.port}`;
+    const auth = ['--insecure', '--silent', '--show-error', '-u', `carol:${PASSWORD}`];
+    const up = await run('curl', [...auth, '--ftp-create-dirs', '-T', join(work, 'curl.bin'), `${base}/curl/curl.bin`]);
+    assert.equal(up.code, 0, up.stderr);
+    const list = await run('curl', [...auth, `${base}/curl/`]);
+    assert.equal(list.code, 0, list.stderr);
+    assert.match(list.stdout, /curl\.bin/);
+    const down = await run('curl', [...auth, '-o', join(work, 'curl-back.bin'), `${base}/curl/curl.bin`]);
+    assert.equal(down.code, 0, down.stderr);
+    assert.equal(sha256(await readFile(join(work, 'curl-back.bin'))), sha256(data));
   });
 
   test('lftp mirrors a file up and lists it', async () => {

@@ -22,6 +22,7 @@ import {
   startTestServer,
   type TestServer,
 } from '../support/harness.ts';
+import { connectRaw, handleOf, FX, FXF } from '../support/sftp-raw.ts';
 
 let s3: SwiftS3;
 let srv: TestServer;
@@ -187,10 +188,23 @@ describe('OpenSSH sftp', () => {
     assert.match(r.stdout, /Remote working directory/);
   });
 
-  test('chmod fails in setstatMode 0 (the default) with a clear message', async () => {
-    const r = await sftpBatch(srv.port, 'alice', key, '-chmod 600 up.bin\npwd\n');
+  test('chmod is accepted and ignored by default (S3 keeps no permissions)', async () => {
+    const r = await sftpBatch(srv.port, 'alice', key, 'chmod 600 up.bin\nls -l up.bin\n');
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /not supported|unsupported/i);
+    assert.equal(r.stderr.trim(), '');
+    assert.match(r.stdout, /-rw-r--r--.* up\.bin/);
+  });
+});
+
+describe('OpenSSH sftp ls', () => {
+  test('ls -l and ls -ln show the same owner and group for a file', async () => {
+    const r = await sftpBatch(srv.port, 'alice', key, 'ls -l up.bin\nls -ln up.bin\n');
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.split('\n').filter((l) => l.endsWith('up.bin') && l.startsWith('-'));
+    assert.equal(lines.length, 2, r.stdout);
+    const owners = lines.map((l) => l.split(/ +/).slice(2, 4).join(' '));
+    assert.equal(owners[0], owners[1], r.stdout);
+    assert.equal(owners[1], '0 0');
   });
 });
 
@@ -212,25 +226,92 @@ describe('modification times', () => {
     mtimeSrv = await startTestServer({
       s3,
       bucket: srv.bucket,
-      env: { S3SFTP_SETSTATMODE: '2' },
       users: [{ username: 'alice', keyFile: key, keyPrefix: 'users/mtime/' }],
     });
   });
   after(() => mtimeSrv.stop());
 
-  test('put -p keeps the mtime in object metadata and STAT returns it (setstatMode 2)', async () => {
+  test('put -p keeps the mtime in object metadata and STAT returns it (default configuration)', async () => {
     const file = join(work, 'old.txt');
     await writeFile(file, 'old news');
     const when = new Date('2020-02-03T04:05:06Z');
     await utimes(file, when, when);
     const r = await sftpBatch(mtimeSrv.port, 'alice', key, 'put -p old.txt\nchmod 600 old.txt\nget -p old.txt old-back.txt\n', { cwd: work });
     assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr.trim(), '', 'no error line');
     const back = await stat(join(work, 'old-back.txt'));
     assert.equal(back.mtime.getTime(), when.getTime());
     const client = s3ClientFor(s3);
     const head = await client.send(new HeadObjectCommand({ Bucket: srv.bucket, Key: 'users/mtime/old.txt' }));
     client.destroy();
     assert.equal(Number(head.Metadata?.mtime), when.getTime() / 1000);
+  });
+});
+
+describe('scp -p (SFTP mode) with the default configuration', () => {
+  test('keeps the modification time, with no error line', async () => {
+    const file = join(work, 'scp-dated.txt');
+    await writeFile(file, 'dated by scp');
+    const when = new Date('2017-04-05T06:07:08Z');
+    await utimes(file, when, when);
+    const up = await scp(srv.port, key, ['-p', file, 'alice@127.0.0.1:/scp-dated.txt']);
+    assert.equal(up.code, 0, up.stderr);
+    assert.equal(up.stderr.trim(), '');
+    const down = await scp(srv.port, key, ['-p', 'alice@127.0.0.1:/scp-dated.txt', join(work, 'scp-dated-back.txt')]);
+    assert.equal(down.code, 0, down.stderr);
+    assert.equal((await stat(join(work, 'scp-dated-back.txt'))).mtime.getTime(), when.getTime());
+  });
+});
+
+describe('setstatMode 0', () => {
+  let strictSrv: TestServer;
+  before(async () => {
+    strictSrv = await startTestServer({
+      s3,
+      bucket: srv.bucket,
+      env: { S3SFTP_SETSTATMODE: '0' },
+      users: [{ username: 'alice', keyFile: key, keyPrefix: 'users/strict/' }],
+    });
+  });
+  after(() => strictSrv.stop());
+
+  test('chmod fails with OP_UNSUPPORTED', async () => {
+    const r = await sftpBatch(strictSrv.port, 'alice', key, 'put up.bin\n-chmod 600 up.bin\npwd\n', { cwd: work });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /not supported|unsupported/i);
+  });
+
+  test('put -p (mode and times in one request) is refused whole: the file is stored, no time is set', async () => {
+    const file = join(work, 'strict.txt');
+    await writeFile(file, 'strict');
+    const when = new Date('2018-01-01T00:00:00Z');
+    await utimes(file, when, when);
+    const r = await sftpBatch(strictSrv.port, 'alice', key, '-put -p strict.txt\n', { cwd: work });
+    assert.match(r.stderr, /setstat|unsupported/i);
+    const client = s3ClientFor(s3);
+    const head = await client.send(new HeadObjectCommand({ Bucket: srv.bucket, Key: 'users/strict/strict.txt' }));
+    client.destroy();
+    assert.equal(head.Metadata?.mtime, undefined);
+  });
+
+  test('a SETSTAT mixing mode and time is refused whole with a message naming setstatMode; a time alone is stored', async () => {
+    const { sftp, end } = await connectRaw(strictSrv.port, 'alice', key);
+    try {
+      const h = handleOf(await sftp.open('/raw.txt', FXF.WRITE | FXF.CREAT | FXF.TRUNC));
+      await sftp.write(h, 0, Buffer.from('raw'));
+      await sftp.close(h);
+      const mixed = await sftp.setstat('/raw.txt', { mode: 0o600, mtime: 1_500_000_000 });
+      assert.equal(mixed.type === 'status' && mixed.code, FX.OP_UNSUPPORTED);
+      assert.match(mixed.type === 'status' ? mixed.message : '', /setstatMode/);
+      const st = await sftp.stat('/raw.txt');
+      assert.notEqual(st.type === 'attrs' && st.attrs.mtime, 1_500_000_000);
+      const timeOnly = await sftp.setstat('/raw.txt', { mtime: 1_500_000_000 });
+      assert.equal(timeOnly.type === 'status' && timeOnly.code, FX.OK);
+      const after = await sftp.stat('/raw.txt');
+      assert.equal(after.type === 'attrs' && after.attrs.mtime, 1_500_000_000);
+    } finally {
+      end();
+    }
   });
 });
 

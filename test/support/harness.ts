@@ -52,6 +52,10 @@ export interface TestUser {
   keyPrefix: string;
   permissions?: string[];
   disabled?: boolean;
+  /** spec.allowedCIDRs */
+  allowedCIDRs?: string[];
+  /** How the password is hashed; bcrypt unless set. */
+  passwordAlgorithm?: 'bcrypt' | 'argon2id';
 }
 
 export interface TestServer {
@@ -89,6 +93,9 @@ export async function startTestServer(opts: ServerOptions): Promise<TestServer> 
     S3SFTP_USERS_DIRECTORY: usersDir,
     S3SFTP_LOG_LEVEL: process.env.S3SFTP_TEST_LOG ?? 'silent',
     S3SFTP_METRICS_LISTEN: '127.0.0.1:0',
+    // Every test client comes from loopback: one file's deliberate wrong passwords must not get
+    // the next test banned. The defender's own tests override this.
+    S3SFTP_DEFENDER_TRUSTEDCIDRS: '127.0.0.0/8,::1',
     ...opts.env,
   };
   const config = loadConfig({ env });
@@ -120,8 +127,9 @@ export async function userYaml(user: TestUser): Promise<string> {
     s3: { keyPrefix: user.keyPrefix },
     permissions: user.permissions ?? ['*'],
   };
-  if (user.password) spec.passwordHash = await hashPassword(user.password, 'bcrypt');
+  if (user.password) spec.passwordHash = await hashPassword(user.password, user.passwordAlgorithm ?? 'bcrypt');
   if (user.keyFile) spec.publicKeys = [publicKeys.get(user.keyFile)];
+  if (user.allowedCIDRs) spec.allowedCIDRs = user.allowedCIDRs;
   return JSON.stringify({ apiVersion: 's3sftp.io/v1alpha1', kind: 'SftpUser', metadata: { name: user.username }, spec });
 }
 

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, describeConfigKeys, loadConfig } from '../../src/config/load.ts';
 import { formatDuration, formatSize, parseDuration, parseSize } from '../../src/config/units.ts';
+import { DEFAULT_CIPHERS, DEFAULT_HOST_KEY_ALGORITHMS, DEFAULT_KEX, DEFAULT_MACS } from '../../src/ssh/crypto-policy.ts';
 
 let dir: string;
 before(async () => {
@@ -41,7 +42,7 @@ describe('defaults', () => {
       listen: { host: '0.0.0.0', port: 2022 },
       hostKeys: [],
       dataDir: '/var/lib/s3sftp',
-      setstatMode: 0,
+      setstatMode: 2,
       renameMode: 0,
       renameMaxObjects: 10000,
       shutdownGracePeriodMs: 25_000,
@@ -71,7 +72,31 @@ describe('defaults', () => {
       listing: { mtime: 'metadata' },
       metrics: { listen: { host: '0.0.0.0', port: 9090 }, perUserLabels: false },
       log: { level: 'info' },
+      ssh: {
+        loginGraceTimeMs: 30_000,
+        maxUnauthenticated: 100,
+        maxUnauthenticatedPerSource: 20,
+        maxConnectionsPerUser: 0,
+        maxConnectionsPerSource: 0,
+        maxChannelsPerConnection: 10,
+        algorithms: {
+          kex: [...DEFAULT_KEX],
+          hostKey: [...DEFAULT_HOST_KEY_ALGORITHMS],
+          cipher: [...DEFAULT_CIPHERS],
+          mac: [...DEFAULT_MACS],
+        },
+      },
+      auth: { verifyConcurrency: 2, verifyQueue: 64 },
+      defender: { enabled: true, threshold: 15, observationTimeMs: 600_000, banTimeMs: 900_000, trustedCIDRs: [] },
     });
+  });
+
+  test('hardening keys: CIDR lists are checked, algorithm lists must not be empty', () => {
+    const c = loadConfig({ env: { ...BUCKET, S3SFTP_DEFENDER_TRUSTEDCIDRS: '10.0.0.0/8, 2001:db8::/32', S3SFTP_SSH_MACS: 'hmac-sha2-512' } });
+    assert.deepEqual(c.defender.trustedCIDRs, ['10.0.0.0/8', '2001:db8::/32']);
+    assert.deepEqual(c.ssh.algorithms.mac, ['hmac-sha2-512']);
+    const err = configError(() => loadConfig({ env: { ...BUCKET, S3SFTP_DEFENDER_TRUSTEDCIDRS: '10.0.0.0/40' } }));
+    assert.match(err.message, /defender\.trustedCIDRs .*not an address or CIDR/);
   });
 
   test('the result is deep-frozen', () => {
@@ -93,7 +118,7 @@ describe('defaults', () => {
 listen: 0.0.0.0:2022
 hostKeys: []
 dataDir: /var/lib/s3sftp
-setstatMode: 0
+setstatMode: 2
 renameMode: 0
 renameMaxObjects: 10000
 shutdownGracePeriod: 25s
@@ -155,7 +180,7 @@ log: { level: debug }
         S3SFTP_LISTEN: '[::1]:2222',
         S3SFTP_HOSTKEYS: '/keys/a, /keys/b,',
         S3SFTP_DATADIR: '/data',
-        S3SFTP_SETSTATMODE: '2',
+        S3SFTP_SETSTATMODE: '0',
         S3SFTP_RENAMEMODE: '1',
         S3SFTP_RENAMEMAXOBJECTS: '500',
         S3SFTP_S3_BUCKET: 'b',
@@ -185,7 +210,7 @@ log: { level: debug }
     assert.deepEqual(c.listen, { host: '::1', port: 2222 });
     assert.deepEqual(c.hostKeys, ['/keys/a', '/keys/b']);
     assert.equal(c.dataDir, '/data');
-    assert.equal(c.setstatMode, 2);
+    assert.equal(c.setstatMode, 0);
     assert.equal(c.renameMode, 1);
     assert.equal(c.renameMaxObjects, 500);
     assert.equal(c.s3.endpoint, 'http://minio:9000');
@@ -229,7 +254,7 @@ log: { level: debug }
     assert.equal(byKey.get('s3.bucket')?.required, true);
     assert.equal(byKey.get('s3.bucket')?.default, undefined);
     for (const k of keys) assert.ok(k.doc.length > 10, `${k.key} has a doc`);
-    assert.equal(keys.length, 39);
+    assert.equal(keys.length, 56);
   });
 });
 

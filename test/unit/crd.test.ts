@@ -10,11 +10,12 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { Ajv, type ValidateFunction } from 'ajv';
+import type { ValidateFunction } from 'ajv';
 import ssh2 from 'ssh2';
 import { parse, parseAllDocuments } from 'yaml';
 import { passwordHashAlgorithm } from '../../src/auth/password.ts';
 import { API_VERSION, KIND, parseSftpUser } from '../../src/users/sftp-user.ts';
+import { CEL_STAND_INS, crdAjv, refuseUnknownFields } from '../../src/users/crd-schema.ts';
 
 const CRD_FILE = new URL('../../crds/sftpusers.s3sftp.io.yaml', import.meta.url);
 const EXAMPLES_DIR = new URL('../../examples/', import.meta.url);
@@ -98,54 +99,11 @@ function nodeAt(from: Schema, path: string): Schema | undefined {
 
 // ---- the schema as ajv sees it -------------------------------------------------------------------
 
-const K8S_EXTENSIONS = [
-  'x-kubernetes-validations',
-  'x-kubernetes-list-type',
-  'x-kubernetes-list-map-keys',
-  'x-kubernetes-map-type',
-  'x-kubernetes-preserve-unknown-fields',
-  'x-kubernetes-int-or-string',
-  'x-kubernetes-embedded-resource',
-];
-
-/** RFC 3339, which is what the API server means by format: date-time. */
-const DATE_TIME = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
-
-function newAjv(): Ajv {
-  // strict: a misspelt keyword ("requried", "maxlength") fails compilation instead of being ignored.
-  const ajv = new Ajv({
-    strict: true,
-    allErrors: true,
-    formats: {
-      'date-time': DATE_TIME,
-      int64: { type: 'number', validate: (n: number) => Number.isSafeInteger(n) },
-    },
-  });
-  // Annotations for the API server; CEL rules get JavaScript stand-ins below.
-  for (const keyword of K8S_EXTENSIONS) ajv.addKeyword(keyword);
-  return ajv;
-}
-
-/**
- * A copy in which every object with properties refuses unknown fields. The API server itself drops
- * them, but `kubectl apply` asks it to refuse them (--validate=strict, the default), and a dropped
- * field is usually a typo that would otherwise go unnoticed.
- */
-function refuseUnknownFields(node: Schema): Schema {
-  const copy: Schema = { ...node };
-  if (node.properties) {
-    copy.properties = Object.fromEntries(Object.entries(node.properties).map(([k, v]) => [k, refuseUnknownFields(v)]));
-    copy.additionalProperties = false;
-  }
-  if (node.items) copy.items = refuseUnknownFields(node.items);
-  return copy;
-}
-
 let compiled: ValidateFunction | undefined;
 
 /** The CRD's schema compiled once, on first use, so a schema ajv refuses fails a named test. */
 function validator(): ValidateFunction {
-  compiled ??= newAjv().compile(refuseUnknownFields(root));
+  compiled ??= crdAjv().compile(refuseUnknownFields(root));
   return compiled;
 }
 
@@ -159,19 +117,7 @@ function get(value: unknown, path: string): unknown {
 
 const isSet = (v: unknown) => v !== undefined && v !== null;
 
-/**
- * JavaScript stand-ins for the CRD's CEL rules, keyed by the rule's text: there is no CEL evaluator
- * here, and the API server runs the real rules. A rule without a stand-in fails a test, so changing a
- * rule means reviewing its stand-in and the cases that exercise it.
- */
-const CEL_STAND_INS: Record<string, (self: unknown) => boolean> = {
-  "!has(self.spec) || (has(self.spec.username) && self.spec.username != '') || size(self.metadata.name) <= 63": (self) =>
-    !isSet(get(self, 'spec')) ||
-    (isSet(get(self, 'spec.username')) && get(self, 'spec.username') !== '') ||
-    [...String(get(self, 'metadata.name'))].length <= 63,
-  "!(has(self.passwordHash) && self.passwordHash != '' && has(self.passwordSecretRef))": (spec) =>
-    !(isSet(get(spec, 'passwordHash')) && get(spec, 'passwordHash') !== '' && isSet(get(spec, 'passwordSecretRef'))),
-};
+// The CEL rules' JavaScript stand-ins are the server's own (src/users/crd-schema.ts): one copy.
 
 /** Why the API server would refuse `doc` (empty if it would admit it). */
 function crdErrors(doc: unknown): string[] {
@@ -339,7 +285,7 @@ describe('the CustomResourceDefinition', () => {
   });
 
   test('defaults are valid values of their own fields', () => {
-    const ajv = newAjv();
+    const ajv = crdAjv();
     for (const [path, node] of nodes(root)) {
       if (!('default' in node)) continue;
       const { default: value, ...rest } = node;
@@ -715,6 +661,7 @@ describe('fields for Kubernetes users (issue 3)', () => {
       ['role in China', 's3.roleArn', 'arn:aws-cn:iam::123456789012:role/sftp-alice', true],
       ['role in GovCloud', 's3.roleArn', 'arn:aws-us-gov:iam::123456789012:role/sftp-alice', true],
       ['empty role', 's3.roleArn', '', true],
+      ['role of an S3-compatible store with STS', 's3.roleArn', 'arn:minio:iam:::role/sftp-alice', true],
       ['short account', 's3.roleArn', 'arn:aws:iam::12345:role/sftp-alice', false],
       ['a user, not a role', 's3.roleArn', 'arn:aws:iam::123456789012:user/alice', false],
       ['a bucket ARN', 's3.roleArn', 'arn:aws:s3:::my-bucket', false],

@@ -17,6 +17,7 @@ import { Registry } from 'prom-client';
 import { parse as parseYaml } from 'yaml';
 import { describeConfigKeys } from '../../src/config/load.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
+import { hardeningMetrics } from '../../src/metrics/hardening.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const read = (...parts: string[]): string => readFileSync(join(...parts), 'utf8');
@@ -143,7 +144,7 @@ describe('README.md', () => {
       '',
       '```sh',
       'make run    # local S3 emulator (OpenStack Swift) + the server with a demo user on 127.0.0.1:2022',
-      'make test   # the whole test suite: unit tests, then real Swift S3 + real sftp/scp/rclone/lftp/paramiko clients',
+      'make test   # every test: unit tests, and integration tests with real Swift S3 + real sftp/scp/rclone/lftp/paramiko clients',
       '```',
       '',
     ].join('\n');
@@ -241,6 +242,7 @@ describe('docs/metrics.md', () => {
   async function serverMetrics(): Promise<{ name: string; type: string; labels: string[] }[]> {
     const registry = new Registry();
     new Metrics({ registry, perUserLabels: true, processMetrics: false });
+    hardeningMetrics(registry, { bannedSources: () => 0, unauthenticatedConnections: () => 0, verifications: () => ({ running: 0, queued: 0 }) });
     return (await registry.getMetricsAsJSON()).map((m) => ({
       name: m.name,
       type: String(m.type),
@@ -338,4 +340,60 @@ test('every JSON block in docs/ parses', () => {
       if (lang === 'json') assert.doesNotThrow(() => JSON.parse(body), `${file} line ${line}`);
     }
   }
+});
+
+describe('the README draws the code as it is', () => {
+  /** The entries of README's "Source layout" tree: top-level names under src/, "name/" for folders. */
+  function layoutEntries(): string[] {
+    const readme = read(ROOT, 'README.md');
+    const section = readme.slice(readme.indexOf('### Source layout'));
+    const block = codeBlocks(section)[0];
+    assert.ok(block, 'README.md has no tree under "### Source layout"');
+    return block.body
+      .split('\n')
+      .map((line) => /^ {2}(\S+)/.exec(line)?.[1])
+      .filter((name): name is string => name !== undefined);
+  }
+
+  test('every folder and file directly under src/ is in the source layout, and nothing else', () => {
+    const actual = readdirSync(join(ROOT, 'src'))
+      .map((name) => (statSync(join(ROOT, 'src', name)).isDirectory() ? `${name}/` : name))
+      .sort();
+    assert.deepEqual([...layoutEntries()].sort(), actual);
+  });
+
+  test('the test description matches package.json: unit tests need no S3 server, `npm test` runs every file', () => {
+    const pkg = JSON.parse(read(ROOT, 'package.json')) as { scripts: Record<string, string> };
+    assert.match(pkg.scripts['test:unit'] ?? '', /test\/unit\//);
+    assert.match(pkg.scripts.test ?? '', /"test\/\*\*\/\*\.test\.ts"/);
+    const readme = read(ROOT, 'README.md');
+    assert.match(readme, /`make test-unit`\s+runs `test\/unit\/`/);
+    assert.match(readme, /`make\s+test` runs every file under `test\/`/);
+  });
+
+  test('nothing emits Kubernetes Events, so the chart grants no Event rights and the docs say so', () => {
+    const sources: string[] = [];
+    const walk = (dir: string): void => {
+      for (const name of readdirSync(join(ROOT, dir))) {
+        const path = join(dir, name);
+        if (statSync(join(ROOT, path)).isDirectory()) walk(path);
+        else if (name.endsWith('.ts')) sources.push(read(ROOT, path));
+      }
+    };
+    walk('src');
+    const emits = sources.some((text) => /events\.k8s\.io|createNamespacedEvent|EventsV1Api/.test(text));
+    assert.equal(emits, false, 'the server emits Events now: grant them in charts/s3sftp/templates/rbac.yaml and document them');
+    assert.doesNotMatch(read(ROOT, 'charts', 's3sftp', 'templates', 'rbac.yaml'), /resources: \["events"\]/);
+    assert.doesNotMatch(read(ROOT, 'charts', 's3sftp', 'values.yaml'), /status and events/);
+    assert.match(read(ROOT, 'docs', 'sftpuser.md'), /writes no Events/);
+  });
+
+  test('the lease namespace fallbacks in src/server.ts are all documented on the key', () => {
+    const server = read(ROOT, 'src', 'server.ts');
+    const doc = describeConfigKeys().find((k) => k.key === 'users.kubernetes.leaseNamespace')?.doc ?? '';
+    assert.match(read(ROOT, 'src', 'config', 'load.ts'), /options\.env\.POD_NAMESPACE/);
+    assert.match(doc, /POD_NAMESPACE/);
+    if (server.includes('contextNamespace(kubeConfig)')) assert.match(doc, /kubeconfig context/);
+    if (/\|\| kubernetes\.namespace/.test(server)) assert.match(doc, /users\.kubernetes\.namespace/);
+  });
 });

@@ -7,32 +7,10 @@
 import { ListObjectsV2Command, type S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
 import type { S3Config } from '../../config/types.ts';
-import type { User } from '../../users/user.ts';
+import type { AccessCheck, AccessUser, UserAccessChecker } from '../../users/access.ts';
 import { createS3Client, httpHandlerOptions } from './client.ts';
 import { CredentialsError, Identities, stsRoleAssumer } from './credentials.ts';
 import { errorCodeOf, httpStatusOf } from './errors.ts';
-
-/** What a pool needs to know about a user: name (for messages) and s3 (bucket, keyPrefix, role, region, endpoint). */
-export type PoolUser = Pick<User, 'username' | 's3'>;
-
-/**
- * Why a user cannot use their storage, as a Kubernetes condition reason:
- * - AssumeRoleFailed: STS refused the user's spec.s3.roleArn (or the server's s3.credentials.roleArn).
- * - CredentialsUnavailable: the server has no AWS credentials at all.
- * - BucketNotFound, AccessDenied: S3 answered 404 / 403 for the user's bucket and keyPrefix.
- * - StorageUnreachable: no answer from the endpoint.
- * - StorageError: any other S3 error.
- */
-export type AccessFailureReason =
-  | 'AssumeRoleFailed'
-  | 'CredentialsUnavailable'
-  | 'BucketNotFound'
-  | 'AccessDenied'
-  | 'StorageUnreachable'
-  | 'StorageError';
-
-/** The result of checkUserAccess: `message` is one sentence for an operator (status, logs). */
-export type AccessCheck = { ok: true } | { ok: false; reason: AccessFailureReason; message: string };
 
 export interface ClientPoolOptions {
   config: S3Config;
@@ -48,7 +26,8 @@ export interface ClientPoolOptions {
 // A status check lists one key; a minute covers STS plus the SDK's retries.
 const CHECK_TIMEOUT_MS = 60_000;
 
-export class ClientPool {
+/** Also the S3 implementation of the users side's access check. */
+export class ClientPool implements UserAccessChecker {
   readonly #o: ClientPoolOptions;
   readonly #identities: Identities;
   readonly #handler: ReturnType<typeof httpHandlerOptions>;
@@ -73,7 +52,7 @@ export class ClientPool {
   }
 
   /** The client for a user's role, region and endpoint (each falling back to the server's). */
-  clientFor(user: PoolUser): S3Client {
+  clientFor(user: AccessUser): S3Client {
     return this.#client(user.s3.roleArn ?? '', user.s3.region || this.#o.config.region, user.s3.endpoint || this.#o.config.endpoint);
   }
 
@@ -82,7 +61,7 @@ export class ClientPool {
    * request does not wait for STS, and a refusal is logged once per session as
    * "cannot assume role X for user Y"; the session's requests then fail with permission denied.
    */
-  forSession(user: PoolUser, log: Logger): S3Client {
+  forSession(user: AccessUser, log: Logger): S3Client {
     const client = this.clientFor(user);
     const roleArn = user.s3.roleArn;
     if (roleArn) {
@@ -101,7 +80,7 @@ export class ClientPool {
    * if it refused a moment ago) and lists one key under the user's keyPrefix, the least a working
    * session needs. Never throws. For the Kubernetes controller's SftpUser status.
    */
-  async checkUserAccess(user: PoolUser, opts: { timeoutMs?: number } = {}): Promise<AccessCheck> {
+  async checkUserAccess(user: AccessUser, opts: { timeoutMs?: number } = {}): Promise<AccessCheck> {
     const who = `user ${user.username}`;
     const roleArn = user.s3.roleArn;
     try {

@@ -17,6 +17,7 @@
 import { fromNodeProviderChain, fromTemporaryCredentials } from '@aws-sdk/credential-providers';
 import type { Logger } from 'pino';
 import type { S3Config } from '../../config/types.ts';
+import { backoffDelay } from '../../backoff.ts';
 
 /** One set of AWS credentials; `expiration` is unset for long-term keys. */
 export interface AwsCredentials {
@@ -175,7 +176,7 @@ export class RefreshingCredentials {
   readonly #o: Required<Omit<RefreshingCredentialsOptions, 'clock'>> & { clock: Clock };
   #current: AwsCredentials | undefined;
   #pending: Promise<AwsCredentials> | undefined;
-  #failure: { error: CredentialsError; retryAt: number; delayMs: number } | undefined;
+  #failure: { error: CredentialsError; retryAt: number; failures: number } | undefined;
 
   constructor(opts: RefreshingCredentialsOptions) {
     this.#o = {
@@ -231,8 +232,9 @@ export class RefreshingCredentials {
           const error =
             err instanceof CredentialsError ? err : new CredentialsError(`${this.#o.name}: ${String(err)}`, { code: 'Error', cause: err });
           const previous = this.#failure;
-          const delayMs = previous ? Math.min(previous.delayMs * 2, this.#o.retryMaxMs) : this.#o.retryMinMs;
-          this.#failure = { error, retryAt: this.#o.clock.now() + delayMs, delayMs };
+          const failures = (previous?.failures ?? 0) + 1;
+          const delayMs = backoffDelay(failures, { minMs: this.#o.retryMinMs, maxMs: this.#o.retryMaxMs });
+          this.#failure = { error, retryAt: this.#o.clock.now() + delayMs, failures };
           // Expired credentials are useless; still-valid ones keep serving until they expire.
           if (this.#current?.expiration && this.#current.expiration.getTime() <= this.#o.clock.now() + this.#o.minRemainingMs) {
             this.#current = undefined;

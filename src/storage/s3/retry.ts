@@ -7,6 +7,7 @@
  */
 import { setTimeout as sleepFor } from 'node:timers/promises';
 import { errorCodeOf, httpStatusOf } from './errors.ts';
+import { backoffDelay } from '../../backoff.ts';
 
 const TRANSIENT_CODES = new Set([
   'AbortError', // our per-attempt deadline (the caller's own abort is checked first)
@@ -47,7 +48,7 @@ export interface RetryOptions {
   onRetry?: (err: unknown, attempt: number) => void;
 }
 
-const defaultBackoff = (attempt: number): number => Math.min(200 * 2 ** (attempt - 1), 5_000);
+const defaultBackoff = (attempt: number): number => backoffDelay(attempt, { minMs: 200, maxMs: 5_000 });
 
 /** Runs `attempt` with a fresh deadline signal until it succeeds or fails for good. */
 export async function withRetries<T>(

@@ -134,9 +134,11 @@ export class S3Storage implements Storage {
     const key = this.#key(path);
     const context = `stat ${path}`;
     if (path === '/') return this.#directoryInfo('/', undefined);
-    const head = await this.#head(key, context);
-    if (head) return this.#fileInfo(basename(path), head);
+    // An upload in progress wins over the object it will replace: an overwrite reports the bytes
+    // received so far, as a new file does (and as a disk would after O_TRUNC).
     const live = this.#o.uploads.get(this.#bucket, key);
+    const head = live ? undefined : await this.#head(key, context);
+    if (head) return this.#fileInfo(basename(path), head);
     if (live) {
       return {
         name: basename(path),
