@@ -284,8 +284,10 @@ pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_forma
 use = egg:swift#proxy
 account_autocreate = true
 allow_account_management = true
-conn_timeout = 2
-node_timeout = 30
+conn_timeout = 5
+node_timeout = 60
+# One object server: slow connects on a busy machine must not get it suppressed for a minute.
+error_suppression_limit = 1000000
 recoverable_node_timeout = 30
 
 [filter:s3api]

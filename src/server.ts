@@ -3,7 +3,9 @@
  * classes (S3 client and storage, user sources, SSH server); everything else
  * receives its dependencies.
  */
+import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import type { Config } from './config/types.ts';
@@ -25,6 +27,8 @@ import { startMetricsListener } from './metrics/http.ts';
 import { instrumentS3Client } from './metrics/s3-requests.ts';
 import { UploadJanitor } from './storage/s3/janitor.ts';
 import { hardening } from './ssh/hardening.ts';
+import { LeaderOnly } from './leader-only.ts';
+import { ShortenableDelay } from './shortenable-delay.ts';
 
 /**
  * A start-up failure, said in one line that names the cause and the fix. `configuration` failures
@@ -91,7 +95,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
 async function start(config: Config, log: Logger, started: StartedParts): Promise<RunningServer> {
   const registry = new Registry();
-  const metrics = new Metrics({ registry, perUserLabels: config.metrics.perUserLabels });
+  const metrics = new Metrics({ registry, perUserLabels: config.metrics.perUserLabels, perUserLabelLimit: config.metrics.perUserLabelLimit });
   const state = { bucketChecked: false, users: undefined as UserSource | undefined, draining: false };
   const notReadyReason = (): string | undefined => {
     if (state.draining) return 'shutting down';
@@ -140,7 +144,14 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
     throw bucketError(err, config.s3.bucket);
   }
   state.bucketChecked = true;
-  const users = await openUsers(config, log, (user) => clients.checkUserAccess(user));
+  // Until the janitor exists, remember the latest verdict of the Lease.
+  let leading = !config.users.kubernetes.enabled;
+  let janitor: LeaderOnly | undefined;
+  const onLeadingChange = (now: boolean) => {
+    leading = now;
+    janitor?.setLeading(now);
+  };
+  const users = await openUsers(config, log, (user) => clients.checkUserAccess(user), onLeadingChange);
   started.add('user sources', () => users.close());
   state.users = users;
   metrics.countUsersWith(() => users.all().length);
@@ -156,6 +167,8 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
     log,
     ...guard.options,
     events: { ...metrics.serverEvents(), ...guard.events },
+    proxyTrustedCIDRs: config.proxyProtocol.trustedCIDRs,
+    keepalive: config.keepalive,
     storageFor: (user) => {
       const storageLog = log.child({ user: user.username, component: 'storage' });
       return new S3Storage({
@@ -179,18 +192,25 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
   const address = await ssh.listen(config.listen.port, config.listen.host).catch((err: unknown) => {
     throw listenError(err, `${config.listen.host}:${config.listen.port}`, 'listen', 'S3SFTP_LISTEN');
   });
-  const janitor =
+  // One replica cleans up: the one holding the status-writer Lease (every one, alone, outside Kubernetes).
+  janitor =
     config.s3.abandonedUploadAgeMs > 0
-      ? new UploadJanitor({
-          client,
-          locations: () => users.all(),
-          clientFor: (user) => clients.clientFor(user),
-          maxAgeMs: config.s3.abandonedUploadAgeMs,
-          isLive: (bucket, key) => uploads.get(bucket, key) !== undefined,
+      ? new LeaderOnly({
+          name: 'abandoned-upload janitor',
           log: log.child({ component: 'janitor' }),
+          make: () =>
+            new UploadJanitor({
+              client,
+              locations: () => users.all(),
+              clientFor: (user) => clients.clientFor(user),
+              maxAgeMs: config.s3.abandonedUploadAgeMs,
+              isLive: (bucket, key) => uploads.get(bucket, key) !== undefined,
+              log: log.child({ component: 'janitor' }),
+            }),
         })
       : undefined;
-  janitor?.start();
+  janitor?.setLeading(leading);
+  const shutdownDelay = new ShortenableDelay();
   log.info(
     {
       address: `${address.address}:${address.port}`,
@@ -208,11 +228,13 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
     notReadyReason,
     async drain(graceMs) {
       state.draining = true;
+      // /readyz answers 503 from now on; keep accepting until the balancer has noticed.
+      await shutdownDelay.wait(graceMs === 0 ? 0 : config.shutdownDelayMs);
       await ssh.drain(graceMs);
     },
     async close() {
       state.draining = true;
-      await janitor?.stop();
+      await janitor?.close();
       await ssh.close();
       await users.close();
       await http.close();
@@ -225,7 +247,12 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
  * users.directory and users.kubernetes, merged when both are set (files win on duplicate names).
  * client-node is loaded only when users.kubernetes is enabled.
  */
-async function openUsers(config: Config, log: Logger, checkAccess: (user: User) => Promise<AccessCheck>): Promise<UserSource> {
+async function openUsers(
+  config: Config,
+  log: Logger,
+  checkAccess: (user: User) => Promise<AccessCheck>,
+  onLeadingChange: (leading: boolean) => void,
+): Promise<UserSource> {
   const sources: NamedSource[] = [];
   const { directory, kubernetes } = config.users;
   if (directory) {
@@ -244,6 +271,7 @@ async function openUsers(config: Config, log: Logger, checkAccess: (user: User) 
       const { loadKubeConfig, contextNamespace, createKubeApi } = await import('./kube/api.ts');
       const { probeKubernetes } = await import('./kube/probe.ts');
       const { KubeUserSource } = await import('./kube/controller.ts');
+      const { EventRecorder, kubeEventSink } = await import('./kube/events.ts');
       let kubeConfig;
       try {
         kubeConfig = loadKubeConfig(kubernetes.kubeconfig);
@@ -263,14 +291,21 @@ async function openUsers(config: Config, log: Logger, checkAccess: (user: User) 
       const api = createKubeApi(kubeConfig);
       const unusable = await probeKubernetes(api, kubernetes.namespace, kubeConfig.getCurrentCluster()?.server ?? 'the API server');
       if (unusable) throw new StartupError(`users.kubernetes: ${unusable}`, { configuration: false });
+      const identity = `${hostname()}-${randomUUID().slice(0, 8)}`;
+      const kubeLog = log.child({ component: 'kube' });
+      const events = new EventRecorder({ sink: kubeEventSink(kubeConfig), instance: identity, log: kubeLog });
       const source = new KubeUserSource({
         kubeConfig,
         api,
+        identity,
+        onVerdicts: (verdicts) => events.observe(verdicts),
         namespace: kubernetes.namespace,
         defaultBucket: config.s3.bucket,
         leaseNamespace,
+        lease: { durationMs: kubernetes.leaseDurationMs, renewIntervalMs: kubernetes.leaseRenewIntervalMs },
+        onLeadingChange,
         checkAccess,
-        log: log.child({ component: 'kube' }),
+        log: kubeLog,
       }).start();
       sources.push({ name: 'users.kubernetes', source });
     } catch (err) {

@@ -272,6 +272,30 @@ const KEYS: readonly KeySpec[] = deepFreeze([
     parse: parseDuration,
   },
   {
+    key: 'shutdownDelay',
+    default: '0s',
+    doc: 'After SIGTERM: how long the server keeps accepting connections while /readyz already answers 503, so that a load balancer health-checking /readyz stops sending new clients first. 0s closes the listener at once (on Kubernetes the pod\'s preStop sleep plays this part).',
+    parse: parseDuration,
+  },
+  {
+    key: 'proxyProtocol.trustedCIDRs',
+    default: [],
+    doc: 'Addresses of load balancers allowed to send a PROXY protocol (v1 or v2) header, as CIDR blocks; connections from them must start with one, and logs, audit lines, metrics and per-IP rules see the client address it carries. Connections from elsewhere are served as they come, and a PROXY header from them is refused. Empty turns PROXY protocol off. Comma-separated in env.',
+    parse: cidrList,
+  },
+  {
+    key: 'keepalive.interval',
+    default: '60s',
+    doc: 'Send an SSH keepalive after this long without traffic from the client (keeps idle sessions alive through load balancers that drop idle flows, e.g. the AWS NLB after 350 s); 0s turns keepalives off.',
+    parse: parseDuration,
+  },
+  {
+    key: 'keepalive.countMax',
+    default: 3,
+    doc: 'Keepalives in a row the client may leave unanswered; the connection is ended after about interval x (countMax + 1) of silence from the client.',
+    parse: int(1, 1000),
+  },
+  {
     key: 's3.bucket',
     default: undefined,
     doc: 'Bucket that holds the files (required). Users may name another bucket in their resource.',
@@ -418,6 +442,24 @@ const KEYS: readonly KeySpec[] = deepFreeze([
   // verification pool and the defender. See docs/security.md.
   ...hardeningKeys(),
   {
+    key: 'users.kubernetes.leaseDuration',
+    default: '15s',
+    doc: 'How long the status-writer Lease stays with a replica that stopped renewing it (crashed) before another replica takes over. At least 2s.',
+    parse: (raw) => {
+      const r = parseDuration(raw);
+      return 'error' in r || r.value >= 2000 ? r : { error: 'is too short; use at least 2s' };
+    },
+  },
+  {
+    key: 'users.kubernetes.leaseRenewInterval',
+    default: '5s',
+    doc: 'How often the replica holding the status-writer Lease renews it, and the others check it. Below a third of leaseDuration.',
+    parse: (raw) => {
+      const r = parseDuration(raw);
+      return 'error' in r || r.value >= 100 ? r : { error: 'is too short; use at least 100ms' };
+    },
+  },
+  {
     key: 'metrics.listen',
     default: '0.0.0.0:9090',
     doc: 'Address for the HTTP listener of /metrics (Prometheus), /healthz and /readyz, host:port.',
@@ -426,8 +468,14 @@ const KEYS: readonly KeySpec[] = deepFreeze([
   {
     key: 'metrics.perUserLabels',
     default: false,
-    doc: 'Add a `user` label to per-user metrics (transfers and bytes). Every user then adds series; keep false with many users.',
+    doc: 'Add a `user` label to per-user metrics (transfers, bytes and s3sftp_sessions_active). Every user then adds series; see perUserLabelLimit.',
     parse: bool,
+  },
+  {
+    key: 'metrics.perUserLabelLimit',
+    default: 100,
+    doc: 'With perUserLabels: how many distinct users get their own label value; users seen after that are counted as user="other", so the number of series stays bounded.',
+    parse: int(1, 100_000),
   },
   {
     key: 'log.level',
@@ -504,6 +552,15 @@ export function loadConfig(options: LoadConfigOptions): Config {
     problems.push({ key: 's3.credentials.externalId', message: 'is set without s3.credentials.roleArn; it is only sent when assuming that role' });
   }
 
+  const leaseMs = values.get('users.kubernetes.leaseDuration');
+  const renewMs = values.get('users.kubernetes.leaseRenewInterval');
+  if (typeof leaseMs === 'number' && typeof renewMs === 'number' && renewMs * 3 > leaseMs) {
+    problems.push({
+      key: 'users.kubernetes.leaseRenewInterval',
+      message: `is more than a third of users.kubernetes.leaseDuration; a leader would lose the Lease after one missed renewal. Use at most ${Math.floor(leaseMs / 3)}ms`,
+    });
+  }
+
   if (problems.length > 0) throw new ConfigError(problems);
 
   const get = <T>(key: string): T => values.get(key) as T;
@@ -520,6 +577,9 @@ export function loadConfig(options: LoadConfigOptions): Config {
     renameMode: get('renameMode'),
     renameMaxObjects: get('renameMaxObjects'),
     shutdownGracePeriodMs: get('shutdownGracePeriod'),
+    shutdownDelayMs: get('shutdownDelay'),
+    proxyProtocol: { trustedCIDRs: get('proxyProtocol.trustedCIDRs') },
+    keepalive: { intervalMs: get('keepalive.interval'), countMax: get('keepalive.countMax') },
     s3: {
       bucket: get('s3.bucket'),
       region: get('s3.region'),
@@ -549,6 +609,8 @@ export function loadConfig(options: LoadConfigOptions): Config {
         kubeconfig: get('users.kubernetes.kubeconfig'),
         // The Downward API's usual name for the pod's namespace; not an S3SFTP_ key.
         leaseNamespace: get<string>('users.kubernetes.leaseNamespace') || (options.env.POD_NAMESPACE ?? ''),
+        leaseDurationMs: get('users.kubernetes.leaseDuration'),
+        leaseRenewIntervalMs: get('users.kubernetes.leaseRenewInterval'),
       },
     },
     ssh: {
@@ -570,7 +632,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
     },
     uploads: { resume: get('uploads.resume'), checksums: get('uploads.checksums') },
     listing: { mtime: get('listing.mtime') },
-    metrics: { listen: get('metrics.listen'), perUserLabels: get('metrics.perUserLabels') },
+    metrics: { listen: get('metrics.listen'), perUserLabels: get('metrics.perUserLabels'), perUserLabelLimit: get('metrics.perUserLabelLimit') },
     log: { level: get('log.level') },
   };
   return deepFreeze(config);

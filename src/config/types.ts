@@ -49,6 +49,10 @@ export interface KubernetesUsersConfig {
   kubeconfig: string;
   /** Namespace of the status-writer Lease; "" when neither the key nor POD_NAMESPACE sets it. */
   leaseNamespace: string;
+  /** How long the Lease outlives a leader that stopped renewing it. */
+  leaseDurationMs: number;
+  /** How often the leader renews (and the others check) the Lease. */
+  leaseRenewIntervalMs: number;
 }
 
 export interface Config {
@@ -61,6 +65,12 @@ export interface Config {
   renameMaxObjects: number;
   /** After SIGTERM, how long running uploads may finish before they are aborted (milliseconds). */
   shutdownGracePeriodMs: number;
+  /** After SIGTERM, how long the listener stays open while /readyz answers 503 (milliseconds). */
+  shutdownDelayMs: number;
+  /** Load balancers whose PROXY protocol header is accepted; empty: PROXY protocol off. */
+  proxyProtocol: { trustedCIDRs: string[] };
+  /** SSH keepalives: sent after intervalMs of client silence (0: off); countMax unanswered end the connection. */
+  keepalive: { intervalMs: number; countMax: number };
   /** abandonedUploadAgeMs: multipart uploads older than this are aborted by the janitor; 0 turns it off. */
   s3: S3Config & { abandonedUploadAgeMs: number };
   users: { directory: string; kubernetes: KubernetesUsersConfig };
@@ -69,7 +79,7 @@ export interface Config {
   /** What directory listings report as a file's mtime. */
   listing: { mtime: 'metadata' | 'lastModified' };
   /** The HTTP listener for /metrics, /healthz and /readyz, and whether per-user labels are added. */
-  metrics: { listen: { host: string; port: number }; perUserLabels: boolean };
+  metrics: { listen: { host: string; port: number }; perUserLabels: boolean; perUserLabelLimit: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
   ssh: SshLimitsConfig;
   auth: AuthConfig;

@@ -58,6 +58,10 @@ export interface KubeUserSourceOptions {
    */
   checkAccess?: (user: User) => Promise<AccessCheck>;
   accessRecheckMs?: number;
+  /** Told when this replica starts or stops holding the Lease (leader-only work, src/leader-only.ts). */
+  onLeadingChange?: (leading: boolean) => void;
+  /** Every rebuild's Ready verdicts, on the leader only (Kubernetes Events, src/kube/events.ts). */
+  onVerdicts?: (verdicts: { resource: SftpUserResource; ready: DesiredReady }[]) => void;
 }
 
 interface Parsed {
@@ -136,6 +140,7 @@ export class KubeUserSource implements UserSource {
         clock: opts.lease?.clock,
         onLeadingChange: (leading) => {
           status.setActive(leading);
+          this.#opts.onLeadingChange?.(leading);
           this.#scheduleRebuild();
         },
       });
@@ -259,6 +264,12 @@ export class KubeUserSource implements UserSource {
     }
     for (const key of this.#parsed.keys()) if (!keys.has(key)) this.#parsed.delete(key);
     this.#access?.retain(keys);
+    if (this.leading && this.#opts.onVerdicts) {
+      this.#opts.onVerdicts(resources.flatMap((resource) => {
+        const ready = table.verdicts.get(objectKey(resource.metadata))?.ready;
+        return ready ? [{ resource, ready }] : [];
+      }));
+    }
 
     if (!this.#ready && table.pending === 0) {
       this.#ready = true;

@@ -6,11 +6,13 @@
  * into metric updates.
  *
  * Labels are bounded: no paths, no usernames from failed logins. A `user`
- * label is added to the transfer counters only with metrics.perUserLabels.
+ * label is added to the transfer counters and s3sftp_sessions_active only with
+ * metrics.perUserLabels, and takes at most perUserLabelLimit values plus "other".
  */
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
 import type { SshServerEvents } from '../ssh/server.ts';
 import type { UploadEvents } from '../storage/s3/upload-pipeline.ts';
+import { UserLabeler } from './user-label.ts';
 
 /** The outcome label: the Helm chart's alerts treat anything but "success" as an error. */
 export type Outcome = 'success' | 'failure';
@@ -19,6 +21,8 @@ export interface MetricsOptions {
   registry: Registry;
   /** Add a `user` label to the transfer counters (metrics.perUserLabels). */
   perUserLabels?: boolean;
+  /** Distinct `user` values before the rest are counted as "other" (metrics.perUserLabelLimit). Default 100. */
+  perUserLabelLimit?: number;
   /** Also register prom-client's default Node.js process metrics (default true). */
   processMetrics?: boolean;
 }
@@ -42,16 +46,18 @@ export class Metrics {
   readonly s3RequestDuration: Histogram<'operation'>;
   readonly transfers: Counter<'direction' | 'outcome' | 'user'>;
   readonly transferBytes: Counter<'direction' | 'user'>;
-  readonly sessionsActive: Gauge;
+  readonly sessionsActive: Gauge<'user'>;
   readonly authAttempts: Counter<'method' | 'outcome'>;
   readonly usersLoaded: Gauge;
   readonly #perUser: boolean;
+  readonly #users: UserLabeler;
   #userCount: () => number = () => 0;
 
   constructor(options: MetricsOptions) {
     const registers = [options.registry];
     this.registry = options.registry;
     this.#perUser = options.perUserLabels === true;
+    this.#users = new UserLabeler(options.perUserLabelLimit ?? 100);
     const userLabel = this.#perUser ? (['user'] as const) : [];
     if (options.processMetrics !== false) collectDefaultMetrics({ register: options.registry });
 
@@ -105,6 +111,7 @@ export class Metrics {
     this.sessionsActive = new Gauge({
       name: 's3sftp_sessions_active',
       help: 'SFTP and SCP sessions open now.',
+      labelNames: [...userLabel],
       registers,
     });
     this.authAttempts = new Counter({
@@ -162,10 +169,11 @@ export class Metrics {
   serverEvents(): SshServerEvents {
     return {
       authAttempt: ({ method, ok }) => this.authAttempts.inc({ method, outcome: ok ? 'success' : 'failure' }),
-      sessionOpened: () => this.sessionsActive.inc(),
-      sessionClosed: () => this.sessionsActive.dec(),
-      transferDone: ({ user, direction, bytes, ok }) => {
+      sessionOpened: (username) => (this.#perUser ? this.sessionsActive.inc({ user: this.#users.label(username ?? '') }) : this.sessionsActive.inc()),
+      sessionClosed: (username) => (this.#perUser ? this.sessionsActive.dec({ user: this.#users.label(username ?? '') }) : this.sessionsActive.dec()),
+      transferDone: ({ user: username, direction, bytes, ok }) => {
         const outcome: Outcome = ok ? 'success' : 'failure';
+        const user = this.#perUser ? this.#users.label(username) : '';
         this.transfers.inc(this.#perUser ? { direction, outcome, user } : { direction, outcome });
         this.transferBytes.inc(this.#perUser ? { direction, user } : { direction }, bytes);
       },

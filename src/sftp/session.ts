@@ -10,7 +10,8 @@ import type { Logger } from 'pino';
 import type { Storage, FileInfo, FileWriter } from '../storage/storage.ts';
 import type { Permission, User } from '../users/user.ts';
 import type { SetstatMode } from '../config/types.ts';
-import type { SessionDeps, SessionEvents } from '../session/types.ts';
+import type { SessionDeps, SessionEvents, TreeOperation } from '../session/types.ts';
+import { audited, reportTransfer, requirePermission, resolvePath, statOrUndefined } from '../session/core.ts';
 import {
   AlreadyExistsError,
   InvalidRequestError,
@@ -20,7 +21,7 @@ import {
   UnsupportedError,
   WrongTypeError,
 } from '../storage/errors.ts';
-import { normalizePath, basename } from '../storage/paths.ts';
+import { basename } from '../storage/paths.ts';
 import { toAttrs, toEntry } from './attrs.ts';
 import { decodeOpenFlags } from './open-flags.ts';
 import { HandleTable, type Handle, type ReadHandle, type WriteHandle } from './handles.ts';
@@ -193,23 +194,15 @@ export class SftpSession {
   }
 
   #require(permission: Permission): void {
-    if (!this.#user.permissions.has(permission)) {
-      throw new PermissionDeniedError(`permission denied: "${permission}" is not granted to this user`);
-    }
+    requirePermission(this.#user, permission);
   }
 
   #path(raw: string): string {
-    return normalizePath(raw);
+    return resolvePath(raw);
   }
 
-  /** Stat that answers undefined instead of NotFoundError. */
-  async #statOrUndefined(path: string): Promise<FileInfo | undefined> {
-    try {
-      return await this.#storage.stat(path);
-    } catch (err) {
-      if (err instanceof NotFoundError) return undefined;
-      throw err;
-    }
+  #statOrUndefined(path: string): Promise<FileInfo | undefined> {
+    return statOrUndefined(this.#storage, path);
   }
 
   // ---- files ---------------------------------------------------------------
@@ -354,25 +347,13 @@ export class SftpSession {
   }
 
   #reportUpload(handle: WriteHandle, ok: boolean): void {
-    this.#events.transferDone?.({
-      user: this.#user.username,
-      direction: 'upload',
-      path: handle.path,
-      bytes: handle.writer.bytesReceived,
-      seconds: (this.#clock().getTime() - handle.opened.getTime()) / 1000,
-      ok,
-    });
+    const t = { direction: 'upload', path: handle.path, bytes: handle.writer.bytesReceived, started: handle.opened, ok } as const;
+    reportTransfer(this.#events, this.#user, this.#clock, t);
   }
 
   #reportDownload(handle: ReadHandle, ok: boolean): void {
-    this.#events.transferDone?.({
-      user: this.#user.username,
-      direction: 'download',
-      path: handle.path,
-      bytes: handle.sent,
-      seconds: (this.#clock().getTime() - handle.opened.getTime()) / 1000,
-      ok,
-    });
+    const t = { direction: 'download', path: handle.path, bytes: handle.sent, started: handle.opened, ok } as const;
+    reportTransfer(this.#events, this.#user, this.#clock, t);
   }
 
   /**
@@ -544,19 +525,8 @@ export class SftpSession {
     this.#status(id, STATUS.OK);
   }
 
-  async #audited(
-    op: 'mkdir' | 'rmdir' | 'remove' | 'rename',
-    path: string,
-    target: string | undefined,
-    work: (path: string) => Promise<void>,
-  ): Promise<void> {
-    try {
-      await work(path);
-      this.#events.operation?.({ user: this.#user.username, op, path, target, ok: true });
-    } catch (err) {
-      this.#events.operation?.({ user: this.#user.username, op, path, target, ok: false });
-      throw err;
-    }
+  #audited(op: TreeOperation, path: string, target: string | undefined, work: (path: string) => Promise<void>): Promise<void> {
+    return audited(this.#events, this.#user, { op, path, ...(target === undefined ? {} : { target }) }, () => work(path));
   }
 
   // ---- extensions ----------------------------------------------------------------

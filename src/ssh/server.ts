@@ -5,7 +5,7 @@
  * knows nothing of S3.
  */
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
 import ssh2 from 'ssh2';
 import type { AuthContext, Connection, Session } from 'ssh2';
 import type { Logger } from 'pino';
@@ -28,6 +28,8 @@ import { widenReceiveWindow } from './ssh2-window.ts';
 import { refuseNonUtf8Paths } from '../sftp/utf8-paths.ts';
 import { ScpSession } from '../scp/session.ts';
 import { ChecksumSession, checksumCommandName } from '../exec/checksum.ts';
+import { acceptWithProxyProtocol, TrustedProxies } from './proxy-protocol.ts';
+import { destroyIfLingering, isKeepaliveTimeout, keepaliveServerOptions, type KeepaliveSettings } from './keepalive.ts';
 
 const { Server } = ssh2;
 
@@ -45,8 +47,9 @@ const DRAIN_ABORT_WAIT_MS = 8000;
 /** What the server reports about logins and sessions, on top of each session's events. */
 export interface SshServerEvents extends SessionEvents {
   authAttempt?(a: { method: string; ok: boolean }): void;
-  sessionOpened?(): void;
-  sessionClosed?(): void;
+  /** `user`: the session's username (for the opt-in per-user label). */
+  sessionOpened?(user?: string): void;
+  sessionClosed?(user?: string): void;
   /** A connection was refused or closed by a limit, a ban or the login grace time (hardening). */
   connectionRefused?(reason: LimitReason | 'banned' | 'channels-per-connection'): void;
   /** A password check failed at once because the verification queue was full. */
@@ -71,6 +74,10 @@ export interface SshServerOptions {
   algorithms?: Record<string, string[]>;
   /** SFTP/SCP session channels one connection may have open at once. */
   maxChannelsPerConnection?: number;
+  /** Peers whose PROXY protocol header is read (proxyProtocol.trustedCIDRs); none by default. */
+  proxyTrustedCIDRs?: readonly string[];
+  /** SSH keepalives (keepalive.*); ssh2's server sends them. */
+  keepalive?: KeepaliveSettings;
 }
 
 /**
@@ -103,6 +110,8 @@ type ProtocolSession = Pick<SftpSession, 'busy' | 'close'>;
 export class SshServer {
   readonly #opts: SshServerOptions;
   readonly #server: InstanceType<typeof Server>;
+  /** The listening socket; ours rather than ssh2's so a PROXY header is read before ssh2 sees a byte. */
+  readonly #net: NetServer;
   readonly #live = new Set<LiveConnection>();
   readonly #unsubscribe: () => void;
   #drain: Promise<void> | undefined;
@@ -121,13 +130,27 @@ export class SshServer {
     this.#limits = opts.limits ?? new ConnectionLimits({ loginGraceTimeMs: 0, maxUnauthenticated: Infinity, maxUnauthenticatedPerSource: Infinity, maxConnectionsPerUser: 0, maxConnectionsPerSource: 0 });
     this.#defender = opts.defender ?? new Defender({ enabled: false, threshold: Infinity, observationTimeMs: 0, banTimeMs: 0, trustedCIDRs: [] });
     this.#verifier = opts.verifier ?? new PasswordVerifier({ concurrency: 2, queueLimit: 64, knownHashes: () => passwordHashes(opts.users) });
-    this.#server = new Server({ hostKeys: opts.hostKeys, ident: 's3sftp', ...(opts.algorithms ? { algorithms: opts.algorithms } : {}) }, (client, info) =>
-      this.#onConnection(client, info.ip, info.port),
+    this.#server = new Server(
+      { hostKeys: opts.hostKeys, ident: 's3sftp', ...(opts.algorithms ? { algorithms: opts.algorithms } : {}), ...keepaliveServerOptions(opts.keepalive) },
+      (client, info) => this.#onConnection(client, info.ip, info.port),
     );
     this.#server.on('error', (err: Error) => opts.log.error({ err }, 'ssh server error'));
-    // ssh2 reports a connection only once the client has sent its version line; limits and the
-    // grace time must also catch clients that stay silent, so they hook the TCP socket itself.
-    (this.#server as unknown as { _srv: import('node:net').Server })._srv.prependListener('connection', (socket: Socket) => this.#admit(socket));
+    const trusted = new TrustedProxies(opts.proxyTrustedCIDRs ?? []);
+    // We own the listener: a PROXY header (from a trusted balancer) is read before ssh2 sees the
+    // socket, and limits, bans and the grace time act on the TCP socket with the real client
+    // address, so they also catch clients that never send a version line.
+    this.#net = createNetServer((socket) =>
+      acceptWithProxyProtocol(
+        socket,
+        {
+          trusted,
+          onRefused: (s, reason) => opts.log.warn({ remote: `${s.remoteAddress}:${s.remotePort}` }, `connection refused: ${reason}`),
+        },
+        (ready) => {
+          if (this.#admit(ready)) this.#server.injectSocket(ready);
+        },
+      ),
+    );
     if (!userauthPatchApplies) {
       opts.log.warn({ installed: installedSsh2Version, patched: PATCHED_SSH2_VERSION }, 'ssh2 is not the version the userauth patch was written for: clients that try a key and then a password may be disconnected');
     }
@@ -139,27 +162,30 @@ export class SshServer {
   }
 
   /** Before the SSH handshake: refuse banned sources and connections over the limits, start the grace timer. */
-  #admit(socket: Socket): void {
+  #admit(socket: Socket): boolean {
     const ip = socket.remoteAddress ?? '';
     const refuse = (reason: LimitReason | 'banned', offence?: Offence) => {
       this.#opts.log.info({ remote: ip, reason }, 'connection refused');
       this.#opts.events?.connectionRefused?.(reason);
       if (offence) this.#defender.record(ip, offence);
       socket.destroy();
+      return false;
     };
     if (this.#defender.isBanned(ip)) return refuse('banned');
     const ticket = this.#limits.admit(ip, () => refuse('login-grace-time', 'grace-time'));
     if (typeof ticket === 'string') return refuse(ticket, 'limit-exceeded');
     this.#tickets.set(socket, ticket);
     socket.once('close', () => ticket.closed());
+    return true;
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(port, host, () => {
-        this.#server.off('error', reject);
-        resolve(this.#server.address() as AddressInfo);
+      this.#net.once('error', reject);
+      this.#net.listen(port, host, () => {
+        this.#net.off('error', reject);
+        this.#net.on('error', (err: Error) => this.#opts.log.error({ err }, 'ssh listener error'));
+        resolve(this.#net.address() as AddressInfo);
       });
     });
   }
@@ -190,7 +216,7 @@ export class SshServer {
     const log = this.#opts.log;
     const idleMs = this.#opts.drainIdleMs ?? DRAIN_IDLE_MS;
     // net.Server calls back once the last connection has closed.
-    const allClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    const allClosed = new Promise<void>((resolve) => this.#net.close(() => resolve()));
     log.info({ connections: this.#live.size }, 'draining: new connections refused, open transfers may finish');
     const idleSince = new Map<LiveConnection, number>();
     while (this.#live.size > 0 && Date.now() < this.#drainDeadline) {
@@ -233,7 +259,7 @@ export class SshServer {
   /** Stops accepting connections and ends the live ones. */
   async close(): Promise<void> {
     this.#unsubscribe();
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.#net.close(() => resolve()));
     for (const conn of this.#live) conn.client.end();
     await closed;
   }
@@ -311,7 +337,14 @@ export class SshServer {
         this.#onSession(session, conn);
       });
     });
-    client.on('error', (err: Error) => log.debug({ err: err.message }, 'connection error'));
+    client.on('error', (err: Error) => {
+      if (isKeepaliveTimeout(err)) {
+        log.info('client stopped answering keepalives: ending the connection');
+        destroyIfLingering(client);
+        return;
+      }
+      log.debug({ err: err.message }, 'connection error');
+    });
     client.on('close', () => {
       conn.gone.abort();
       this.#live.delete(conn);
@@ -414,7 +447,7 @@ export class SshServer {
       refuseNonUtf8Paths(sftp, () => log.info({ user: user.username }, 'refused a request with a file name that is not valid UTF-8'));
       const sftpSession = new SftpSession({ sftp, ...this.#sessionDeps(user, log) });
       conn.sessions.add(sftpSession);
-      this.#opts.events?.sessionOpened?.();
+      this.#opts.events?.sessionOpened?.(user.username);
       // OpenSSH's `sftp -b` waits for us to close after it sends EOF.
       sftp.on('end', () => {
         sendExitStatus(sftp, 0);
@@ -422,7 +455,7 @@ export class SshServer {
       });
       sftp.on('close', () => {
         conn.sessions.delete(sftpSession);
-        this.#opts.events?.sessionClosed?.();
+        this.#opts.events?.sessionClosed?.(user.username);
         void sftpSession.close();
       });
     });
@@ -442,10 +475,10 @@ export class SshServer {
       // md5sum/sha1sum/sha256sum (rclone's hash checks) have their own module; everything else is scp's to run or refuse.
       const exec = checksumCommandName(info.command) ? new ChecksumSession(deps) : new ScpSession(deps);
       conn.sessions.add(exec);
-      this.#opts.events?.sessionOpened?.();
+      this.#opts.events?.sessionOpened?.(user.username);
       void exec.run().finally(() => {
         conn.sessions.delete(exec);
-        this.#opts.events?.sessionClosed?.();
+        this.#opts.events?.sessionClosed?.(user.username);
       });
     });
     session.on('pty', (accept) => accept?.());

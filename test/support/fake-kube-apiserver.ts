@@ -1,8 +1,8 @@
 /**
  * A Kubernetes API server in miniature, for the Kubernetes user source's tests: HTTP on
  * 127.0.0.1:0, speaking the REST and watch protocol that client-node uses, for three resources:
- * SftpUsers (s3sftp.io/v1alpha1, with the status subresource), v1 Secrets and
- * coordination.k8s.io/v1 Leases.
+ * SftpUsers (s3sftp.io/v1alpha1, with the status subresource), v1 Secrets,
+ * coordination.k8s.io/v1 Leases and events.k8s.io/v1 Events.
  *
  * What it does as the real one does:
  * - one global resourceVersion counter (etcd's revision): every write bumps it and stamps the
@@ -62,6 +62,7 @@ const KINDS: readonly Kind[] = [
   { prefix: '/apis/s3sftp.io/v1alpha1', apiVersion: 's3sftp.io/v1alpha1', kind: 'SftpUser', plural: 'sftpusers', statusSubresource: true },
   { prefix: '/api/v1', apiVersion: 'v1', kind: 'Secret', plural: 'secrets', statusSubresource: false },
   { prefix: '/apis/coordination.k8s.io/v1', apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', plural: 'leases', statusSubresource: false },
+  { prefix: '/apis/events.k8s.io/v1', apiVersion: 'events.k8s.io/v1', kind: 'Event', plural: 'events', statusSubresource: false },
 ];
 
 interface Event {
@@ -86,6 +87,8 @@ export interface RecordedRequest {
   path: string;
   query: Record<string, string>;
   at: number;
+  /** The bearer token sent, if any: tells apart clients given different kubeconfigs (replicas). */
+  token?: string;
 }
 
 export interface FakeKubeApiServerOptions {
@@ -192,11 +195,11 @@ export class FakeKubeApiServer {
   }
 
   /** A kubeconfig for this server, as client-node wants it for plain HTTP (skipTLSVerify). */
-  kubeConfig(namespace = 'default'): KubeConfig {
+  kubeConfig(namespace = 'default', token?: string): KubeConfig {
     const kc = new KubeConfig();
     kc.loadFromOptions({
       clusters: [{ name: 'fake', server: this.url, skipTLSVerify: true }],
-      users: [{ name: 'fake' }],
+      users: [token ? { name: 'fake', token } : { name: 'fake' }],
       contexts: [{ name: 'fake', cluster: 'fake', user: 'fake', namespace }],
       currentContext: 'fake',
     });
@@ -204,8 +207,8 @@ export class FakeKubeApiServer {
   }
 
   /** Writes the same kubeconfig as a file (for KUBECONFIG or users.kubernetes.kubeconfig). */
-  async writeKubeconfig(path: string, namespace = 'default'): Promise<void> {
-    await writeFile(path, this.kubeConfig(namespace).exportConfig());
+  async writeKubeconfig(path: string, namespace = 'default', token?: string): Promise<void> {
+    await writeFile(path, this.kubeConfig(namespace, token).exportConfig());
   }
 
   /** The stored object, or undefined. */
@@ -290,6 +293,7 @@ export class FakeKubeApiServer {
       path: url.pathname,
       query: Object.fromEntries(url.searchParams),
       at: Date.now(),
+      token: /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1],
     };
     this.requests.push(recorded);
     const chunks: Buffer[] = [];

@@ -48,7 +48,7 @@ const KNOWN_CONFIG_KEYS = new Set([...SERVER_KEYS.keys(), ...Object.keys(PENDING
 /** The env var for a config key, by the rule in src/config/load.ts (checked against it below). */
 const envName = (key: string): string => `S3SFTP_${key.split('.').join('_').toUpperCase()}`;
 
-/** The metric contract: names, types and labels the server exports. */
+/** The metric contract: names, types and labels the server exports (`user` only with config.metrics.perUserLabels). */
 const METRICS: Readonly<Record<string, { type: 'counter' | 'gauge' | 'histogram'; labels: readonly string[] }>> = {
   s3sftp_upload_completion_lag_seconds: { type: 'histogram', labels: [] },
   s3sftp_upload_pending_bytes: { type: 'gauge', labels: [] },
@@ -56,9 +56,9 @@ const METRICS: Readonly<Record<string, { type: 'counter' | 'gauge' | 'histogram'
   s3sftp_s3_part_upload_duration_seconds: { type: 'histogram', labels: [] },
   s3sftp_s3_requests_total: { type: 'counter', labels: ['operation', 'outcome'] },
   s3sftp_s3_request_duration_seconds: { type: 'histogram', labels: ['operation'] },
-  s3sftp_transfers_total: { type: 'counter', labels: ['direction', 'outcome'] },
-  s3sftp_transfer_bytes_total: { type: 'counter', labels: ['direction'] },
-  s3sftp_sessions_active: { type: 'gauge', labels: [] },
+  s3sftp_transfers_total: { type: 'counter', labels: ['direction', 'outcome', 'user'] },
+  s3sftp_transfer_bytes_total: { type: 'counter', labels: ['direction', 'user'] },
+  s3sftp_sessions_active: { type: 'gauge', labels: ['user'] },
   s3sftp_auth_attempts_total: { type: 'counter', labels: ['method', 'outcome'] },
   s3sftp_users_loaded: { type: 'gauge', labels: [] },
 };

@@ -46,6 +46,9 @@ describe('defaults', () => {
       renameMode: 0,
       renameMaxObjects: 10000,
       shutdownGracePeriodMs: 25_000,
+      shutdownDelayMs: 0,
+      proxyProtocol: { trustedCIDRs: [] },
+      keepalive: { intervalMs: 60_000, countMax: 3 },
       s3: {
         bucket: 'files',
         region: 'us-east-1',
@@ -67,10 +70,10 @@ describe('defaults', () => {
         download: { partSize: 8 * 2 ** 20, concurrency: 4, partMaxTimeMs: 0 },
         abandonedUploadAgeMs: 24 * 3_600_000,
       },
-      users: { directory: '', kubernetes: { enabled: false, namespace: '', kubeconfig: '', leaseNamespace: '' } },
+      users: { directory: '', kubernetes: { enabled: false, namespace: '', kubeconfig: '', leaseNamespace: '', leaseDurationMs: 15_000, leaseRenewIntervalMs: 5000 } },
       uploads: { resume: true, checksums: true },
       listing: { mtime: 'metadata' },
-      metrics: { listen: { host: '0.0.0.0', port: 9090 }, perUserLabels: false },
+      metrics: { listen: { host: '0.0.0.0', port: 9090 }, perUserLabels: false, perUserLabelLimit: 100 },
       log: { level: 'info' },
       ssh: {
         loginGraceTimeMs: 30_000,
@@ -254,7 +257,7 @@ log: { level: debug }
     assert.equal(byKey.get('s3.bucket')?.required, true);
     assert.equal(byKey.get('s3.bucket')?.default, undefined);
     for (const k of keys) assert.ok(k.doc.length > 10, `${k.key} has a doc`);
-    assert.equal(keys.length, 56);
+    assert.equal(keys.length, 60);
   });
 });
 
@@ -429,7 +432,7 @@ describe('drain, janitor and metrics keys', () => {
     const c = loadConfig({ env: BUCKET });
     assert.equal(c.shutdownGracePeriodMs, 25_000);
     assert.equal(c.s3.abandonedUploadAgeMs, 24 * 3_600_000);
-    assert.deepEqual(c.metrics, { listen: { host: '0.0.0.0', port: 9090 }, perUserLabels: false });
+    assert.deepEqual(c.metrics, { listen: { host: '0.0.0.0', port: 9090 }, perUserLabels: false, perUserLabelLimit: 100 });
   });
 
   test('set from env', () => {
@@ -444,7 +447,7 @@ describe('drain, janitor and metrics keys', () => {
     });
     assert.equal(c.shutdownGracePeriodMs, 90_000);
     assert.equal(c.s3.abandonedUploadAgeMs, 0);
-    assert.deepEqual(c.metrics, { listen: { host: '127.0.0.1', port: 0 }, perUserLabels: true });
+    assert.deepEqual(c.metrics, { listen: { host: '127.0.0.1', port: 0 }, perUserLabels: true, perUserLabelLimit: 100 });
   });
 
   test('an abandoned-upload age short enough to abort live uploads is refused', () => {
@@ -459,7 +462,7 @@ describe('drain, janitor and metrics keys', () => {
 
 describe('users.kubernetes', () => {
   test('off by default; every key from env; POD_NAMESPACE fills leaseNamespace', () => {
-    assert.deepEqual(loadConfig({ env: BUCKET }).users.kubernetes, { enabled: false, namespace: '', kubeconfig: '', leaseNamespace: '' });
+    assert.deepEqual(loadConfig({ env: BUCKET }).users.kubernetes, { enabled: false, namespace: '', kubeconfig: '', leaseNamespace: '', leaseDurationMs: 15_000, leaseRenewIntervalMs: 5000 });
     const c = loadConfig({
       env: {
         ...BUCKET,
@@ -469,7 +472,7 @@ describe('users.kubernetes', () => {
         POD_NAMESPACE: 'ops',
       },
     });
-    assert.deepEqual(c.users.kubernetes, { enabled: true, namespace: 'sftp', kubeconfig: '/etc/kube/config', leaseNamespace: 'ops' });
+    assert.deepEqual(c.users.kubernetes, { enabled: true, namespace: 'sftp', kubeconfig: '/etc/kube/config', leaseNamespace: 'ops', leaseDurationMs: 15_000, leaseRenewIntervalMs: 5000 });
     const explicit = loadConfig({ env: { ...BUCKET, S3SFTP_USERS_KUBERNETES_LEASENAMESPACE: 'leases', POD_NAMESPACE: 'ops' } });
     assert.equal(explicit.users.kubernetes.leaseNamespace, 'leases', 'the key wins over POD_NAMESPACE');
   });
@@ -477,5 +480,30 @@ describe('users.kubernetes', () => {
   test('a namespace that is not a Kubernetes name is refused', () => {
     const err = configError(() => loadConfig({ env: { ...BUCKET, S3SFTP_USERS_KUBERNETES_NAMESPACE: 'My_NS' } }));
     assert.match(err.message, /^users\.kubernetes\.namespace \(env S3SFTP_USERS_KUBERNETES_NAMESPACE\): "My_NS" is not a namespace name/m);
+  });
+});
+
+describe('replicas: lease timings, PROXY protocol, keepalives', () => {
+  test('lease timings: the renew interval must leave room for missed renewals', () => {
+    const c = loadConfig({ env: { ...BUCKET, S3SFTP_USERS_KUBERNETES_LEASEDURATION: '3s', S3SFTP_USERS_KUBERNETES_LEASERENEWINTERVAL: '500ms' } });
+    assert.equal(c.users.kubernetes.leaseDurationMs, 3000);
+    assert.equal(c.users.kubernetes.leaseRenewIntervalMs, 500);
+    const err = configError(() => loadConfig({ env: { ...BUCKET, S3SFTP_USERS_KUBERNETES_LEASEDURATION: '6s', S3SFTP_USERS_KUBERNETES_LEASERENEWINTERVAL: '5s' } }));
+    assert.match(err.message, /^users\.kubernetes\.leaseRenewInterval: is more than a third of users\.kubernetes\.leaseDuration.*at most 2000ms/m);
+    assert.match(configError(() => loadConfig({ env: { ...BUCKET, S3SFTP_USERS_KUBERNETES_LEASEDURATION: '1s' } })).message, /leaseDuration.*too short; use at least 2s/);
+  });
+
+  test('proxyProtocol.trustedCIDRs takes CIDR blocks and single addresses, and names a bad entry', () => {
+    const c = loadConfig({ env: { ...BUCKET, S3SFTP_PROXYPROTOCOL_TRUSTEDCIDRS: '10.0.0.0/8, fd00::/8,192.168.1.7' } });
+    assert.deepEqual(c.proxyProtocol.trustedCIDRs, ['10.0.0.0/8', 'fd00::/8', '192.168.1.7']);
+    for (const bad of ['10.0.0.0/33', 'nat-gateway', '10.0.0/8', 'fd00::/129']) {
+      const err = configError(() => loadConfig({ env: { ...BUCKET, S3SFTP_PROXYPROTOCOL_TRUSTEDCIDRS: bad } }));
+      assert.match(err.message, /proxyProtocol\.trustedCIDRs.*is not a CIDR block; use e\.g\. 10\.0\.0\.0\/8/, bad);
+    }
+  });
+
+  test('keepalive: interval 0s is allowed (off); countMax at least 1', () => {
+    assert.deepEqual(loadConfig({ env: { ...BUCKET, S3SFTP_KEEPALIVE_INTERVAL: '0s' } }).keepalive, { intervalMs: 0, countMax: 3 });
+    assert.match(configError(() => loadConfig({ env: { ...BUCKET, S3SFTP_KEEPALIVE_COUNTMAX: '0' } })).message, /keepalive\.countMax.*too small; use at least 1/);
   });
 });

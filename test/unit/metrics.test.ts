@@ -72,3 +72,17 @@ test('S3 request outcomes: answers S3 gives as asked are successes, cancellation
   assert.equal(requestOutcome(abort('TimeoutError')), 'failure', 'our deadline ran out: S3 was too slow');
   assert.equal(requestOutcome(abort('AbortError')), undefined, 'cancelled because the transfer was abandoned');
 });
+
+test('with perUserLabels, s3sftp_sessions_active has a user label, capped at perUserLabelLimit with "other"', async () => {
+  const registry = new Registry();
+  const metrics = new Metrics({ registry, perUserLabels: true, perUserLabelLimit: 2, processMetrics: false });
+  const events = metrics.serverEvents();
+  for (const user of ['ann', 'bob', 'cy', 'dee', 'ann']) events.sessionOpened?.(user);
+  events.sessionClosed?.('dee');
+  events.transferDone?.({ user: 'cy', direction: 'upload', path: '/a', bytes: 5, seconds: 1, ok: true });
+  const sessions = (await registry.getSingleMetric('s3sftp_sessions_active')?.get())?.values ?? [];
+  const byUser = Object.fromEntries(sessions.map((v) => [v.labels.user, v.value]));
+  assert.deepEqual(byUser, { ann: 2, bob: 1, other: 1 });
+  const transfers = (await registry.getSingleMetric('s3sftp_transfers_total')?.get())?.values ?? [];
+  assert.deepEqual(transfers.map((v) => v.labels.user), ['other']);
+});

@@ -87,7 +87,12 @@ config.shutdownGracePeriod in whole seconds, rounded up. Accepts what the server
 seconds (30) or number+unit pairs (250ms, 30s, 5m, 1h, 1m30s).
 */}}
 {{- define "s3sftp.shutdownGraceSeconds" -}}
-{{- $text := toString .Values.config.shutdownGracePeriod | lower | trim -}}
+{{- include "s3sftp.durationSeconds" .Values.config.shutdownGracePeriod -}}
+{{- end -}}
+
+{{/* A duration as the server accepts it (30, 250ms, 1m30s), in whole seconds rounded up. */}}
+{{- define "s3sftp.durationSeconds" -}}
+{{- $text := toString . | lower | trim -}}
 {{- if regexMatch "^[0-9]+$" $text -}}
 {{- $text -}}
 {{- else -}}
@@ -107,11 +112,11 @@ Kubernetes kills the container terminationGracePeriodSeconds after it starts sto
 preStop sleep and the server's drain both run inside that time, so it must exceed their sum.
 */}}
 {{- define "s3sftp.terminationGracePeriodSeconds" -}}
-{{- $drain := add (include "s3sftp.shutdownGraceSeconds" . | int) (.Values.preStopSleepSeconds | int) -}}
+{{- $drain := add (include "s3sftp.shutdownGraceSeconds" . | int) (.Values.preStopSleepSeconds | int) (include "s3sftp.durationSeconds" .Values.config.shutdownDelay | int) -}}
 {{- if eq (.Values.terminationGracePeriodSeconds | int) 0 -}}
 {{- add $drain 10 -}}
 {{- else if le (.Values.terminationGracePeriodSeconds | int) $drain -}}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must be more than preStopSleepSeconds + config.shutdownGracePeriod (%d seconds), or uploads still finishing are killed; set it to 0 to compute it" (.Values.terminationGracePeriodSeconds | int) $drain) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be more than preStopSleepSeconds + config.shutdownDelay + config.shutdownGracePeriod (%d seconds), or uploads still finishing are killed; set it to 0 to compute it" (.Values.terminationGracePeriodSeconds | int) $drain) -}}
 {{- else -}}
 {{- .Values.terminationGracePeriodSeconds | int -}}
 {{- end -}}
@@ -120,4 +125,27 @@ preStop sleep and the server's drain both run inside that time, so it must excee
 {{/* PromQL label matchers for the series scraped from this release's metrics Service. */}}
 {{- define "s3sftp.metricsSelector" -}}
 namespace="{{ .Release.Namespace }}", service="{{ include "s3sftp.fullname" . }}-metrics"
+{{- end -}}
+
+{{/*
+The SSH Service's annotations: service.annotations, plus, for a LoadBalancer, what the chart derives
+for the AWS Load Balancer Controller: PROXY protocol v2 at the NLB exactly when the server trusts
+PROXY headers (config.proxyProtocol.trustedCIDRs), so the two never disagree, and the target
+group's deregistration delay merged into a target-group-attributes annotation the user may also set.
+*/}}
+{{- define "s3sftp.serviceAnnotations" -}}
+{{- $out := deepCopy (.Values.service.annotations | default dict) -}}
+{{- if eq .Values.service.type "LoadBalancer" -}}
+{{- if .Values.config.proxyProtocol.trustedCIDRs -}}
+{{- $_ := set $out "service.beta.kubernetes.io/aws-load-balancer-proxy-protocol" "*" -}}
+{{- end -}}
+{{- $key := "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes" -}}
+{{- $attrs := list -}}
+{{- with index $out $key }}{{ $attrs = append $attrs . }}{{ end -}}
+{{- if gt (int .Values.service.deregistrationDelaySeconds) 0 -}}
+{{- $attrs = append $attrs (printf "deregistration_delay.timeout_seconds=%d" (int .Values.service.deregistrationDelaySeconds)) -}}
+{{- end -}}
+{{- with $attrs }}{{ $_ := set $out $key (join "," .) }}{{ end -}}
+{{- end -}}
+{{- if $out }}{{ toYaml $out }}{{ end -}}
 {{- end -}}
