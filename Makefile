@@ -15,7 +15,7 @@ CHART_VERSION = $(shell sed -n -E 's/^version:[[:space:]]*"?([^"[:space:]]+)"?.*
 # `make chart HELM=/nonexistent` forces the tar fallback (the tests use it).
 HELM ?= helm
 
-.PHONY: help install deps system-deps build typecheck lint test test-unit bench run image chart clean
+.PHONY: help install deps system-deps build typecheck lint test test-unit fuzz bench run image chart clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,10 @@ test: install system-deps typecheck ## run the whole test suite (unit + integrat
 
 test-unit: install ## run the unit tests only
 	npm run test:unit
+
+# FUZZ_PACKETS (default 50000), FUZZ_CONNECTIONS and FUZZ_SEED are passed through to the test.
+fuzz: install system-deps ## fuzz the SFTP packet stream for longer than `make test` does (FUZZ_PACKETS=50000)
+	FUZZ_PACKETS=$${FUZZ_PACKETS:-50000} npm run fuzz
 
 bench: install system-deps ## run the benchmarks (ratios against a baseline measured in the same run)
 	npm run bench

@@ -71,3 +71,34 @@ function sshString(s: string): Buffer {
   len.writeUInt32BE(bytes.length);
   return Buffer.concat([len, bytes]);
 }
+
+/**
+ * Keeps bad SFTP input from taking the whole SSH connection down. ssh2's SFTP
+ * parser (1.17) throws a TypeError on some malformed packets (a READ whose
+ * handle runs past the packet; any data arriving after it reported a fatal
+ * protocol error), and the exception travels up through the SSH transport's
+ * parser, which ends the connection and every other channel on it. Here it
+ * closes this channel only, like any other SFTP protocol error, and data that
+ * arrives after a fatal error is ignored.
+ */
+export function containParserErrors(sftp: SFTPWrapper): void {
+  const internals = sftp as unknown as { push?: (data: Buffer | null) => unknown; destroy(): void };
+  const push = internals.push;
+  if (typeof push !== 'function') return;
+  let failed = false;
+  sftp.on('error', () => {
+    failed = true;
+  });
+  internals.push = function (this: unknown, data: Buffer | null) {
+    if (failed && data !== null) return undefined;
+    try {
+      return push.call(this, data);
+    } catch (err) {
+      failed = true;
+      const error = Object.assign(new Error(`malformed SFTP packet (${(err as Error)?.message})`), { level: 'sftp-protocol' });
+      sftp.emit('error', error);
+      internals.destroy();
+      return undefined;
+    }
+  };
+}

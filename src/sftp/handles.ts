@@ -142,5 +142,6 @@ function encode(id: number): Buffer {
 }
 
 function decode(raw: Buffer): number | undefined {
-  return raw.length === 4 ? raw.readUInt32BE() : undefined;
+  // ssh2 passes undefined when a packet's handle field runs past its end.
+  return Buffer.isBuffer(raw) && raw.length === 4 ? raw.readUInt32BE() : undefined;
 }

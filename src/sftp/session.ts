@@ -198,6 +198,8 @@ export class SftpSession {
   }
 
   #path(raw: string): string {
+    // ssh2 checks only a packet's last field: a path whose length runs past the packet arrives undefined.
+    if (typeof raw !== 'string') throw new InvalidRequestError('malformed request: bad path');
     return resolvePath(raw);
   }
 
@@ -235,7 +237,9 @@ export class SftpSession {
     if (existing && flags.exclusive) throw new AlreadyExistsError(`${path} already exists`);
     if (existing) this.#require('overwrite');
     if (!existing && !flags.create) throw new NotFoundError(`${path}: no such file`);
-    const writer = await this.#storage.openWrite(path, { exclusive: flags.exclusive });
+    // OpenSSH answers NO_SUCH_FILE for a file in a missing directory; creating
+    // the directory implicitly would also bypass the create_dirs permission.
+    const writer = await this.#storage.openWrite(path, { exclusive: flags.exclusive, requireParent: true });
     const handle: WriteHandle = {
       kind: 'write',
       path,

@@ -23,7 +23,7 @@ import { matchPublicKey } from '../auth/public-key.ts';
 import { SftpSession } from '../sftp/session.ts';
 import type { SessionDeps, SessionEvents } from '../session/types.ts';
 import { auditEvents, combineEvents } from '../session/audit.ts';
-import { advertiseExtensions, sendExitStatus } from '../sftp/channel-quirks.ts';
+import { advertiseExtensions, containParserErrors, sendExitStatus } from '../sftp/channel-quirks.ts';
 import { widenReceiveWindow } from './ssh2-window.ts';
 import { refuseNonUtf8Paths } from '../sftp/utf8-paths.ts';
 import { ScpSession } from '../scp/session.ts';
@@ -445,6 +445,8 @@ export class SshServer {
       sftp.on('error', (err: Error) => log.info({ err: err.message, user: user.username }, 'sftp protocol error: closing the channel'));
       advertiseExtensions(sftp, { 'posix-rename@openssh.com': '1' });
       refuseNonUtf8Paths(sftp, () => log.info({ user: user.username }, 'refused a request with a file name that is not valid UTF-8'));
+      // Outermost, so a throw anywhere in the parser chain closes this channel only, not the connection.
+      containParserErrors(sftp);
       const sftpSession = new SftpSession({ sftp, ...this.#sessionDeps(user, log) });
       conn.sessions.add(sftpSession);
       this.#opts.events?.sessionOpened?.(user.username);

@@ -64,6 +64,11 @@ export interface FileWriter {
 export interface OpenWriteOptions {
   /** Fail with AlreadyExistsError if the target exists (SFTP EXCL). */
   exclusive?: boolean;
+  /**
+   * Fail with NotFoundError when the parent directory does not exist, as a
+   * POSIX file system does, instead of creating it implicitly (S3 keys do).
+   */
+  requireParent?: boolean;
 }
 
 export interface RenameOptions {

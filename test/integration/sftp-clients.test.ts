@@ -247,10 +247,11 @@ describe('scale', () => {
         return sha256(data);
       }),
     );
+    // As with OpenSSH, a file cannot be put into a directory that does not exist.
+    assert.equal((await sftpBatch(srv.port, 'carol', key, 'mkdir conc\n', { cwd: work })).code, 0);
     const results = await Promise.all(
       files.map((_, i) => sftpBatch(srv.port, 'carol', key, `put c${i}.bin conc/c${i}.bin\nget conc/c${i}.bin c${i}.back\n`, { cwd: work, timeoutMs: 120_000 })),
     );
-    // "conc" does not exist: the first put creates the key; S3 needs no parent directory.
     results.forEach((r, i) => assert.equal(r.code, 0, `session ${i}: ${r.stderr}`));
     for (let i = 0; i < 20; i++) assert.equal(sha256(await readFile(join(work, `c${i}.back`))), files[i]);
   });

@@ -89,6 +89,15 @@ export function storageConformance(
         await assert.rejects(listAll(storage, '/d'), NotFoundError);
       });
 
+      test('requireParent refuses a file in a missing directory and creates nothing', async ({ storage }) => {
+        await assert.rejects(storage.openWrite('/missing/f', { requireParent: true }), NotFoundError);
+        await assert.rejects(storage.stat('/missing'), NotFoundError);
+        await storage.mkdir('/present');
+        await writeFile(storage, '/present/f', Buffer.from('ok'), { requireParent: true });
+        await writeFile(storage, '/top', Buffer.from('ok'), { requireParent: true });
+        assert.deepEqual(summary(await listAll(storage, '/')), ['present/', 'top']);
+      });
+
       test('mkdir without parents creates a usable directory', async ({ storage }) => {
         await storage.mkdir('/a/b/c');
         assert.equal((await storage.stat('/a/b/c')).isDirectory, true);
@@ -126,6 +135,7 @@ export function storageConformance(
         await assert.rejects(storage.mkdir('/file'), AlreadyExistsError);
         await assert.rejects(storage.mkdir('/file/sub'), WrongTypeError);
         await assert.rejects(storage.openWrite('/file/sub'), WrongTypeError);
+        await assert.rejects(storage.openWrite('/file/sub', { requireParent: true }), WrongTypeError);
         await assert.rejects(storage.openWrite('/dir'), WrongTypeError);
         await assert.rejects(storage.openRead('/dir'), WrongTypeError);
         await assert.rejects(storage.openRead('/missing'), NotFoundError);

@@ -192,6 +192,7 @@ export class MemoryStorage implements Storage {
     if (path === '/') throw new WrongTypeError('/: is a directory');
     const existing = this.#bucket.get(key);
     if (this.#parentIsFile(path)) throw new WrongTypeError(`${dirname(path)}: not a directory`);
+    if (options.requireParent && !this.#directory(dirname(path))) throw new NotFoundError(`${dirname(path)}: no such file or directory`);
     if (this.#directory(path) && !existing) throw new WrongTypeError(`${path}: is a directory`);
     const exclusive = options.exclusive === true;
     if (exclusive && (existing || this.#bucket.upload(key))) throw new AlreadyExistsError(`${path}: file already exists`);

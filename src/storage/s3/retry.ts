@@ -32,7 +32,10 @@ export function isTransient(err: unknown): boolean {
   if (status !== undefined && (status >= 500 || status === 429 || status === 408)) return true;
   if (TRANSIENT_CODES.has(errorCodeOf(err))) return true;
   // Socket errors surface without a status; S3 answered nothing we could judge.
-  return status === undefined && /socket hang up|ECONNRESET|EPIPE/i.test(String((err as Error)?.message));
+  // A body cut short (fewer bytes than Content-Length) fails the read with a bare "aborted"
+  // whose name "Error" hides its ECONNRESET code from errorCodeOf().
+  if (status === undefined && (err as { code?: unknown })?.code === 'ECONNRESET') return true;
+  return status === undefined && /socket hang up|ECONNRESET|EPIPE|^aborted$|premature close/i.test(String((err as Error)?.message));
 }
 
 export interface RetryOptions {

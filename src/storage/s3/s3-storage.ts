@@ -198,12 +198,16 @@ export class S3Storage implements Storage {
     const key = this.#key(path);
     const context = `open ${path}`;
     if (path === '/') throw new WrongTypeError('/: is a directory');
-    const [head, directory, parentIsFile] = await Promise.all([
+    // requireParent: a PUT of a/b/c would otherwise create "a/" and "a/b/"
+    // implicitly. One LIST more, alongside the other lookups (no added latency).
+    const [head, directory, parentIsFile, parent] = await Promise.all([
       this.#head(key, context),
       this.#directory(path, context),
       this.#parentIsFile(path, context),
+      options.requireParent ? this.#directory(dirname(path), context) : Promise.resolve(true),
     ]);
     if (parentIsFile) throw new WrongTypeError(`${dirname(path)}: not a directory`);
+    if (!parent) throw new NotFoundError(`${dirname(path)}: no such file or directory`);
     if (directory && !head) throw new WrongTypeError(`${path}: is a directory`);
     const exclusive = options.exclusive === true;
     if (exclusive && (head || this.#o.uploads.get(this.#bucket, key))) {

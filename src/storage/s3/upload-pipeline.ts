@@ -19,6 +19,7 @@ import type { Logger } from 'pino';
 import { BackendError, type StorageError } from '../errors.ts';
 import { toStorageError } from './errors.ts';
 import { deadlineFor, withRetries } from './retry.ts';
+import { LATER_ABORT, retryLater, type RetryLaterOptions } from './retry-later.ts';
 
 /**
  * Counters for the metrics layer; every callback is optional, and one that
@@ -70,6 +71,8 @@ export interface UploadPipelineOptions {
   events?: UploadEvents;
   clock: Clock;
   log: Logger;
+  /** Background attempts at an abort that failed; LATER_ABORT unless a test shortens it. */
+  laterAbort?: Pick<RetryLaterOptions, 'attempts' | 'delayMs'>;
 }
 
 /** A byte range of an existing object to copy server-side as one part (UploadPartCopy). */
@@ -202,18 +205,28 @@ export class UploadPipeline {
       return; // never created: nothing to clean up
     }
     const { client, bucket, key, log } = this.#o;
-    try {
-      await withRetries(
+    const abortUpload = () =>
+      withRetries(
         (signal) =>
           client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }), {
             abortSignal: signal,
           }),
         { attempts: 3, timeoutMs: 30_000 },
       );
+    try {
+      await abortUpload();
     } catch (err) {
-      // The caller is tearing down and cannot act on this; a bucket lifecycle
-      // rule (AbortIncompleteMultipartUpload) is the backstop.
-      log.warn({ err, bucket, key, uploadId }, 'could not abort multipart upload');
+      // The caller is tearing down and cannot act on this. S3 may be down for
+      // longer than the retries above: try again later in the background, so
+      // the parts do not stay billed until the janitor's pass (an hour or more).
+      log.warn({ err, bucket, key, uploadId }, 'could not abort multipart upload; retrying in the background');
+      retryLater(abortUpload, {
+        ...(this.#o.laterAbort ?? LATER_ABORT),
+        onSuccess: (attempt) => log.info({ bucket, key, uploadId, attempt }, 'aborted multipart upload on a later attempt'),
+        onFailure: (failure, attempt, willRetry) => {
+          if (!willRetry) log.warn({ err: failure, bucket, key, uploadId, attempt }, 'gave up aborting multipart upload; the janitor will');
+        },
+      });
     }
   }
 
