@@ -99,7 +99,7 @@ out["after"] = sftp.stat("base.txt").st_size
     assert.equal(out.after, 10);
   });
 
-  test('a WRITE at an offset > 0 into an existing file without TRUNC is refused (no silent resume)', async () => {
+  test('a first WRITE into an existing file without TRUNC at an offset other than its size is refused', async () => {
     const out = await paramiko(`
 with sftp.open("resume.txt", "w") as f:
     f.write(b"first version")

@@ -356,7 +356,8 @@ describe('S3Storage specifics', () => {
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
       try {
-        await sleep(400);
+        // Long enough that filling a part (80 writes, each hashed) is faster than a part upload, even on a busy machine.
+        await sleep(1_000);
         return await send();
       } finally {
         inFlight--;
