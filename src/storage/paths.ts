@@ -52,3 +52,19 @@ export function isWithin(path: string, ancestor: string): boolean {
   if (ancestor === '/') return true;
   return path === ancestor || path.startsWith(`${ancestor}/`);
 }
+
+/** Store keys are at most 1024 bytes of UTF-8; one byte is kept for a directory marker's "/". */
+export const MAX_KEY_BYTES = 1023;
+
+/**
+ * The key of a user path under a key prefix. Every storage re-validates the path here, so a bug
+ * upstream cannot name anything outside the prefix.
+ */
+export function keyUnder(prefix: string, path: string): string {
+  if (typeof path !== 'string' || !path.startsWith('/') || normalizePath(path) !== path) {
+    throw new InvalidRequestError('invalid path');
+  }
+  const key = prefix + path.slice(1);
+  if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new InvalidRequestError(`${path}: path too long`);
+  return key;
+}

@@ -20,12 +20,10 @@ import {
   UnsupportedError,
   WrongTypeError,
 } from '../errors.ts';
-import { basename, dirname, isWithin, normalizePath } from '../paths.ts';
+import { basename, dirname, isWithin, keyUnder, MAX_KEY_BYTES } from '../paths.ts';
 import { createHash } from 'node:crypto';
 import type { FileInfo, FileReader, FileWriter, HashAlgorithm, OpenWriteOptions, RenameOptions, Storage } from '../storage.ts';
 
-// Same limits as S3Storage, so a path refused there is refused here.
-const MAX_KEY_BYTES = 1023;
 /** Out-of-order write window per upload, as S3Writer's default. */
 const DEFAULT_WINDOW_BYTES = 16 * 1024 ** 2;
 /** Entries per list page, as ListObjectsV2's maximum. */
@@ -326,12 +324,7 @@ export class MemoryStorage implements Storage {
 
   /** Validates a path and maps it to its key. */
   #key(path: string): string {
-    if (typeof path !== 'string' || !path.startsWith('/') || normalizePath(path) !== path) {
-      throw new InvalidRequestError('invalid path');
-    }
-    const key = this.#prefix + path.slice(1);
-    if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new InvalidRequestError(`${path}: path too long`);
-    return key;
+    return keyUnder(this.#prefix, path);
   }
 
   #dirPrefix(path: string): string {

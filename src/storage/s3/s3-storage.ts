@@ -31,7 +31,7 @@ import {
 } from '../errors.ts';
 import { createHash } from 'node:crypto';
 import { isHexDigest } from '../content-hashes.ts';
-import { basename, dirname, isWithin, normalizePath } from '../paths.ts';
+import { basename, dirname, isWithin, keyUnder, MAX_KEY_BYTES } from '../paths.ts';
 import type {
   FileInfo,
   FileReader,
@@ -86,8 +86,6 @@ export interface S3StorageOptions {
   resume?: boolean;
 }
 
-// S3 keys are at most 1024 bytes of UTF-8; one byte is kept for a directory marker's "/".
-const MAX_KEY_BYTES = 1023;
 // Metadata requests are small; a minute covers the SDK's own retries.
 const METADATA_TIMEOUT_MS = 60_000;
 // Copies and deletes in flight while renaming a directory.
@@ -461,12 +459,7 @@ export class S3Storage implements Storage {
 
   /** Validates a path and maps it to its key. */
   #key(path: string): string {
-    if (typeof path !== 'string' || !path.startsWith('/') || normalizePath(path) !== path) {
-      throw new InvalidRequestError('invalid path');
-    }
-    const key = this.#prefix + path.slice(1);
-    if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new InvalidRequestError(`${path}: path too long`);
-    return key;
+    return keyUnder(this.#prefix, path);
   }
 
   /** The prefix of a directory's children. */
