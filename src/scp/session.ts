@@ -31,7 +31,11 @@ export interface ScpSessionOptions extends SessionDeps {
   command: string;
 }
 
-/** One exec request: an scp command run to its exit status, or a refused command. */
+/**
+ * One exec request: an scp command run to its exit status, or a refused command.
+ * The fields below repeat ScpContext on purpose: the class is the context that sink.ts and
+ * source.ts receive (a deliberate duplicate for the `duplicates` report).
+ */
 export class ScpSession implements ScpContext {
   readonly storage: Storage;
   readonly user: User;
