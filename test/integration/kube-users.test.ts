@@ -397,7 +397,8 @@ describe('two replicas', () => {
         leaseNamespace: NS,
         identity,
         log: log.child({ replica: identity }),
-        lease: { durationMs: 1500, renewIntervalMs: 250, renewDeadlineMs: 1000 },
+        // Long enough that an event-loop stall on a loaded machine does not hand the Lease over.
+        lease: { durationMs: 4000, renewIntervalMs: 250, renewDeadlineMs: 3000 },
         informer: { restartDelayMs: { min: 100, max: 1000 }, maxReconnectDelayMs: 500 },
       }).start();
     const a = replica('replica-a');
@@ -420,7 +421,7 @@ describe('two replicas', () => {
 
       // The leader stops (and releases the Lease): the follower takes over and writes status.
       await leader.close();
-      await eventually(() => assert.equal(follower.leading, true), 2000);
+      await eventually(() => assert.equal(follower.leading, true), 5000);
       await createUser('two', { s3: { keyPrefix: '/bad' } }, NS, api2);
       await eventually(() => assert.equal(ready(api2, 'two')?.reason, 'InvalidSpec'), 2000);
       assert.equal(follower.statusWrites, 1);
