@@ -201,9 +201,10 @@ export class MountedStorage implements Storage {
       throw err;
     });
     if (source.isDirectory) return this.#moveDirectory(a, b, from, to, target);
-    if (target?.isDirectory) throw new WrongTypeError(`${to} is a directory`);
+    // As a rename within one storage answers (S3Storage, MemoryStorage).
+    if (target?.isDirectory) throw options.overwrite ? new WrongTypeError(`${to} is a directory`) : new AlreadyExistsError(`${to} already exists`);
     if (target && !options.overwrite) throw new AlreadyExistsError(`${to} already exists`);
-    await this.#copyFile(a, b, source);
+    await this.#copyFile(a, b, source, !options.overwrite);
     try {
       await a.storage.remove(a.inner);
     } catch (err) {
@@ -227,10 +228,11 @@ export class MountedStorage implements Storage {
     await a.storage.rmdir(a.inner);
   }
 
-  async #copyFile(a: Route, b: Route, source: FileInfo): Promise<void> {
+  async #copyFile(a: Route, b: Route, source: FileInfo, exclusive: boolean): Promise<void> {
     const reader = await a.storage.openRead(a.inner);
     try {
-      const writer = await b.storage.openWrite(b.inner);
+      // exclusive: a file created at the target meanwhile is not replaced (S3: If-None-Match).
+      const writer = await b.storage.openWrite(b.inner, { exclusive });
       try {
         let offset = 0;
         for (;;) {
