@@ -178,7 +178,7 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
       const home = s3Storage(user);
       if (!user.folders?.length) return home;
       const mounts = user.folders.map((f) => ({ path: f.path, storage: s3Storage({ username: user.username, s3: f.s3 }) }));
-      return new MountedStorage({ home, mounts, log: storageLog });
+      return new MountedStorage({ home, mounts, homeListable: user.permissions.has('list'), log: storageLog });
     },
   });
   started.add('SSH server', () => ssh.close());

@@ -6,7 +6,7 @@
 import { NotFoundError, PermissionDeniedError } from '../storage/errors.ts';
 import { normalizePath } from '../storage/paths.ts';
 import type { FileInfo, Storage } from '../storage/storage.ts';
-import { folderAt, type Permission, type User } from '../users/user.ts';
+import { folderAt, permissionsAt, type Permission, type User } from '../users/user.ts';
 import type { SessionEvents, TreeOperation } from './types.ts';
 
 /**
@@ -15,7 +15,7 @@ import type { SessionEvents, TreeOperation } from './types.ts';
  */
 export function requirePermission(user: User, permission: Permission, path: string): void {
   const folder = folderAt(user, path);
-  if (!(folder ?? user).permissions.has(permission)) {
+  if (!permissionsAt(user, path).has(permission)) {
     const where = folder ? ` in ${folder.path}` : '';
     throw new PermissionDeniedError(`permission denied: "${permission}" is not granted to this user${where}`);
   }

@@ -26,6 +26,11 @@ export interface Mount {
 export interface MountedStorageOptions {
   home: Storage;
   mounts: readonly Mount[];
+  /**
+   * false: a listing of a mount point's parent shows the mount points only, not the home's entries
+   * (a user without "list" in the home still finds their folders). Default true.
+   */
+  homeListable?: boolean;
   /** mtime reported for a mount point's parent that the home does not hold. */
   clock?: () => Date;
   log?: Logger;
@@ -47,6 +52,7 @@ export class MountedStorage implements Storage {
   readonly #mounts: readonly Mount[];
   readonly #clock: () => Date;
   readonly #log: Logger | undefined;
+  readonly #homeListable: boolean;
 
   constructor(options: MountedStorageOptions) {
     for (const m of options.mounts) {
@@ -58,6 +64,7 @@ export class MountedStorage implements Storage {
     this.#mounts = options.mounts;
     this.#clock = options.clock ?? (() => new Date());
     this.#log = options.log;
+    this.#homeListable = options.homeListable ?? true;
   }
 
   async stat(path: string): Promise<FileInfo> {
@@ -78,6 +85,7 @@ export class MountedStorage implements Storage {
     // The mount points (or the next step towards them) first, then the home's entries they do not hide.
     const names = new Set(children.map((c) => c.name));
     yield await Promise.all(children.map((c) => (c.mount ? this.stat(c.mount.path) : this.#parentInfo(c.path))));
+    if (!this.#homeListable) return;
     try {
       for await (const page of this.#home.list(path)) {
         const kept = page.filter((e) => !names.has(e.name));

@@ -59,10 +59,20 @@ export interface Folder {
 
 /**
  * The permissions that apply at a normalised path: those of the folder the path is in (the mount
- * point itself included), else the home's.
+ * point itself included), else the home's. A parent of a mount point ("/" for /outbound) can always
+ * be listed, so a user without "list" in the home can still find their folders; the listing then
+ * shows the mount points only (MountedStorage's homeListable).
  */
 export function permissionsAt(user: Pick<User, 'permissions' | 'folders'>, path: string): ReadonlySet<Permission> {
-  return folderAt(user, path)?.permissions ?? user.permissions;
+  const folder = folderAt(user, path);
+  if (folder) return folder.permissions;
+  if (user.permissions.has('list') || !isFolderParent(user, path)) return user.permissions;
+  return new Set([...user.permissions, 'list']);
+}
+
+/** True when a folder's mount point lies below `path` (normalised). */
+export function isFolderParent(user: Pick<User, 'folders'>, path: string): boolean {
+  return (user.folders ?? []).some((f) => f.path.startsWith(path === '/' ? '/' : `${path}/`));
 }
 
 /** The folder a normalised path lies in (its mount point included), or undefined for the home. */

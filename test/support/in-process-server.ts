@@ -115,7 +115,7 @@ export async function startInProcessServer(options: InProcessOptions = {}): Prom
   const storageFor = (user: User) => memoryAt(user.s3.keyPrefix);
   // Virtual folders go through the same MountedStorage the server builds (src/server.ts).
   const sessionStorageFor = (user: User): Storage =>
-    user.folders?.length ? new MountedStorage({ home: storageFor(user), mounts: user.folders.map((f) => ({ path: f.path, storage: memoryAt(f.s3.keyPrefix) })) }) : storageFor(user);
+    user.folders?.length ? new MountedStorage({ home: storageFor(user), homeListable: user.permissions.has('list'), mounts: user.folders.map((f) => ({ path: f.path, storage: memoryAt(f.s3.keyPrefix) })) }) : storageFor(user);
   const log = pino({ level: process.env.S3SFTP_TEST_LOG ?? 'silent' });
   const server = new SshServer({
     hostKeys: [Buffer.from(generateEd25519().private)],

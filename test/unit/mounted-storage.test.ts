@@ -89,6 +89,21 @@ describe('MountedStorage', () => {
     await assert.rejects(storage.stat('/sub/x.csv'), NotFoundError);
   });
 
+  it('without homeListable, a parent of mount points lists the mount points only', async () => {
+    const homeBucket = new MemoryBucket();
+    const home = new MemoryStorage({ bucket: homeBucket, keyPrefix: 'h/' });
+    const storage = new MountedStorage({
+      home,
+      homeListable: false,
+      mounts: [{ path: '/out', storage: new MemoryStorage({ bucket: new MemoryBucket() }) }, { path: '/p/q', storage: new MemoryStorage({ bucket: new MemoryBucket() }) }],
+    });
+    await writeFile(storage, '/secret.csv', text('s'));
+    await writeFile(storage, '/p/hidden', text('h'));
+    assert.deepEqual(summary(await listAll(storage, '/')), ['out/', 'p/']);
+    assert.deepEqual(summary(await listAll(storage, '/p')), ['q/']);
+    assert.deepEqual(homeBucket.keys(''), ['h/p/hidden', 'h/secret.csv']);
+  });
+
   it('a mount point hides a home entry of the same name', async () => {
     const { storage, homeBucket } = tree();
     homeBucket.put('users/alice/inbound', text('shadowed file'));

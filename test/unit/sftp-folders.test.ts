@@ -39,13 +39,16 @@ after(async () => {
 });
 
 describe('virtual folders over SFTP', () => {
-  test('the write-only home takes uploads and refuses downloads and listings', async () => {
+  test('the write-only home takes uploads and refuses downloads and listings, but / shows the folders', async () => {
     await drop.put('/order.csv', Buffer.from('order'));
     assert.deepEqual(srv.bucket.keys('drop/'), ['drop/order.csv']);
     const get = await statusOf(drop.open('/order.csv', FLAGS.READ));
     assert.equal(get.code, PERMISSION_DENIED);
     assert.match(get.message, /"download" is not granted to this user$/);
-    assert.equal((await statusOf(drop.opendir('/'))).code, PERMISSION_DENIED);
+    await drop.mkdir('/sub').catch(() => undefined);
+    assert.deepEqual((await drop.list('/')).map((e) => e.filename).sort(), ['outbound', 'work']);
+    await drop.put('/inner.csv', Buffer.from('x'));
+    assert.deepEqual((await drop.list('/')).map((e) => e.filename).sort(), ['outbound', 'work']);
   });
 
   test('the read-only folder lists and serves, and refuses writes naming the folder', async () => {

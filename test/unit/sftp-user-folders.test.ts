@@ -54,7 +54,10 @@ describe('spec.folders', () => {
     assert.deepEqual([...permissionsAt(user, '/outbound')].sort(), ['download', 'list']);
     assert.deepEqual([...permissionsAt(user, '/outbound2')], ['upload']);
     assert.equal(permissionsAt(user, '/partners/acme/x').size, 7);
-    assert.deepEqual([...permissionsAt(user, '/partners')], ['upload']);
+    // A parent of a mount point can be listed, so the folders can be found; nothing else is added.
+    assert.deepEqual([...permissionsAt(user, '/partners')], ['upload', 'list']);
+    assert.deepEqual([...permissionsAt(user, '/')], ['upload', 'list']);
+    assert.deepEqual([...permissionsAt(user, '/elsewhere')], ['upload']);
   });
 
   test('no folders: none on the user', () => {
