@@ -12,8 +12,9 @@ import type { Config } from './config/types.ts';
 import type { User, UserSource } from './users/user.ts';
 import { checkBucket } from './storage/s3/client.ts';
 import { ClientPool } from './storage/s3/client-pool.ts';
-import type { AccessCheck } from './users/access.ts';
+import { checkUserAndFolders, folderLocations, type AccessCheck, type AccessUser } from './users/access.ts';
 import { S3Storage } from './storage/s3/s3-storage.ts';
+import { MountedStorage } from './storage/mounts.ts';
 import { MtimeCache } from './storage/s3/mtime-cache.ts';
 import { UploadRegistry } from './storage/s3/upload-registry.ts';
 import { loadCrdSchema } from './users/crd-schema.ts';
@@ -151,7 +152,7 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
     leading = now;
     janitor?.setLeading(now);
   };
-  const users = await openUsers(config, log, (user) => clients.checkUserAccess(user), onLeadingChange);
+  const users = await openUsers(config, log, (user) => checkUserAndFolders(clients, user), onLeadingChange);
   started.add('user sources', () => users.close());
   state.users = users;
   metrics.countUsersWith(() => users.all().length);
@@ -171,11 +172,12 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
     keepalive: config.keepalive,
     storageFor: (user) => {
       const storageLog = log.child({ user: user.username, component: 'storage' });
-      return new S3Storage({
-        client: clients.forSession(user, storageLog),
-        bucket: user.s3.bucket,
-        keyPrefix: user.s3.keyPrefix,
-        config: user.s3.storageClass ? { ...config.s3, storageClass: user.s3.storageClass } : config.s3,
+      // The home, and one storage per virtual folder (its own bucket, prefix, role and region).
+      const s3Storage = (location: AccessUser) => new S3Storage({
+        client: clients.forSession(location, storageLog),
+        bucket: location.s3.bucket,
+        keyPrefix: location.s3.keyPrefix,
+        config: location.s3.storageClass ? { ...config.s3, storageClass: location.s3.storageClass } : config.s3,
         renameMode: config.renameMode,
         renameMaxObjects: config.renameMaxObjects,
         uploads,
@@ -186,6 +188,10 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
         listingMtime: config.listing.mtime,
         mtimeCache,
       });
+      const home = s3Storage(user);
+      if (!user.folders?.length) return home;
+      const mounts = user.folders.map((f) => ({ path: f.path, storage: s3Storage({ username: user.username, s3: f.s3 }) }));
+      return new MountedStorage({ home, mounts, homeListable: user.permissions.has('list'), log: storageLog });
     },
   });
   started.add('SSH server', () => ssh.close());
@@ -201,7 +207,7 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
           make: () =>
             new UploadJanitor({
               client,
-              locations: () => users.all(),
+              locations: () => users.all().flatMap((u): AccessUser[] => [u, ...folderLocations(u)]),
               clientFor: (user) => clients.clientFor(user),
               maxAgeMs: config.s3.abandonedUploadAgeMs,
               isLive: (bucket, key) => uploads.get(bucket, key) !== undefined,
@@ -224,7 +230,7 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
     ssh: address,
     metrics: http.address,
     users,
-    checkUserAccess: (user) => clients.checkUserAccess(user),
+    checkUserAccess: (user) => checkUserAndFolders(clients, user),
     notReadyReason,
     async drain(graceMs) {
       state.draining = true;

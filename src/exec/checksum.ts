@@ -163,8 +163,9 @@ export class ChecksumSession {
         continue;
       }
       try {
-        requirePermission(this.#user, 'download');
-        const hex = await this.#storage.checksum(resolvePath(raw), command.algorithm);
+        const path = resolvePath(raw);
+        requirePermission(this.#user, 'download', path);
+        const hex = await this.#storage.checksum(path, command.algorithm);
         this.#stdout(checksumLine(hex, raw));
       } catch (err) {
         status = 1;

@@ -22,8 +22,8 @@ export interface ScpContext {
   readonly log: Logger;
   readonly events: SessionEvents;
   readonly clock: () => Date;
-  /** Throws PermissionDeniedError unless the user holds `permission`. */
-  require(permission: Permission): void;
+  /** Throws PermissionDeniedError unless the user holds `permission` at `path` (a virtual folder has its own). */
+  require(permission: Permission, path: string): void;
   /** A client path made absolute and normalised (the user's chroot is "/"). */
   path(raw: string): string;
   /** Stat that answers undefined instead of NotFoundError. */

@@ -164,8 +164,8 @@ export class ScpSession implements ScpContext {
 
   // ---- ScpContext ------------------------------------------------------------
 
-  require(permission: Permission): void {
-    requirePermission(this.user, permission);
+  require(permission: Permission, path: string): void {
+    requirePermission(this.user, permission, path);
   }
 
   path(raw: string): string {

@@ -109,7 +109,7 @@ async function enterDirectory(ctx: ScpContext, path: string): Promise<boolean> {
     const existing = await ctx.statOrUndefined(path);
     if (existing && !existing.isDirectory) throw new WrongTypeError(`${path}: not a directory`);
     if (!existing) {
-      ctx.require('create_dirs');
+      ctx.require('create_dirs', path);
       try {
         await ctx.storage.mkdir(path);
         ctx.events.operation?.({ user: ctx.user.username, op: 'mkdir', path, ok: true });
@@ -131,11 +131,11 @@ async function enterDirectory(ctx: ScpContext, path: string): Promise<boolean> {
 
 /** Opens the upload the way SFTP's OPEN for writing does: same permission checks. */
 async function openUpload(ctx: ScpContext, path: string): Promise<FileWriter> {
-  ctx.require('upload');
+  ctx.require('upload', path);
   if (path === '/') throw new WrongTypeError('/: is a directory');
   const existing = await ctx.statOrUndefined(path);
   if (existing?.isDirectory) throw new WrongTypeError(`${path}: is a directory`);
-  if (existing) ctx.require('overwrite');
+  if (existing) ctx.require('overwrite', path);
   return ctx.storage.openWrite(path);
 }
 

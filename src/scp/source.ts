@@ -91,7 +91,7 @@ async function sendFile(ctx: ScpContext, path: string, listedInfo: FileInfo, lis
   let name: string;
   let info = listedInfo;
   try {
-    ctx.require('download');
+    ctx.require('download', path);
     name = sendableName(path);
     // Listings carry S3's LastModified; a stored mtime (setstatMode 2) needs the object's own metadata.
     if (listed && ctx.command.preserveTimes) info = await ctx.storage.stat(path);
@@ -142,7 +142,7 @@ async function sendFile(ctx: ScpContext, path: string, listedInfo: FileInfo, lis
 async function sendDirectory(ctx: ScpContext, path: string, info: FileInfo): Promise<void> {
   let name: string;
   try {
-    ctx.require('list');
+    ctx.require('list', path);
     name = sendableName(path);
   } catch (err) {
     return ctx.warn(err, path);

@@ -6,13 +6,18 @@
 import { NotFoundError, PermissionDeniedError } from '../storage/errors.ts';
 import { normalizePath } from '../storage/paths.ts';
 import type { FileInfo, Storage } from '../storage/storage.ts';
-import type { Permission, User } from '../users/user.ts';
+import { folderAt, permissionsAt, type Permission, type User } from '../users/user.ts';
 import type { SessionEvents, TreeOperation } from './types.ts';
 
-/** Throws PermissionDeniedError unless the user holds `permission`. */
-export function requirePermission(user: User, permission: Permission): void {
-  if (!user.permissions.has(permission)) {
-    throw new PermissionDeniedError(`permission denied: "${permission}" is not granted to this user`);
+/**
+ * Throws PermissionDeniedError unless the user holds `permission` at `path` (normalised): inside a
+ * virtual folder (spec.folders) the folder's permissions apply, elsewhere the home's.
+ */
+export function requirePermission(user: User, permission: Permission, path: string): void {
+  const folder = folderAt(user, path);
+  if (!permissionsAt(user, path).has(permission)) {
+    const where = folder ? ` in ${folder.path}` : '';
+    throw new PermissionDeniedError(`permission denied: "${permission}" is not granted to this user${where}`);
   }
 }
 

@@ -193,8 +193,9 @@ export class SftpSession {
     this.#status(id, STATUS.OP_UNSUPPORTED, message);
   }
 
-  #require(permission: Permission): void {
-    requirePermission(this.#user, permission);
+  /** Permissions are per path: a virtual folder has its own (session/core.ts). */
+  #require(permission: Permission, path: string): void {
+    requirePermission(this.#user, permission, path);
   }
 
   #path(raw: string): string {
@@ -217,7 +218,7 @@ export class SftpSession {
     }
     if (flags.write) return this.#openWrite(id, path, flags, attrs);
     if (!flags.read) throw new InvalidRequestError('open needs READ or WRITE');
-    this.#require('download');
+    this.#require('download', path);
     const info = await this.#storage.stat(path);
     if (info.isDirectory) throw new WrongTypeError(`${path} is a directory`);
     const reader = await this.#storage.openRead(path);
@@ -230,12 +231,12 @@ export class SftpSession {
     flags: ReturnType<typeof decodeOpenFlags>,
     attrs: Attributes,
   ): Promise<void> {
-    this.#require('upload');
+    this.#require('upload', path);
     if (path === '/') throw new WrongTypeError('/ is a directory');
     const existing = await this.#statOrUndefined(path);
     if (existing?.isDirectory) throw new WrongTypeError(`${path} is a directory`);
     if (existing && flags.exclusive) throw new AlreadyExistsError(`${path} already exists`);
-    if (existing) this.#require('overwrite');
+    if (existing) this.#require('overwrite', path);
     if (!existing && !flags.create) throw new NotFoundError(`${path}: no such file`);
     // OpenSSH answers NO_SUCH_FILE for a file in a missing directory; creating
     // the directory implicitly would also bypass the create_dirs permission.
@@ -448,7 +449,7 @@ export class SftpSession {
     // sshfs sets times by path while its own upload is open: keep them with that upload.
     if (mtime && upload) upload.writer.setMtime(mtime);
     else if (mtime && !info.isDirectory && !info.uploading) {
-      this.#require('overwrite');
+      this.#require('overwrite', path);
       await this.#storage.setMtime(path, mtime);
       this.#events.operation?.({ user: this.#user.username, op: 'setstat', path, ok: true });
     }
@@ -460,7 +461,7 @@ export class SftpSession {
     const { mtime } = this.#checkSetstat(attrs, size);
     if (mtime && handle.kind === 'write') handle.writer.setMtime(mtime);
     else if (mtime && handle.kind === 'read') {
-      this.#require('overwrite');
+      this.#require('overwrite', handle.path);
       await this.#storage.setMtime(handle.path, mtime);
     }
     this.#status(id, STATUS.OK);
@@ -469,8 +470,8 @@ export class SftpSession {
   // ---- directories -------------------------------------------------------------
 
   async #opendir(id: number, rawPath: string): Promise<void> {
-    this.#require('list');
     const path = this.#path(rawPath);
+    this.#require('list', path);
     const info = await this.#storage.stat(path);
     if (!info.isDirectory) throw new WrongTypeError(`${path} is not a directory`);
     const pages = this.#storage.list(path)[Symbol.asyncIterator]();
@@ -497,33 +498,37 @@ export class SftpSession {
   }
 
   async #mkdir(id: number, rawPath: string): Promise<void> {
-    this.#require('create_dirs');
-    await this.#audited('mkdir', this.#path(rawPath), undefined, (p) => this.#storage.mkdir(p));
+    const path = this.#path(rawPath);
+    this.#require('create_dirs', path);
+    await this.#audited('mkdir', path, undefined, (p) => this.#storage.mkdir(p));
     this.#status(id, STATUS.OK);
   }
 
   async #rmdir(id: number, rawPath: string): Promise<void> {
-    this.#require('delete');
     const path = this.#path(rawPath);
+    this.#require('delete', path);
     if (path === '/') throw new PermissionDeniedError('the root directory cannot be removed');
     await this.#audited('rmdir', path, undefined, (p) => this.#storage.rmdir(p).catch(notADirectory));
     this.#status(id, STATUS.OK);
   }
 
   async #remove(id: number, rawPath: string): Promise<void> {
-    this.#require('delete');
-    await this.#audited('remove', this.#path(rawPath), undefined, (p) => this.#storage.remove(p));
+    const path = this.#path(rawPath);
+    this.#require('delete', path);
+    await this.#audited('remove', path, undefined, (p) => this.#storage.remove(p));
     this.#status(id, STATUS.OK);
   }
 
   async #rename(id: number, rawFrom: string, rawTo: string, overwrite: boolean): Promise<void> {
-    this.#require('rename');
     const from = this.#path(rawFrom);
     const to = this.#path(rawTo);
+    // Both ends: a move between a virtual folder and the home needs rename in each.
+    this.#require('rename', from);
+    this.#require('rename', to);
     if (from === '/' || to === '/') throw new PermissionDeniedError('the root directory cannot be renamed');
     if (to === from) return this.#status(id, STATUS.OK);
     // posix-rename (what OpenSSH's `rename` sends) needs `overwrite` only when it replaces something.
-    if (overwrite && (await this.#statOrUndefined(to))) this.#require('overwrite');
+    if (overwrite && (await this.#statOrUndefined(to))) this.#require('overwrite', to);
     if (to.startsWith(from + '/')) throw new InvalidRequestError('cannot move a directory into itself');
     await this.#audited('rename', from, to, () => this.#storage.rename(from, to, { overwrite }));
     this.#status(id, STATUS.OK);

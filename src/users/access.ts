@@ -31,3 +31,22 @@ export type AccessUser = Pick<User, 'username' | 's3'>;
 export interface UserAccessChecker {
   checkUserAccess(user: AccessUser): Promise<AccessCheck>;
 }
+
+/** Each virtual folder of a user as a location of its own (same name, the folder's s3), for access checks and the upload janitor. */
+export function folderLocations(user: User): AccessUser[] {
+  return (user.folders ?? []).map((f) => ({ username: user.username, s3: f.s3 }));
+}
+
+/**
+ * A user's access check that covers their virtual folders too: the home first, then each folder,
+ * so the first failure is reported, naming the folder ("folder /inbound: ...").
+ */
+export async function checkUserAndFolders(checker: UserAccessChecker, user: User): Promise<AccessCheck> {
+  const home = await checker.checkUserAccess(user);
+  if (!home.ok) return home;
+  for (const folder of user.folders ?? []) {
+    const result = await checker.checkUserAccess({ username: user.username, s3: folder.s3 });
+    if (!result.ok) return { ...result, message: `folder ${folder.path}: ${result.message}` };
+  }
+  return home;
+}

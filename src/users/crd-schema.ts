@@ -49,6 +49,11 @@ export const CEL_STAND_INS: Record<string, (self: unknown) => boolean> = {
     [...String(get(self, 'metadata.name'))].length <= 63,
   "!(has(self.passwordHash) && self.passwordHash != '' && has(self.passwordSecretRef))": (spec) =>
     !(isSet(get(spec, 'passwordHash')) && get(spec, 'passwordHash') !== '' && isSet(get(spec, 'passwordSecretRef'))),
+  // spec.folders: no folder inside another.
+  "self.all(a, self.all(b, a.path == b.path || !b.path.startsWith(a.path + '/')))": (folders) => {
+    const paths = (Array.isArray(folders) ? folders : []).map((f) => String(get(f, 'path')));
+    return paths.every((a) => paths.every((b) => a === b || !b.startsWith(`${a}/`)));
+  },
 };
 
 /** A copy in which every object with properties refuses unknown fields. */

@@ -9,7 +9,7 @@ import type { ParsedKey } from 'ssh2';
 import { passwordHashAlgorithm } from '../auth/password.ts';
 import { bucketNameProblem, endpointProblem, regionProblem, roleArnProblem, storageClassProblem } from '../config/validators.ts';
 import { crdSchemaProblems } from './crd-schema.ts';
-import { PERMISSIONS, type Permission, type User } from './user.ts';
+import { PERMISSIONS, type Folder, type Permission, type User } from './user.ts';
 import { parseCidr } from '../ssh/cidr.ts';
 
 const { utils } = ssh2;
@@ -46,7 +46,7 @@ export type ParseSftpUserResult =
   | { error: string };
 
 const TOP_FIELDS = ['apiVersion', 'kind', 'metadata', 'spec', 'status'];
-const SPEC_FIELDS = ['username', 'disabled', 'passwordHash', 'passwordSecretRef', 'publicKeys', 's3', 'permissions', 'allowedCIDRs'];
+const SPEC_FIELDS = ['username', 'disabled', 'passwordHash', 'passwordSecretRef', 'publicKeys', 's3', 'permissions', 'allowedCIDRs', 'folders'];
 const S3_FIELDS = ['bucket', 'keyPrefix', 'region', 'endpoint', 'storageClass', 'roleArn'];
 const SECRET_REF_FIELDS = ['name', 'key'];
 const DEFAULT_SECRET_KEY = 'passwordHash';
@@ -298,6 +298,9 @@ export function parseSftpUser(doc: unknown, opts: ParseSftpUserOptions): ParseSf
     }
   }
 
+  // folders (optional): virtual folders mounted in the user's tree
+  const folders = parseFolders(spec.folders, { bucket, keyPrefix, ...s3Optional }, problems);
+
   if (problems.length > 0) return { error: problems.join('; ') };
 
   const warnings: string[] = [];
@@ -314,6 +317,7 @@ export function parseSftpUser(doc: unknown, opts: ParseSftpUserOptions): ParseSf
     s3: Object.freeze({ bucket, keyPrefix, ...s3Optional }),
     permissions,
     ...(allowedCIDRs.length > 0 ? { allowedCIDRs: Object.freeze(allowedCIDRs) } : {}),
+    ...(folders.length > 0 ? { folders: Object.freeze(folders) } : {}),
     source: opts.source,
   });
   return passwordSecretRef ? { user, warnings, passwordSecretRef } : { user, warnings };
@@ -330,4 +334,113 @@ export function validateSftpUser(doc: unknown, opts: ParseSftpUserOptions): Pars
   if ('error' in result) return result;
   const structural = crdSchemaProblems(doc);
   return structural.length > 0 ? { error: structural.join('; ') } : result;
+}
+
+// ---- spec.folders ----------------------------------------------------------------------------------
+
+const FOLDER_FIELDS = ['path', 'bucket', 'keyPrefix', 'region', 'endpoint', 'roleArn', 'permissions'];
+/** At most this many folders per user: each is a mount the session routes through, and the CRD's CEL cost is quadratic in it. */
+export const MAX_FOLDERS = 32;
+const MAX_FOLDER_PATH = 256;
+
+/** Why a folder path is unusable as a mount point, or undefined. It must already be in normalised form: no guessing what was meant. */
+function folderPathProblem(path: string): string | undefined {
+  if (!path.startsWith('/')) return 'must be absolute, e.g. /inbound';
+  if (path === '/') return 'must not be "/"; the home is there (spec.s3)';
+  if (/[\u0000-\u001f\u007f]/.test(path)) return 'must not contain control characters';
+  if (path.length > MAX_FOLDER_PATH) return `is longer than ${MAX_FOLDER_PATH} characters`;
+  const segments = path.slice(1).split('/');
+  if (segments.some((s) => s === '')) return 'must not contain "//" or end with "/"; write it as e.g. /inbound';
+  if (segments.some((s) => s === '.' || s === '..')) return 'must not contain "." or ".." segments; write it as e.g. /inbound';
+  return undefined;
+}
+
+/** spec.folders[i].permissions: a list of permissions or "*". */
+function folderPermissions(value: unknown, at: string, problems: string[]): Set<Permission> {
+  const permissions = new Set<Permission>();
+  const allowed = `use ["*"] or a subset of ${PERMISSIONS.join(', ')}, e.g. [list, download] for a read-only folder`;
+  if (!Array.isArray(value) || value.length === 0) {
+    problems.push(`${at}.permissions: is required and must be a non-empty list; ${allowed}`);
+    return permissions;
+  }
+  for (const [j, p] of value.entries()) {
+    if (p === '*') PERMISSIONS.forEach((q) => permissions.add(q));
+    else if ((PERMISSIONS as readonly unknown[]).includes(p)) permissions.add(p as Permission);
+    else problems.push(`${at}.permissions[${j}]: ${JSON.stringify(p)} is not a permission; ${allowed}`);
+  }
+  return permissions;
+}
+
+/** One spec.folders entry, with the user's spec.s3 settings filled in for the fields it leaves unset. */
+function parseFolder(entry: unknown, at: string, home: User['s3'], problems: string[]): Folder | undefined {
+  if (!isMapping(entry)) {
+    problems.push(`${at}: must be a mapping, e.g. { path: /inbound, keyPrefix: inbound/alice/, permissions: [list, download] }`);
+    return undefined;
+  }
+  const before = problems.length;
+  unknownFields(entry, FOLDER_FIELDS, `${at}.`, problems);
+  const path = entry.path;
+  if (typeof path !== 'string' || path === '') problems.push(`${at}.path: is required; name the folder's place in the user's tree, e.g. /inbound`);
+  else {
+    const problem = folderPathProblem(path);
+    if (problem) problems.push(`${at}.path: ${JSON.stringify(path.slice(0, 80))} ${problem}`);
+  }
+  let bucket = home.bucket;
+  if (!stringOrEmpty(entry.bucket)) problems.push(`${at}.bucket: must be a string`);
+  else if (typeof entry.bucket === 'string' && entry.bucket !== '') {
+    const problem = bucketNameProblem(entry.bucket);
+    if (problem) problems.push(`${at}.bucket: ${JSON.stringify(entry.bucket)} ${problem}`);
+    else bucket = entry.bucket;
+  }
+  let keyPrefix = '';
+  if (typeof entry.keyPrefix !== 'string') {
+    problems.push(`${at}.keyPrefix: is required; set the folder's directory in its bucket, e.g. inbound/alice/ (or "" for the whole bucket)`);
+  } else {
+    const r = normalizeKeyPrefix(entry.keyPrefix);
+    if ('error' in r) problems.push(`${at}.keyPrefix: ${JSON.stringify(entry.keyPrefix)} ${r.error}`);
+    else keyPrefix = r.value;
+  }
+  const s3: Record<string, string> = {};
+  for (const field of ['region', 'endpoint', 'roleArn'] as const) {
+    const value = entry[field];
+    if (value === undefined || value === null || value === '') {
+      if (home[field] !== undefined) s3[field] = home[field];
+      continue;
+    }
+    if (typeof value !== 'string') problems.push(`${at}.${field}: must be a string, or leave it empty for the user's spec.s3.${field}`);
+    else {
+      const problem = S3_OPTIONAL_RULES[field](value);
+      if (problem) problems.push(`${at}.${field}: ${JSON.stringify(value.slice(0, 80))} ${problem}, or leave it empty for the user's spec.s3.${field}`);
+      else s3[field] = value;
+    }
+  }
+  const permissions = folderPermissions(entry.permissions, at, problems);
+  if (problems.length > before) return undefined;
+  const storageClass = home.storageClass !== undefined ? { storageClass: home.storageClass } : {};
+  return Object.freeze({ path: path as string, s3: Object.freeze({ bucket, keyPrefix, ...storageClass, ...s3 }), permissions });
+}
+
+/**
+ * spec.folders: each a mount point with its own location and permissions. Paths must be distinct
+ * and not nested in one another: a path then belongs to exactly one folder (or the home), which is
+ * what a user and an operator expect when they ask "which permissions apply here?".
+ */
+function parseFolders(value: unknown, home: User['s3'], problems: string[]): Folder[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) {
+    problems.push('spec.folders: must be a list, e.g. [{ path: /inbound, keyPrefix: inbound/alice/, permissions: [list, download] }]');
+    return [];
+  }
+  if (value.length > MAX_FOLDERS) problems.push(`spec.folders: has ${value.length} entries; at most ${MAX_FOLDERS} are allowed`);
+  const folders: Folder[] = [];
+  for (const [i, entry] of value.entries()) {
+    const folder = parseFolder(entry, `spec.folders[${i}]`, home, problems);
+    if (!folder) continue;
+    const clash = folders.find((f) => f.path === folder.path || folder.path.startsWith(`${f.path}/`) || f.path.startsWith(`${folder.path}/`));
+    if (clash?.path === folder.path) problems.push(`spec.folders[${i}].path: ${folder.path} is listed twice; each folder needs its own path`);
+    else if (clash) {
+      problems.push(`spec.folders[${i}].path: ${folder.path} and ${clash.path} are nested; folders cannot be nested in one another, mount them side by side`);
+    } else folders.push(folder);
+  }
+  return folders;
 }

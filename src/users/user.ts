@@ -36,10 +36,68 @@ export interface User {
     roleArn?: string;
   };
   permissions: ReadonlySet<Permission>;
+  /**
+   * spec.folders: parts of the user's tree kept elsewhere (virtual folders), each with its own bucket,
+   * prefix, identity and permissions; undefined or empty: none. Never nested in one another.
+   */
+  folders?: readonly Folder[];
   /** spec.allowedCIDRs: the source addresses this user may log in from; undefined or empty: any. */
   allowedCIDRs?: readonly string[];
   /** Where this user came from, for logs ("file users/alice.yaml", "kube ns/alice"). */
   source: string;
+}
+
+/** One virtual folder: a mount point in the user's tree backed by its own S3 location. */
+export interface Folder {
+  /** Absolute, normalised, never "/": "/inbound", "/partners/acme". */
+  path: string;
+  /** Where the folder's files live, with the user's own settings filled in for fields it leaves unset. */
+  s3: User['s3'];
+  /** What the user may do inside the folder, instead of the home's permissions. */
+  permissions: ReadonlySet<Permission>;
+}
+
+/**
+ * The permissions that apply at a normalised path: those of the folder the path is in (the mount
+ * point itself included), else the home's. A parent of a mount point ("/" for /outbound) can always
+ * be listed, so a user without "list" in the home can still find their folders; the listing then
+ * shows the mount points only (MountedStorage's homeListable).
+ */
+export function permissionsAt(user: Pick<User, 'permissions' | 'folders'>, path: string): ReadonlySet<Permission> {
+  const folder = folderAt(user, path);
+  if (folder) return folder.permissions;
+  if (user.permissions.has('list') || !isFolderParent(user, path)) return user.permissions;
+  return new Set([...user.permissions, 'list']);
+}
+
+/** True when a folder's mount point lies below `path` (normalised). */
+export function isFolderParent(user: Pick<User, 'folders'>, path: string): boolean {
+  return (user.folders ?? []).some((f) => f.path.startsWith(path === '/' ? '/' : `${path}/`));
+}
+
+/** The folder a normalised path lies in (its mount point included), or undefined for the home. */
+export function folderAt(user: Pick<User, 'folders'>, path: string): Folder | undefined {
+  return user.folders?.find((f) => path === f.path || path.startsWith(`${f.path}/`));
+}
+
+function sameSet<T>(a: ReadonlySet<T>, b: ReadonlySet<T>): boolean {
+  return a.size === b.size && [...a].every((x) => b.has(x));
+}
+
+function sameFolders(a: readonly Folder[] = [], b: readonly Folder[] = []): boolean {
+  return (
+    a.length === b.length &&
+    a.every((f, i) => {
+      const g = b[i] as Folder;
+      return (
+        f.path === g.path &&
+        f.s3.bucket === g.s3.bucket &&
+        f.s3.keyPrefix === g.s3.keyPrefix &&
+        USER_S3_OPTIONAL.every((k) => f.s3[k] === g.s3[k]) &&
+        sameSet(f.permissions, g.permissions)
+      );
+    })
+  );
 }
 
 /** The optional spec.s3 fields, for code that copies or compares them. */
@@ -62,7 +120,8 @@ export function sameUser(a: User, b: User): boolean {
     a.publicKeys.every((k, i) => k === b.publicKeys[i]) &&
     (a.allowedCIDRs ?? []).join() === (b.allowedCIDRs ?? []).join() &&
     a.permissions.size === b.permissions.size &&
-    [...a.permissions].every((p) => b.permissions.has(p))
+    [...a.permissions].every((p) => b.permissions.has(p)) &&
+    sameFolders(a.folders, b.folders)
   );
 }
 

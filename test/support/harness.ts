@@ -56,6 +56,8 @@ export interface TestUser {
   allowedCIDRs?: string[];
   /** How the password is hashed; bcrypt unless set. */
   passwordAlgorithm?: 'bcrypt' | 'argon2id';
+  /** spec.folders (virtual folders), as written in the resource. */
+  folders?: Record<string, unknown>[];
 }
 
 export interface TestServer {
@@ -130,6 +132,7 @@ export async function userYaml(user: TestUser): Promise<string> {
   if (user.password) spec.passwordHash = await hashPassword(user.password, user.passwordAlgorithm ?? 'bcrypt');
   if (user.keyFile) spec.publicKeys = [publicKeys.get(user.keyFile)];
   if (user.allowedCIDRs) spec.allowedCIDRs = user.allowedCIDRs;
+  if (user.folders) spec.folders = user.folders;
   return JSON.stringify({ apiVersion: 's3sftp.io/v1alpha1', kind: 'SftpUser', metadata: { name: user.username }, spec });
 }
 

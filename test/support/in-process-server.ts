@@ -14,6 +14,8 @@ import type { SetstatMode } from '../../src/config/types.ts';
 import { SshServer, type SshServerEvents } from '../../src/ssh/server.ts';
 import { generateEd25519 } from '../../src/ssh/keygen.ts';
 import { MemoryBucket, MemoryStorage, type MemoryStorageOptions } from '../../src/storage/memory/memory-storage.ts';
+import { MountedStorage } from '../../src/storage/mounts.ts';
+import type { Storage } from '../../src/storage/storage.ts';
 import { PERMISSIONS, type Permission, type User, type UserSource } from '../../src/users/user.ts';
 
 const { Client } = ssh2;
@@ -58,6 +60,8 @@ export interface InProcessUser {
   permissions?: readonly Permission[];
   /** Default: `<username>/`. */
   keyPrefix?: string;
+  /** Virtual folders, each a MemoryStorage on its own prefix of the one bucket. */
+  folders?: { path: string; keyPrefix: string; permissions: readonly Permission[] }[];
 }
 
 export interface InProcessOptions {
@@ -98,6 +102,7 @@ export function userFor(spec: InProcessUser): User {
     publicKeys: [clientKey.public],
     s3: { bucket: 'memory', keyPrefix: spec.keyPrefix ?? `${spec.username}/` },
     permissions: new Set(spec.permissions ?? PERMISSIONS),
+    ...(spec.folders ? { folders: spec.folders.map((f) => ({ path: f.path, s3: { bucket: 'memory', keyPrefix: f.keyPrefix }, permissions: new Set(f.permissions) })) } : {}),
     source: 'test',
   };
 }
@@ -106,12 +111,16 @@ export async function startInProcessServer(options: InProcessOptions = {}): Prom
   const bucket = new MemoryBucket();
   const users = new MemoryUserSource();
   for (const spec of options.users ?? []) users.set(userFor(spec));
-  const storageFor = (user: User) => new MemoryStorage({ ...options.storage, bucket, keyPrefix: user.s3.keyPrefix });
+  const memoryAt = (keyPrefix: string) => new MemoryStorage({ ...options.storage, bucket, keyPrefix });
+  const storageFor = (user: User) => memoryAt(user.s3.keyPrefix);
+  // Virtual folders go through the same MountedStorage the server builds (src/server.ts).
+  const sessionStorageFor = (user: User): Storage =>
+    user.folders?.length ? new MountedStorage({ home: storageFor(user), homeListable: user.permissions.has('list'), mounts: user.folders.map((f) => ({ path: f.path, storage: memoryAt(f.s3.keyPrefix) })) }) : storageFor(user);
   const log = pino({ level: process.env.S3SFTP_TEST_LOG ?? 'silent' });
   const server = new SshServer({
     hostKeys: [Buffer.from(generateEd25519().private)],
     users,
-    storageFor,
+    storageFor: sessionStorageFor,
     setstatMode: options.setstatMode ?? 2,
     log,
     failureDelayMs: 0,

@@ -11,12 +11,27 @@ const reader = userFor({ username: 'reader', permissions: ['list', 'download'] }
 
 describe('session core', () => {
   test('requirePermission names the missing permission', () => {
-    requirePermission(reader, 'download');
-    assert.throws(() => requirePermission(reader, 'upload'), (err: Error) => {
+    requirePermission(reader, 'download', '/f');
+    assert.throws(() => requirePermission(reader, 'upload', '/f'), (err: Error) => {
       assert.ok(err instanceof PermissionDeniedError);
       assert.equal(err.message, 'permission denied: "upload" is not granted to this user');
       return true;
     });
+  });
+
+  test('requirePermission uses the permissions of the virtual folder a path is in', () => {
+    const base = userFor({ username: 'dropbox', permissions: ['upload'] });
+    const user = { ...base, folders: [{ path: '/outbound', s3: base.s3, permissions: new Set(['list', 'download'] as const) }] };
+    requirePermission(user, 'upload', '/in.csv');
+    requirePermission(user, 'download', '/outbound/report.csv');
+    requirePermission(user, 'list', '/outbound');
+    assert.throws(() => requirePermission(user, 'download', '/in.csv'), /"download" is not granted to this user$/);
+    // "/" holds a mount point, so it can be listed (MountedStorage then shows the mount points only); elsewhere not.
+    requirePermission(user, 'list', '/');
+    assert.throws(() => requirePermission(user, 'list', '/sub'), PermissionDeniedError);
+    assert.throws(() => requirePermission(user, 'upload', '/outbound/x'), /"upload" is not granted to this user in \/outbound$/);
+    // A sibling whose name starts the same is not inside the folder.
+    requirePermission(user, 'upload', '/outbound2/x');
   });
 
   test('resolvePath never leaves the chroot', () => {
