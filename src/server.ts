@@ -25,6 +25,11 @@ import { startMetricsListener } from './metrics/http.ts';
 import { instrumentS3Client } from './metrics/s3-requests.ts';
 import { UploadJanitor } from './storage/s3/janitor.ts';
 import { hardening } from './ssh/hardening.ts';
+import { UsageTrackers } from './storage/quota.ts';
+import { scanPrefixUsage } from './storage/s3/usage.ts';
+import { BandwidthLimiter } from './session/bandwidth.ts';
+import { registerQuotaMetrics } from './metrics/quota.ts';
+import { withUserLimits } from './session/user-limits.ts';
 
 /**
  * A start-up failure, said in one line that names the cause and the fix. `configuration` failures
@@ -147,6 +152,11 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
   const uploads = new UploadRegistry();
   const mtimeCache = new MtimeCache();
   const uploadEvents = metrics.uploadEvents();
+  // spec.quota usage (counted at a user's first session) and the bandwidth buckets (server-wide and per user).
+  const quotas = new UsageTrackers({ ...config.quota, log: log.child({ component: 'quota' }) });
+  started.add('quota trackers', () => quotas.stop());
+  registerQuotaMetrics(registry, quotas, config.metrics.perUserLabels);
+  const bandwidth = new BandwidthLimiter({ server: config.bandwidth });
   // Connection limits, defender, password pool and algorithms (docs/security.md).
   const guard = hardening(config, users, registry, log);
   const ssh = new SshServer({
@@ -158,8 +168,9 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
     events: { ...metrics.serverEvents(), ...guard.events },
     storageFor: (user) => {
       const storageLog = log.child({ user: user.username, component: 'storage' });
-      return new S3Storage({
-        client: clients.forSession(user, storageLog),
+      const userClient = clients.forSession(user, storageLog);
+      const storage = new S3Storage({
+        client: userClient,
         bucket: user.s3.bucket,
         keyPrefix: user.s3.keyPrefix,
         config: user.s3.storageClass ? { ...config.s3, storageClass: user.s3.storageClass } : config.s3,
@@ -173,6 +184,7 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
         listingMtime: config.listing.mtime,
         mtimeCache,
       });
+      return withUserLimits(storage, user, { quotas, bandwidth, scan: () => scanPrefixUsage(userClient, user.s3.bucket, user.s3.keyPrefix) });
     },
   });
   started.add('SSH server', () => ssh.close());
@@ -213,6 +225,7 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
     async close() {
       state.draining = true;
       await janitor?.stop();
+      quotas.stop();
       await ssh.close();
       await users.close();
       await http.close();
