@@ -172,3 +172,42 @@ describe('quota', () => {
     trackers.stop();
   });
 });
+
+describe('spec.quota and spec.bandwidth in an SftpUser', () => {
+  const doc = (spec: Record<string, unknown>) => ({ apiVersion: 's3sftp.io/v1alpha1', kind: 'SftpUser', metadata: { name: 'a' }, spec: { s3: { keyPrefix: 'a/' }, permissions: ['*'], ...spec } });
+  const opts = { defaultBucket: 'b', source: 'test' };
+
+  it('are read into the user; zeros mean no limit', async () => {
+    const { validateSftpUser } = await import('../../src/users/sftp-user.ts');
+    const r = validateSftpUser(doc({ quota: { maxBytes: 1000, maxFiles: 0 }, bandwidth: { uploadKiBps: 64 } }), opts);
+    assert.ok('user' in r, JSON.stringify(r));
+    assert.deepEqual(r.user.quota, { maxBytes: 1000 });
+    assert.deepEqual(r.user.bandwidth, { uploadKiBps: 64 });
+    const none = validateSftpUser(doc({ quota: { maxBytes: 0 } }), opts);
+    assert.ok('user' in none && none.user.quota === undefined);
+  });
+
+  it('refuses negative, non-integer and misspelt limits with the fix', async () => {
+    const { validateSftpUser } = await import('../../src/users/sftp-user.ts');
+    const error = (spec: Record<string, unknown>) => {
+      const r = validateSftpUser(doc(spec), opts);
+      return 'error' in r ? r.error : '';
+    };
+    assert.match(error({ quota: { maxBytes: -1 } }), /spec\.quota\.maxBytes: -1 is not a whole number of at least 0/);
+    assert.match(error({ quota: { maxBytes: '10GiB' } }), /spec\.quota\.maxBytes: .* e\.g\. 10737418240/);
+    assert.match(error({ quota: { maxbytes: 1 } }), /did you mean maxBytes\?/);
+    assert.match(error({ bandwidth: { uploadKiBps: 1.5 } }), /spec\.bandwidth\.uploadKiBps/);
+    assert.match(error({ bandwidth: 'fast' }), /spec\.bandwidth: must be a mapping/);
+  });
+
+  it('a changed limit is a changed user (sessions pick it up)', async () => {
+    const { validateSftpUser } = await import('../../src/users/sftp-user.ts');
+    const { sameUser } = await import('../../src/users/user.ts');
+    const a = validateSftpUser(doc({ quota: { maxBytes: 1 } }), opts);
+    const b = validateSftpUser(doc({ quota: { maxBytes: 2 } }), opts);
+    const c = validateSftpUser(doc({ quota: { maxBytes: 1 } }), opts);
+    assert.ok('user' in a && 'user' in b && 'user' in c);
+    assert.equal(sameUser(a.user, b.user), false);
+    assert.equal(sameUser(a.user, c.user), true);
+  });
+});
