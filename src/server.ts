@@ -145,16 +145,17 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
     throw bucketError(err, config.s3.bucket);
   }
   state.bucketChecked = true;
-  const users = await openUsers(config, log, (user) => clients.checkUserAccess(user));
+  // spec.quota usage (counted at a user's first session), also for the SftpUser status.
+  const quotas = new UsageTrackers({ ...config.quota, log: log.child({ component: 'quota' }) });
+  started.add('quota trackers', () => quotas.stop());
+  const users = await openUsers(config, log, (user) => clients.checkUserAccess(user), quotas);
   started.add('user sources', () => users.close());
   state.users = users;
   metrics.countUsersWith(() => users.all().length);
   const uploads = new UploadRegistry();
   const mtimeCache = new MtimeCache();
   const uploadEvents = metrics.uploadEvents();
-  // spec.quota usage (counted at a user's first session) and the bandwidth buckets (server-wide and per user).
-  const quotas = new UsageTrackers({ ...config.quota, log: log.child({ component: 'quota' }) });
-  started.add('quota trackers', () => quotas.stop());
+  // The bandwidth buckets (server-wide and per user) and the quota gauges.
   registerQuotaMetrics(registry, quotas, config.metrics.perUserLabels);
   const bandwidth = new BandwidthLimiter({ server: config.bandwidth });
   // Connection limits, defender, password pool and algorithms (docs/security.md).
@@ -238,7 +239,7 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
  * users.directory and users.kubernetes, merged when both are set (files win on duplicate names).
  * client-node is loaded only when users.kubernetes is enabled.
  */
-async function openUsers(config: Config, log: Logger, checkAccess: (user: User) => Promise<AccessCheck>): Promise<UserSource> {
+async function openUsers(config: Config, log: Logger, checkAccess: (user: User) => Promise<AccessCheck>, usage?: UsageTrackers): Promise<UserSource> {
   const sources: NamedSource[] = [];
   const { directory, kubernetes } = config.users;
   if (directory) {
@@ -283,6 +284,7 @@ async function openUsers(config: Config, log: Logger, checkAccess: (user: User) 
         defaultBucket: config.s3.bucket,
         leaseNamespace,
         checkAccess,
+        ...(usage ? { usage } : {}),
         log: log.child({ component: 'kube' }),
       }).start();
       sources.push({ name: 'users.kubernetes', source });

@@ -75,6 +75,8 @@ export interface UsageTrackerOptions {
   log?: QuotaLogger;
   /** Called after every change of the committed usage (metrics). */
   onChange?: (usage: Usage) => void;
+  /** Called after every successful scan. */
+  onScanned?: (usage: Usage) => void;
 }
 
 /** One user's (or one folder's) usage: committed, plus what uploads in progress have reserved. */
@@ -131,6 +133,7 @@ export class UsageTracker {
       this.#usedSinceScan = false;
       this.#opts.log?.debug({ bytes: usage.bytes, files: usage.files }, 'quota usage scanned');
       this.#opts.onChange?.(usage);
+      this.#opts.onScanned?.(usage);
       this.#schedule();
     } catch (err) {
       this.#opts.log?.warn({ err }, 'counting quota usage failed; uploads are refused until a scan succeeds');
@@ -383,6 +386,7 @@ export function walkUsage(storage: Storage): UsageScan {
 export class UsageTrackers {
   readonly #opts: { rescanIntervalMs: number; slots: ScanSlots; log?: QuotaLogger };
   readonly #trackers = new Map<string, { username: string; tracker: UsageTracker }>();
+  readonly #scanned = new Set<() => void>();
 
   constructor(options: { rescanIntervalMs: number; scanConcurrency: number; log?: QuotaLogger }) {
     this.#opts = { rescanIntervalMs: options.rescanIntervalMs, slots: new ScanSlots(options.scanConcurrency), ...(options.log ? { log: options.log } : {}) };
@@ -399,11 +403,24 @@ export class UsageTrackers {
           this.#trackers.delete(k);
         }
       }
-      const tracker = new UsageTracker({ scan, rescanIntervalMs: this.#opts.rescanIntervalMs, slots: this.#opts.slots, ...(this.#opts.log ? { log: this.#opts.log } : {}) });
+      const tracker = new UsageTracker({
+        scan,
+        rescanIntervalMs: this.#opts.rescanIntervalMs,
+        slots: this.#opts.slots,
+        ...(this.#opts.log ? { log: this.#opts.log } : {}),
+        onScanned: () => {
+          for (const listener of this.#scanned) listener();
+        },
+      });
       entry = { username, tracker };
       this.#trackers.set(key, entry);
     }
     return entry.tracker;
+  }
+
+  /** Calls `listener` after every finished scan (status.usage follows scans, not each upload). */
+  onScanned(listener: () => void): void {
+    this.#scanned.add(listener);
   }
 
   /** The counted usage of each user with a tracker (committed; uploads in progress not included). */

@@ -211,3 +211,30 @@ describe('spec.quota and spec.bandwidth in an SftpUser', () => {
     assert.equal(sameUser(a.user, c.user), true);
   });
 });
+
+describe('status.usage', () => {
+  it('is written with the Ready condition and a changed count is a change to write', async () => {
+    const { statusMatches, statusPatch } = await import('../../src/kube/sftp-user-resource.ts');
+    const desired = { status: 'True' as const, reason: 'Loaded' as const, message: 'loaded', observedGeneration: 1, usage: { bytes: 10, files: 2 } };
+    const resource = { metadata: { name: 'a', namespace: 'n', generation: 1 } };
+    const patch = statusPatch(resource, desired, new Date(0));
+    assert.deepEqual(patch.status.usage, { bytes: 10, files: 2 });
+    const written = { ...resource, status: patch.status };
+    assert.equal(statusMatches(written, desired), true);
+    assert.equal(statusMatches(written, { ...desired, usage: { bytes: 11, files: 2 } }), false);
+    // Without a count (no quota, or not counted yet) the usage already there is left alone.
+    const { usage: _, ...withoutUsage } = desired;
+    assert.equal(statusMatches(written, withoutUsage), true);
+    assert.equal('usage' in statusPatch(resource, withoutUsage, new Date(0)).status, false);
+  });
+
+  it('trackers tell listeners after each scan', async () => {
+    const trackers = new UsageTrackers({ rescanIntervalMs: 0, scanConcurrency: 1 });
+    let heard = 0;
+    trackers.onScanned(() => heard++);
+    const t = trackers.get('bob', 'b/bob/', async () => ({ bytes: 1, files: 1 }));
+    await t.ready();
+    await t.rescan();
+    assert.equal(heard, 2);
+  });
+});
