@@ -15,7 +15,7 @@ import ssh2 from 'ssh2';
 import type { SFTPWrapper } from 'ssh2';
 import { ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { SwiftS3 } from '../../dev/swift.ts';
-import { createBucket, makeClientKey, s3ClientFor, s3Server, sftpBatch, startTestServer, type TestServer } from '../support/harness.ts';
+import { createBucket, makeClientKey, run, s3ClientFor, s3Server, sftpBatch, startTestServer, type TestServer } from '../support/harness.ts';
 import { FLAGS, SftpClient, statusOf } from '../support/sftp-client.ts';
 
 const MiB = 1024 * 1024;
@@ -108,6 +108,14 @@ describe('quota on S3', () => {
     r = await sftpBatch(srv.port, 'bytes', key, 'rm ten.bin\nput five.bin\n', { cwd: work });
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(await keys('bytes/'), ['bytes/five.bin']);
+  });
+
+  it('legacy scp (-O) gets the quota error line, and nothing is stored', async () => {
+    const r = await run('scp', ['-O', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-i', key, '-P', String(srv.port), join(work, 'big.bin'), 'bytes@127.0.0.1:big-scp.bin']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /quota exceeded/);
+    assert.deepEqual((await keys('bytes/')).filter((k) => k.includes('big')), []);
+    assert.deepEqual(await multipartUploads('bytes/'), []);
   });
 
   it('maxFiles refuses one file too many until one is removed', async () => {
