@@ -30,6 +30,11 @@ import { UploadJanitor } from './storage/s3/janitor.ts';
 import { hardening } from './ssh/hardening.ts';
 import { LeaderOnly } from './leader-only.ts';
 import { ShortenableDelay } from './shortenable-delay.ts';
+import { UsageTrackers } from './storage/quota.ts';
+import { scanPrefixUsage } from './storage/s3/usage.ts';
+import { BandwidthLimiter } from './session/bandwidth.ts';
+import { registerQuotaMetrics } from './metrics/quota.ts';
+import { withUserLimits } from './session/user-limits.ts';
 
 /**
  * A start-up failure, said in one line that names the cause and the fix. `configuration` failures
@@ -145,6 +150,9 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
     throw bucketError(err, config.s3.bucket);
   }
   state.bucketChecked = true;
+  // spec.quota usage (counted at a user's first session), also for the SftpUser status.
+  const quotas = new UsageTrackers({ ...config.quota, log: log.child({ component: 'quota' }) });
+  started.add('quota trackers', () => quotas.stop());
   // Until the janitor exists, remember the latest verdict of the Lease.
   let leading = !config.users.kubernetes.enabled;
   let janitor: LeaderOnly | undefined;
@@ -152,13 +160,16 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
     leading = now;
     janitor?.setLeading(now);
   };
-  const users = await openUsers(config, log, (user) => checkUserAndFolders(clients, user), onLeadingChange);
+  const users = await openUsers(config, log, (user) => checkUserAndFolders(clients, user), onLeadingChange, quotas);
   started.add('user sources', () => users.close());
   state.users = users;
   metrics.countUsersWith(() => users.all().length);
   const uploads = new UploadRegistry();
   const mtimeCache = new MtimeCache();
   const uploadEvents = metrics.uploadEvents();
+  // The bandwidth buckets (server-wide and per user) and the quota gauges.
+  registerQuotaMetrics(registry, quotas, config.metrics.perUserLabels);
+  const bandwidth = new BandwidthLimiter({ server: config.bandwidth });
   // Connection limits, defender, password pool and algorithms (docs/security.md).
   const guard = hardening(config, users, registry, log);
   const ssh = new SshServer({
@@ -189,9 +200,17 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
         mtimeCache,
       });
       const home = s3Storage(user);
-      if (!user.folders?.length) return home;
-      const mounts = user.folders.map((f) => ({ path: f.path, storage: s3Storage({ username: user.username, s3: f.s3 }) }));
-      return new MountedStorage({ home, mounts, homeListable: user.permissions.has('list'), log: storageLog });
+      const storage = user.folders?.length
+        ? new MountedStorage({
+            home,
+            mounts: user.folders.map((f) => ({ path: f.path, storage: s3Storage({ username: user.username, s3: f.s3 }) })),
+            homeListable: user.permissions.has('list'),
+            log: storageLog,
+          })
+        : home;
+      // Quota usage is scanned from the home prefix; writes into folders are counted as they happen.
+      const scan = () => scanPrefixUsage(clients.forSession(user, storageLog), user.s3.bucket, user.s3.keyPrefix);
+      return withUserLimits(storage, user, { quotas, bandwidth, scan });
     },
   });
   started.add('SSH server', () => ssh.close());
@@ -241,6 +260,7 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
     async close() {
       state.draining = true;
       await janitor?.close();
+      quotas.stop();
       await ssh.close();
       await users.close();
       await http.close();
@@ -258,6 +278,7 @@ async function openUsers(
   log: Logger,
   checkAccess: (user: User) => Promise<AccessCheck>,
   onLeadingChange: (leading: boolean) => void,
+  usage?: UsageTrackers,
 ): Promise<UserSource> {
   const sources: NamedSource[] = [];
   const { directory, kubernetes } = config.users;
@@ -311,6 +332,7 @@ async function openUsers(
         lease: { durationMs: kubernetes.leaseDurationMs, renewIntervalMs: kubernetes.leaseRenewIntervalMs },
         onLeadingChange,
         checkAccess,
+        ...(usage ? { usage } : {}),
         log: kubeLog,
       }).start();
       sources.push({ name: 'users.kubernetes', source });

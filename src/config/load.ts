@@ -408,6 +408,31 @@ const KEYS: readonly KeySpec[] = deepFreeze([
     doc: 'Modification time in directory listings: metadata reports the stored mtime, as stat does (one HeadObject per file, cached); lastModified reports S3\'s LastModified with no extra requests, which makes sync tools see stored times as changes.',
     parse: choice(['metadata', 'lastModified']),
   },
+  // Quotas and bandwidth limits (spec.quota, spec.bandwidth; docs/sftpuser.md).
+  {
+    key: 'quota.rescanInterval',
+    default: '10m',
+    doc: 'How often the usage of a user with spec.quota is counted again from S3, so files changed outside s3sftp are seen; between scans the server counts its own uploads and deletes. A user idle for a whole interval is counted again at their next session. 0s: only then.',
+    parse: parseDuration,
+  },
+  {
+    key: 'quota.scanConcurrency',
+    default: 4,
+    doc: 'Usage scans (one flat S3 listing of a user\'s prefix, started at the user\'s first session) running at once. 1 to 64.',
+    parse: int(1, 64),
+  },
+  {
+    key: 'bandwidth.uploadKiBps',
+    default: 0,
+    doc: 'Server-wide cap on upload throughput in KiB/s, shared by all sessions (SFTP and SCP); 0: unlimited. spec.bandwidth limits one user on top of it.',
+    parse: int(0, 10_000_000),
+  },
+  {
+    key: 'bandwidth.downloadKiBps',
+    default: 0,
+    doc: 'Server-wide cap on download throughput in KiB/s, shared by all sessions (SFTP and SCP); 0: unlimited.',
+    parse: int(0, 10_000_000),
+  },
   {
     key: 'users.directory',
     default: '',
@@ -632,7 +657,9 @@ export function loadConfig(options: LoadConfigOptions): Config {
     },
     uploads: { resume: get('uploads.resume'), checksums: get('uploads.checksums') },
     listing: { mtime: get('listing.mtime') },
-    metrics: { listen: get('metrics.listen'), perUserLabels: get('metrics.perUserLabels'), perUserLabelLimit: get('metrics.perUserLabelLimit') },
+    quota: { rescanIntervalMs: get('quota.rescanInterval'), scanConcurrency: get('quota.scanConcurrency') },
+    bandwidth: { uploadKiBps: get('bandwidth.uploadKiBps'), downloadKiBps: get('bandwidth.downloadKiBps') },
+        metrics: { listen: get('metrics.listen'), perUserLabels: get('metrics.perUserLabels'), perUserLabelLimit: get('metrics.perUserLabelLimit') },
     log: { level: get('log.level') },
   };
   return deepFreeze(config);

@@ -78,6 +78,10 @@ export interface Config {
   uploads: { resume: boolean; checksums: boolean };
   /** What directory listings report as a file's mtime. */
   listing: { mtime: 'metadata' | 'lastModified' };
+  /** quota.*: how usage for spec.quota is counted. */
+  quota: { rescanIntervalMs: number; scanConcurrency: number };
+  /** bandwidth.*: server-wide caps in KiB/s; 0 is unlimited. */
+  bandwidth: { uploadKiBps: number; downloadKiBps: number };
   /** The HTTP listener for /metrics, /healthz and /readyz, and whether per-user labels are added. */
   metrics: { listen: { host: string; port: number }; perUserLabels: boolean; perUserLabelLimit: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };

@@ -26,7 +26,7 @@ import { ResilientInformer, type InformerLogger } from './informer.ts';
 import { LeaseElector, type LeaseClock } from './lease.ts';
 import { SecretInformers } from './secret-informers.ts';
 import { StatusWriter } from './status-writer.ts';
-import { objectKey, type DesiredReady, type SftpUserResource } from './sftp-user-resource.ts';
+import { objectKey, type DesiredReady, type SftpUserResource, type StatusUsage } from './sftp-user-resource.ts';
 import { computeUserTable, namespacesWithSecretRefs } from './user-table.ts';
 
 /** Name of the Lease that picks the status writer. */
@@ -62,6 +62,11 @@ export interface KubeUserSourceOptions {
   onLeadingChange?: (leading: boolean) => void;
   /** Every rebuild's Ready verdicts, on the leader only (Kubernetes Events, src/kube/events.ts). */
   onVerdicts?: (verdicts: { resource: SftpUserResource; ready: DesiredReady }[]) => void;
+  /**
+   * Quota usage for status.usage: the count for a username, and a subscription to new counts
+   * (after each scan, not each upload, so status writes stay few).
+   */
+  usage?: { usageOf(username: string): StatusUsage | undefined; onScanned(listener: () => void): void };
 }
 
 interface Parsed {
@@ -101,6 +106,8 @@ export class KubeUserSource implements UserSource {
       onChange: () => this.#scheduleRebuild(),
       informer: opts.informer,
     });
+    // A new count for a user with a quota: write it to their status.usage.
+    opts.usage?.onScanned(() => this.#scheduleRebuild());
     this.#access = opts.checkAccess
       ? new AccessChecks({ check: opts.checkAccess, onResult: () => this.#scheduleRebuild(), log: opts.log, recheckMs: opts.accessRecheckMs })
       : undefined;
@@ -258,9 +265,18 @@ export class KubeUserSource implements UserSource {
     const keys = new Set(resources.map((r) => objectKey(r.metadata)));
     for (const key of this.#verdicts.keys()) if (!keys.has(key)) this.#status?.want(key, undefined);
     this.#verdicts = new Map();
+    const usernames = new Map<string, string>();
+    if (this.#opts.usage) {
+      for (const r of resources) {
+        const parsed = this.#parse(r);
+        if ('user' in parsed && parsed.user.quota) usernames.set(objectKey(r.metadata), parsed.user.username);
+      }
+    }
     for (const [key, v] of table.verdicts) {
       if (v.ready) this.#verdicts.set(key, v.ready);
-      this.#status?.want(key, v.ready);
+      const username = usernames.get(key);
+      const usage = username !== undefined && v.ready?.status === 'True' ? this.#opts.usage?.usageOf(username) : undefined;
+      this.#status?.want(key, v.ready && usage ? { ...v.ready, usage } : v.ready);
     }
     for (const key of this.#parsed.keys()) if (!keys.has(key)) this.#parsed.delete(key);
     this.#access?.retain(keys);

@@ -53,7 +53,13 @@ export interface SftpUserResource {
   kind?: string;
   metadata: ObjectMeta;
   spec?: unknown;
-  status?: { observedGeneration?: number; conditions?: Condition[] };
+  status?: { observedGeneration?: number; conditions?: Condition[]; usage?: StatusUsage };
+}
+
+/** status.usage: what a user with spec.quota stores, as the server last counted it. */
+export interface StatusUsage {
+  bytes: number;
+  files: number;
 }
 
 /** The Ready condition the server wants on a resource, before times are filled in. */
@@ -63,6 +69,8 @@ export interface DesiredReady {
   message: string;
   /** metadata.generation of the spec this verdict is about. */
   observedGeneration: number;
+  /** status.usage to write (users with spec.quota whose usage was counted); left as it is when unset. */
+  usage?: StatusUsage;
 }
 
 /** v1 Secret, the parts the server reads. `data` values are base64. */
@@ -90,7 +98,8 @@ export function statusMatches(resource: SftpUserResource, desired: DesiredReady)
     current.reason === desired.reason &&
     current.message === desired.message &&
     current.observedGeneration === desired.observedGeneration &&
-    resource.status?.observedGeneration === desired.observedGeneration
+    resource.status?.observedGeneration === desired.observedGeneration &&
+    (desired.usage === undefined || (resource.status?.usage?.bytes === desired.usage.bytes && resource.status.usage.files === desired.usage.files))
   );
 }
 
@@ -98,7 +107,11 @@ export function statusMatches(resource: SftpUserResource, desired: DesiredReady)
  * The merge patch for the status subresource. Conditions of other types are kept (a merge patch
  * replaces lists whole); lastTransitionTime changes only when the status flips.
  */
-export function statusPatch(resource: SftpUserResource, desired: DesiredReady, now: Date): { status: Required<NonNullable<SftpUserResource['status']>> } {
+export function statusPatch(
+  resource: SftpUserResource,
+  desired: DesiredReady,
+  now: Date,
+): { status: { observedGeneration: number; conditions: Condition[]; usage?: StatusUsage } } {
   const current = readyCondition(resource);
   const lastTransitionTime = current && current.status === desired.status && current.lastTransitionTime
     ? current.lastTransitionTime
@@ -112,7 +125,8 @@ export function statusPatch(resource: SftpUserResource, desired: DesiredReady, n
     lastTransitionTime,
   };
   const others = (resource.status?.conditions ?? []).filter((c) => c.type !== READY);
-  return { status: { observedGeneration: desired.observedGeneration, conditions: [...others, ready] } };
+  const usage = desired.usage ? { usage: { bytes: desired.usage.bytes, files: desired.usage.files } } : {};
+  return { status: { observedGeneration: desired.observedGeneration, conditions: [...others, ready], ...usage } };
 }
 
 /** metav1.Time: RFC 3339 with whole seconds, as the API server writes it. */

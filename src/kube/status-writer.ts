@@ -39,7 +39,14 @@ interface Written {
 }
 
 function sameDesired(a: DesiredReady, b: DesiredReady): boolean {
-  return a.status === b.status && a.reason === b.reason && a.message === b.message && a.observedGeneration === b.observedGeneration;
+  return (
+    a.status === b.status &&
+    a.reason === b.reason &&
+    a.message === b.message &&
+    a.observedGeneration === b.observedGeneration &&
+    a.usage?.bytes === b.usage?.bytes &&
+    a.usage?.files === b.usage?.files
+  );
 }
 
 /** Queues and writes Ready conditions; active only while this replica holds the lease. */

@@ -10,6 +10,7 @@ import {
   NotEmptyError,
   NotFoundError,
   PermissionDeniedError,
+  QuotaExceededError,
   StorageError,
   UnsupportedError,
   WrongTypeError,
@@ -43,6 +44,8 @@ export function toStatus(err: unknown): StatusReply {
   if (err instanceof AlreadyExistsError || err instanceof NotEmptyError || err instanceof WrongTypeError) {
     return reply(STATUS.FAILURE, err.message);
   }
+  // SFTP v3 has no quota status (SSH_FX_QUOTA_EXCEEDED came with v5); OpenSSH's sftp-server answers EDQUOT with FAILURE too.
+  if (err instanceof QuotaExceededError) return reply(STATUS.FAILURE, err.message);
   if (err instanceof BackendError) return { code: STATUS.FAILURE, message: err.message || 'Storage failure', internal: true };
   if (err instanceof StorageError) return reply(STATUS.FAILURE, err.message);
   return { code: STATUS.FAILURE, message: 'Internal server error', internal: true };

@@ -55,3 +55,11 @@ export class InvalidRequestError extends StorageError {
 export class BackendError extends StorageError {
   override name = 'BackendError';
 }
+
+/** The user's quota (spec.quota) has no room for this file or these bytes. */
+export class QuotaExceededError extends StorageError {
+  override name = 'QuotaExceededError';
+  constructor(message = 'quota exceeded', options?: ErrorOptions) {
+    super(message, options);
+  }
+}

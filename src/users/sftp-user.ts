@@ -46,7 +46,7 @@ export type ParseSftpUserResult =
   | { error: string };
 
 const TOP_FIELDS = ['apiVersion', 'kind', 'metadata', 'spec', 'status'];
-const SPEC_FIELDS = ['username', 'disabled', 'passwordHash', 'passwordSecretRef', 'publicKeys', 's3', 'permissions', 'allowedCIDRs', 'folders'];
+const SPEC_FIELDS = ['username', 'disabled', 'passwordHash', 'passwordSecretRef', 'publicKeys', 's3', 'permissions', 'allowedCIDRs', 'folders', 'quota', 'bandwidth'];
 const S3_FIELDS = ['bucket', 'keyPrefix', 'region', 'endpoint', 'storageClass', 'roleArn'];
 const SECRET_REF_FIELDS = ['name', 'key'];
 const DEFAULT_SECRET_KEY = 'passwordHash';
@@ -300,6 +300,9 @@ export function parseSftpUser(doc: unknown, opts: ParseSftpUserOptions): ParseSf
 
   // folders (optional): virtual folders mounted in the user's tree
   const folders = parseFolders(spec.folders, { bucket, keyPrefix, ...s3Optional }, problems);
+  // quota and bandwidth (optional): limits on storage and transfer rates
+  const quota = parseLimits(spec.quota, 'spec.quota', QUOTA_FIELDS, problems);
+  const bandwidth = parseLimits(spec.bandwidth, 'spec.bandwidth', BANDWIDTH_FIELDS, problems);
 
   if (problems.length > 0) return { error: problems.join('; ') };
 
@@ -318,9 +321,36 @@ export function parseSftpUser(doc: unknown, opts: ParseSftpUserOptions): ParseSf
     permissions,
     ...(allowedCIDRs.length > 0 ? { allowedCIDRs: Object.freeze(allowedCIDRs) } : {}),
     ...(folders.length > 0 ? { folders: Object.freeze(folders) } : {}),
+    ...(quota ? { quota } : {}),
+    ...(bandwidth ? { bandwidth } : {}),
     source: opts.source,
   });
   return passwordSecretRef ? { user, warnings, passwordSecretRef } : { user, warnings };
+}
+
+const QUOTA_FIELDS = { maxBytes: 'e.g. 10737418240 for 10 GiB', maxFiles: 'e.g. 10000' };
+const BANDWIDTH_FIELDS = { uploadKiBps: 'e.g. 1024 for 1 MiB/s', downloadKiBps: 'e.g. 1024 for 1 MiB/s' };
+
+/**
+ * spec.quota or spec.bandwidth: a mapping of non-negative whole numbers, 0 meaning no limit.
+ * Undefined when absent or when every limit is 0.
+ */
+function parseLimits(value: unknown, path: string, fields: Record<string, string>, problems: string[]): Readonly<Record<string, number>> | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!isMapping(value)) {
+    problems.push(`${path}: must be a mapping with ${Object.keys(fields).join(' and/or ')}`);
+    return undefined;
+  }
+  unknownFields(value, Object.keys(fields), `${path}.`, problems);
+  const out: Record<string, number> = {};
+  for (const [field, example] of Object.entries(fields)) {
+    const v = value[field];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+      problems.push(`${path}.${field}: ${JSON.stringify(v)} is not a whole number of at least 0; use ${example}, or 0 for no limit`);
+    } else if (v > 0) out[field] = v;
+  }
+  return Object.keys(out).length > 0 ? Object.freeze(out) : undefined;
 }
 
 /**

@@ -43,6 +43,10 @@ export interface User {
   folders?: readonly Folder[];
   /** spec.allowedCIDRs: the source addresses this user may log in from; undefined or empty: any. */
   allowedCIDRs?: readonly string[];
+  /** spec.quota: limits on what the user stores; unset or 0: no limit. */
+  quota?: { maxBytes?: number; maxFiles?: number };
+  /** spec.bandwidth: the user's transfer rates in KiB/s, all sessions together; unset or 0: unlimited. */
+  bandwidth?: { uploadKiBps?: number; downloadKiBps?: number };
   /** Where this user came from, for logs ("file users/alice.yaml", "kube ns/alice"). */
   source: string;
 }
@@ -119,10 +123,18 @@ export function sameUser(a: User, b: User): boolean {
     a.publicKeys.length === b.publicKeys.length &&
     a.publicKeys.every((k, i) => k === b.publicKeys[i]) &&
     (a.allowedCIDRs ?? []).join() === (b.allowedCIDRs ?? []).join() &&
+    sameLimits(a.quota, b.quota) &&
+    sameLimits(a.bandwidth, b.bandwidth) &&
     a.permissions.size === b.permissions.size &&
     [...a.permissions].every((p) => b.permissions.has(p)) &&
     sameFolders(a.folders, b.folders)
   );
+}
+
+/** True when two optional limit objects (spec.quota, spec.bandwidth) hold the same values. */
+function sameLimits(a: Readonly<Record<string, number | undefined>> | undefined, b: Readonly<Record<string, number | undefined>> | undefined): boolean {
+  const keys = new Set([...Object.keys(a ?? {}), ...Object.keys(b ?? {})]);
+  return [...keys].every((k) => a?.[k] === b?.[k]);
 }
 
 /** A source of users: the directory watcher, the Kubernetes controller, or both merged. */

@@ -54,6 +54,8 @@ export interface TestUser {
   disabled?: boolean;
   /** spec.allowedCIDRs */
   allowedCIDRs?: string[];
+  /** More spec fields (spec.quota, spec.bandwidth, ...), merged in as they are. */
+  extraSpec?: Record<string, unknown>;
   /** How the password is hashed; bcrypt unless set. */
   passwordAlgorithm?: 'bcrypt' | 'argon2id';
   /** spec.folders (virtual folders), as written in the resource. */
@@ -133,6 +135,7 @@ export async function userYaml(user: TestUser): Promise<string> {
   if (user.keyFile) spec.publicKeys = [publicKeys.get(user.keyFile)];
   if (user.allowedCIDRs) spec.allowedCIDRs = user.allowedCIDRs;
   if (user.folders) spec.folders = user.folders;
+  Object.assign(spec, user.extraSpec);
   return JSON.stringify({ apiVersion: 's3sftp.io/v1alpha1', kind: 'SftpUser', metadata: { name: user.username }, spec });
 }
 

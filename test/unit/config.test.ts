@@ -73,6 +73,8 @@ describe('defaults', () => {
       users: { directory: '', kubernetes: { enabled: false, namespace: '', kubeconfig: '', leaseNamespace: '', leaseDurationMs: 15_000, leaseRenewIntervalMs: 5000 } },
       uploads: { resume: true, checksums: true },
       listing: { mtime: 'metadata' },
+      quota: { rescanIntervalMs: 600_000, scanConcurrency: 4 },
+      bandwidth: { uploadKiBps: 0, downloadKiBps: 0 },
       metrics: { listen: { host: '0.0.0.0', port: 9090 }, perUserLabels: false, perUserLabelLimit: 100 },
       log: { level: 'info' },
       ssh: {
@@ -257,7 +259,7 @@ log: { level: debug }
     assert.equal(byKey.get('s3.bucket')?.required, true);
     assert.equal(byKey.get('s3.bucket')?.default, undefined);
     for (const k of keys) assert.ok(k.doc.length > 10, `${k.key} has a doc`);
-    assert.equal(keys.length, 63);
+    assert.equal(keys.length, 67);
   });
 });
 

@@ -9,6 +9,8 @@
  * the inline form [text](target).
  */
 
+import { registerQuotaMetrics } from '../../src/metrics/quota.ts';
+import { UsageTrackers } from '../../src/storage/quota.ts';
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
@@ -242,6 +244,7 @@ describe('docs/metrics.md', () => {
   async function serverMetrics(): Promise<{ name: string; type: string; labels: string[] }[]> {
     const registry = new Registry();
     new Metrics({ registry, perUserLabels: true, processMetrics: false });
+    registerQuotaMetrics(registry, new UsageTrackers({ rescanIntervalMs: 0, scanConcurrency: 1 }), true);
     hardeningMetrics(registry, { bannedSources: () => 0, unauthenticatedConnections: () => 0, verifications: () => ({ running: 0, queued: 0 }) });
     return (await registry.getMetricsAsJSON()).map((m) => ({
       name: m.name,

@@ -246,7 +246,9 @@ export class UploadPipeline {
         if (!out.UploadId) throw new BackendError(`write ${path}: storage returned no upload id`);
         return out.UploadId;
       },
-      { attempts: 3, timeoutMs: 30_000, signal: this.#cancel.signal },
+      // Not cancelled by abort(): a CreateMultipartUpload cut off in flight may still have created the
+      // upload on the store, and only its id lets abort() remove it (a quota refusal aborts just then).
+      { attempts: 3, timeoutMs: 30_000 },
     );
     // Parts await this promise and record the failure; keep it from being unhandled meanwhile.
     created.catch(() => {});
