@@ -24,7 +24,11 @@ import { Metrics } from './metrics/metrics.ts';
 import { startMetricsListener } from './metrics/http.ts';
 import { instrumentS3Client } from './metrics/s3-requests.ts';
 import { UploadJanitor } from './storage/s3/janitor.ts';
+import type { UploadEvents } from './storage/s3/upload-pipeline.ts';
 import { hardening } from './ssh/hardening.ts';
+import { FlowControl, UploadMemoryBudget } from './sftp/flow-control.ts';
+import { RequestLimiter } from './storage/s3/request-limiter.ts';
+import { limitMetrics } from './metrics/limits.ts';
 
 /**
  * A start-up failure, said in one line that names the cause and the fix. `configuration` failures
@@ -146,7 +150,16 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
   metrics.countUsersWith(() => users.all().length);
   const uploads = new UploadRegistry();
   const mtimeCache = new MtimeCache();
-  const uploadEvents = metrics.uploadEvents();
+  // Bounded memory and fair S3 access (docs/security.md): part buffers count against the budget too.
+  const budget = new UploadMemoryBudget(config.sftp.uploadMemoryBudget);
+  const limitsMetrics = limitMetrics(registry, budget);
+  const flowControl = new FlowControl({ maxQueuedWriteBytes: config.sftp.maxQueuedWriteBytes, budget, events: limitsMetrics.flow });
+  const requestLimiter = new RequestLimiter({
+    perSession: config.s3.maxRequestsPerSession,
+    perUser: config.s3.maxRequestsPerUser,
+    onWait: limitsMetrics.requestWaited,
+  });
+  const uploadEvents = countBuffered(metrics.uploadEvents(), budget);
   // Connection limits, defender, password pool and algorithms (docs/security.md).
   const guard = hardening(config, users, registry, log);
   const ssh = new SshServer({
@@ -155,10 +168,12 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
     setstatMode: config.setstatMode,
     log,
     ...guard.options,
+    flowControl,
     events: { ...metrics.serverEvents(), ...guard.events },
     storageFor: (user) => {
       const storageLog = log.child({ user: user.username, component: 'storage' });
-      return new S3Storage({
+      // Called once per session: each gets its own cap, under its user's (request-limiter.ts).
+      return requestLimiter.forSession(user.username, new S3Storage({
         client: clients.forSession(user, storageLog),
         bucket: user.s3.bucket,
         keyPrefix: user.s3.keyPrefix,
@@ -172,7 +187,7 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
         storeChecksums: config.uploads.checksums,
         listingMtime: config.listing.mtime,
         mtimeCache,
-      });
+      }));
     },
   });
   started.add('SSH server', () => ssh.close());
@@ -217,6 +232,25 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
       await users.close();
       await http.close();
       clients.destroy();
+    },
+  };
+}
+
+/** `events` plus the server-wide upload memory budget, which counts every buffered part byte. */
+function countBuffered(events: UploadEvents, budget: UploadMemoryBudget): UploadEvents {
+  return {
+    ...events,
+    onBuffered: (bytes) => {
+      budget.add(bytes);
+      events.onBuffered?.(bytes);
+    },
+    onStored: (bytes) => {
+      budget.release(bytes);
+      events.onStored?.(bytes);
+    },
+    onDiscarded: (bytes) => {
+      budget.release(bytes);
+      events.onDiscarded?.(bytes);
     },
   };
 }

@@ -62,10 +62,13 @@ export interface Config {
   /** After SIGTERM, how long running uploads may finish before they are aborted (milliseconds). */
   shutdownGracePeriodMs: number;
   /** abandonedUploadAgeMs: multipart uploads older than this are aborted by the janitor; 0 turns it off. */
-  s3: S3Config & { abandonedUploadAgeMs: number };
+  /** maxRequestsPerSession/User: storage operations in flight per session and per user (storage/s3/request-limiter.ts). */
+  s3: S3Config & { abandonedUploadAgeMs: number; maxRequestsPerSession: number; maxRequestsPerUser: number };
   users: { directory: string; kubernetes: KubernetesUsersConfig };
   /** Resumed uploads allowed; MD5/SHA-1/SHA-256 stored with uploads. */
   uploads: { resume: boolean; checksums: boolean };
+  /** Bounded memory per SFTP session and per server (sftp/flow-control.ts). */
+  sftp: { maxQueuedWriteBytes: number; uploadMemoryBudget: number };
   /** What directory listings report as a file's mtime. */
   listing: { mtime: 'metadata' | 'lastModified' };
   /** The HTTP listener for /metrics, /healthz and /readyz, and whether per-user labels are added. */
