@@ -7,7 +7,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { FlowEvents, HoldReason, UploadMemoryBudget } from '../sftp/flow-control.ts';
 import type { LimitScope } from '../storage/s3/request-limiter.ts';
 
-const HOLD_REASONS: readonly HoldReason[] = ['session-writes', 'server-budget', 'unread-replies'];
+const HOLD_REASONS: readonly HoldReason[] = ['session-writes', 'server-budget', 'unread-replies', 'queued-requests'];
 const SCOPES: readonly LimitScope[] = ['session', 'user'];
 
 export interface LimitMetrics {
@@ -19,7 +19,7 @@ export function limitMetrics(registry: Registry, budget: UploadMemoryBudget): Li
   const registers = [registry];
   const held = new Counter({
     name: 's3sftp_sftp_channel_holds_total',
-    help: 'Times an SFTP session stopped reading its channel (SSH window held closed), by reason: session-writes (sftp.maxQueuedWriteBytes), server-budget (sftp.uploadMemoryBudget), unread-replies (the client does not read replies).',
+    help: 'Times an SFTP session stopped reading its channel (SSH window held closed), by reason: session-writes (sftp.maxQueuedWriteBytes), server-budget (sftp.uploadMemoryBudget), unread-replies (the client does not read replies), queued-requests (requests wait behind READs in flight).',
     labelNames: ['reason'],
     registers,
   });

@@ -8,8 +8,9 @@
  * - **Queued WRITE bytes per session** (`sftp.maxQueuedWriteBytes`): data of WRITE requests
  *   received and not yet answered. Above it the channel window is held closed (no
  *   WINDOW_ADJUST), so the client stops sending: SSH's own flow control, no request refused.
- * - **Replies the client does not read**: when `sftp.data()` (or any reply) answers false, ssh2
- *   keeps the packet in its own buffer; READs are then held back (not served) and the window is
+ * - **Replies the client does not read**: when a reply does not fit the client's window, ssh2
+ *   keeps the packet in its own buffer (its reply methods return nothing in 1.17.0, so the buffer
+ *   is looked at); READs are then held back (not served) and the window is
  *   held until the client reads and the buffer drains. ssh2's SFTP object emits no 'drain', so
  *   the moment its buffer empties is caught where ssh2 flushes it (`_chunkcb`, ssh2 1.17.0).
  * - **Buffered upload bytes per server** (`sftp.uploadMemoryBudget`): queued WRITE data of every
@@ -25,7 +26,12 @@ import type { Logger } from 'pino';
 import { SFTP_RECEIVE_WINDOW, widenReceiveWindow } from '../ssh/ssh2-window.ts';
 
 /** Why a session stopped reading from its channel, for the metric. */
-export type HoldReason = 'session-writes' | 'server-budget' | 'unread-replies';
+export type HoldReason = 'session-writes' | 'server-budget' | 'unread-replies' | 'queued-requests';
+
+/** Unanswered READs passed to the session at once: enough for any client's pipelining, at most ~16 MiB of replies. */
+export const MAX_READS_IN_FLIGHT = 64;
+/** ssh2 emits SFTP requests as upper-case event names (OPEN, READ, ...); everything else passes untouched. */
+const REQUEST_EVENT = /^[A-Z]+$/;
 
 /** Counters for the metrics layer. */
 export interface FlowEvents {
@@ -124,10 +130,14 @@ class SftpChannelFlow implements ChannelFlow {
   /** Bytes of each unanswered WRITE, by request id (a client may reuse an id: a list each). */
   readonly #writes = new Map<number, number[]>();
   #queued = 0;
-  /** ssh2 holds replies the client has not taken: no READ is served meanwhile. */
+  /** ssh2 holds replies the client has not taken: no request is passed on meanwhile. */
   #repliesBlocked = false;
-  /** READ requests held back while replies are blocked, in arrival order. */
-  readonly #deferredReads: unknown[][] = [];
+  /** Requests not yet passed to the session, in arrival order: [event, ...args]. */
+  readonly #waiting: unknown[][] = [];
+  /** Unanswered READs by request id (a client may reuse an id: a count each). */
+  readonly #readsInFlight = new Map<number, number>();
+  #emit: ((event: string | symbol, ...args: unknown[]) => boolean) | undefined;
+  #pumping = false;
   #reopen: (() => void) | undefined;
   #heldFor: HoldReason | undefined;
   readonly #unsubscribe: () => void;
@@ -157,7 +167,8 @@ class SftpChannelFlow implements ChannelFlow {
     this.#o.budget.release(this.#queued);
     this.#queued = 0;
     this.#writes.clear();
-    this.#deferredReads.length = 0;
+    this.#waiting.length = 0;
+    this.#readsInFlight.clear();
   }
 
   /** True while the channel must not be read; reports each new hold once. */
@@ -171,6 +182,7 @@ class SftpChannelFlow implements ChannelFlow {
   #holdReason(): HoldReason | undefined {
     if (this.#detached) return undefined;
     if (this.#repliesBlocked) return 'unread-replies';
+    if (this.#waiting.length > 0) return 'queued-requests';
     if (this.#queued > this.#o.maxQueuedWriteBytes) return 'session-writes';
     if (this.#queued > 0 && this.#o.budget.over) return 'server-budget';
     return undefined;
@@ -181,20 +193,56 @@ class SftpChannelFlow implements ChannelFlow {
     this.#reopen?.();
   }
 
-  /** Counts WRITE data on arrival and holds READs back while replies are blocked. */
+  /**
+   * Counts WRITE data on arrival, and passes requests to the session in arrival order while at
+   * most MAX_READS_IN_FLIGHT READs are unanswered and ssh2 is not holding replies. Once one
+   * request waits, every later one waits behind it, so no request overtakes another (a CLOSE
+   * must not pass the READs before it).
+   */
   #wrapRequests(): void {
     const s = this.#s;
     const emit = s.emit.bind(s);
+    this.#emit = emit;
     s.emit = (event: string | symbol, ...args: unknown[]): boolean => {
-      if (event === 'WRITE' && !this.#detached) {
+      if (typeof event !== 'string' || !REQUEST_EVENT.test(event) || this.#detached) return emit(event, ...args);
+      if (event === 'WRITE') {
         const [id, , , data] = args as [number, Buffer, number, Buffer];
         this.#count(id, data.length);
-      } else if (event === 'READ' && this.#repliesBlocked && !this.#detached) {
-        this.#deferredReads.push(args);
+      }
+      if (this.#waiting.length > 0 || !this.#mayPass(event)) {
+        this.#waiting.push([event, ...args]);
+        this.#held();
         return true;
       }
-      return emit(event, ...args);
+      return this.#pass(event, args);
     };
+  }
+
+  #mayPass(event: string): boolean {
+    return !this.#repliesBlocked && (event !== 'READ' || this.#readsInFlight.size < MAX_READS_IN_FLIGHT);
+  }
+
+  #pass(event: string, args: unknown[]): boolean {
+    if (event === 'READ') {
+      const id = args[0] as number;
+      this.#readsInFlight.set(id, (this.#readsInFlight.get(id) ?? 0) + 1);
+    }
+    return this.#emit!(event, ...args);
+  }
+
+  /** Passes waiting requests on, in order, as far as the limits allow. */
+  #pump(): void {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (this.#waiting.length > 0 && !this.#detached && this.#mayPass(this.#waiting[0]![0] as string)) {
+        const [event, ...args] = this.#waiting.shift()!;
+        this.#pass(event as string, args);
+      }
+    } finally {
+      this.#pumping = false;
+    }
+    this.#maybeRelease();
   }
 
   #count(id: number, bytes: number): void {
@@ -212,11 +260,25 @@ class SftpChannelFlow implements ChannelFlow {
       const original = (s[method] as (...a: unknown[]) => boolean).bind(s);
       (s as unknown as Record<string, unknown>)[method] = (id: number, ...rest: unknown[]): boolean => {
         if (method === 'status') this.#answered(id);
-        const sent = original(id, ...rest);
-        if (sent === false && !this.#repliesBlocked) this.#repliesBlocked = true;
+        original(id, ...rest);
+        // ssh2's server-side reply methods return nothing; what they could not send waits in `_buffer`.
+        const sent = !s._buffer || s._buffer.length === 0;
+        if (!sent && !this.#repliesBlocked) {
+          this.#repliesBlocked = true;
+          this.#held();
+        }
+        if (method === 'data' || method === 'status') this.#readAnswered(id);
         return sent;
       };
     }
+  }
+
+  #readAnswered(id: number): void {
+    const n = this.#readsInFlight.get(id);
+    if (n === undefined) return;
+    if (n <= 1) this.#readsInFlight.delete(id);
+    else this.#readsInFlight.set(id, n - 1);
+    if (this.#waiting.length > 0) queueMicrotask(() => this.#pump());
   }
 
   #answered(id: number): void {
@@ -252,10 +314,6 @@ class SftpChannelFlow implements ChannelFlow {
   #drained(): void {
     if (!this.#repliesBlocked) return;
     this.#repliesBlocked = false;
-    // Serving a READ may block replies again: the rest wait for the next drain.
-    while (!this.#repliesBlocked && this.#deferredReads.length > 0 && !this.#detached) {
-      this.#s.emit('READ', ...this.#deferredReads.shift()!);
-    }
-    this.#maybeRelease();
+    this.#pump();
   }
 }
