@@ -223,7 +223,8 @@ describe('memory stays bounded under pipelining floods', () => {
     const holds = metrics.value('s3sftp_sftp_channel_holds_total', { reason: 'session-writes' });
     console.log(`WRITE flood: ${sent} of 2000 × 255 KiB sent before the window stayed shut; RSS ${before} → peak ${peak} MiB (+${(peak - before).toFixed(1)}); holds(session-writes)=${holds}`);
     assert.ok(sent < 2000, 'the server kept reading while S3 was stalled');
-    assert.ok(peak - before < 200, `RSS grew by ${peak - before} MiB`);
+    // 32 MiB of queued WRITEs + 5 parts of 5 MiB + the 8 MiB window, plus the runtime's slack (before: +540 MiB).
+    assert.ok(peak - before < 160, `RSS grew by ${peak - before} MiB`);
     assert.ok(holds >= 1, 's3sftp_sftp_channel_holds_total{reason="session-writes"} did not count the hold');
   });
 
@@ -245,7 +246,8 @@ describe('memory stays bounded under pipelining floods', () => {
     const metrics = await scrape(cli.metricsPort);
     const holds = metrics.value('s3sftp_sftp_channel_holds_total', { reason: 'unread-replies' });
     console.log(`READ flood: RSS ${before} → peak ${peak} MiB (+${(peak - before).toFixed(1)}); holds(unread-replies)=${holds}`);
-    assert.ok(peak - before < 200, `RSS grew by ${peak - before} MiB`);
+    // At most 64 READs of 255 KiB in flight (before: every READ answered into ssh2's buffer, +210 MiB in 5 s and growing).
+    assert.ok(peak - before < 100, `RSS grew by ${peak - before} MiB`);
     assert.ok(holds >= 1, 's3sftp_sftp_channel_holds_total{reason="unread-replies"} did not count the hold');
   });
 });
