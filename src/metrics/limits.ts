@@ -19,7 +19,7 @@ export function limitMetrics(registry: Registry, budget: UploadMemoryBudget): Li
   const registers = [registry];
   const held = new Counter({
     name: 's3sftp_sftp_channel_holds_total',
-    help: 'Times an SFTP session stopped reading its channel (SSH window held closed), by reason: session-writes (sftp.maxQueuedWriteBytes), server-budget (sftp.uploadMemoryBudget), unread-replies (the client does not read replies), queued-requests (requests wait behind READs in flight).',
+    help: 'Times an SFTP session started waiting (stopped reading its channel (SSH window held closed)), by reason: session-writes (sftp.maxQueuedWriteBytes), server-budget (sftp.uploadMemoryBudget), unread-replies (the client does not read replies), queued-requests (requests wait behind READs in flight).',
     labelNames: ['reason'],
     registers,
   });

@@ -228,6 +228,29 @@ describe('memory stays bounded under pipelining floods', () => {
     assert.ok(holds >= 1, 's3sftp_sftp_channel_holds_total{reason="session-writes"} did not count the hold');
   });
 
+  test('two sessions flooding WRITEs with S3 stalled and a 16 MiB sftp.uploadMemoryBudget: both wait', async () => {
+    const cli = await startCli({ S3SFTP_SFTP_UPLOADMEMORYBUDGET: '16MiB' });
+    const a = await rawChannel(cli.sshPort, 'mallory');
+    const b = await rawChannel(cli.sshPort, 'mallory');
+    const handles = [await openOn(a.channel, '/budget-a.bin', FXF.WRITE | FXF.CREAT | FXF.TRUNC), await openOn(b.channel, '/budget-b.bin', FXF.WRITE | FXF.CREAT | FXF.TRUNC)];
+    a.channel.pause();
+    b.channel.pause();
+    proxy.setRate(1);
+    await sleep(500);
+    const before = await rssMiB(cli.pid);
+    const chunk = Buffer.alloc(255 * 1024, 7);
+    const flood = (channel: Duplex, handle: Buffer) => pump(channel, 2000, (i) => packet(T.WRITE, 10 + i, str(handle), u64(i * chunk.length), str(chunk)));
+    let sent: number[] = [];
+    const peak = await peakRss(cli.pid, Promise.all([flood(a.channel, handles[0]!), flood(b.channel, handles[1]!)]).then((n) => (sent = n)));
+    const metrics = await scrape(cli.metricsPort);
+    const holds = metrics.value('s3sftp_sftp_channel_holds_total', { reason: 'server-budget' });
+    const inUse = metrics.value('s3sftp_upload_memory_bytes') / MiB;
+    console.log(`two-session WRITE flood, 16 MiB budget: ${sent.join(' + ')} WRITEs accepted; RSS ${before} → peak ${peak} MiB (+${(peak - before).toFixed(1)}); holds(server-budget)=${holds}; budget in use ${inUse.toFixed(1)} MiB`);
+    assert.ok(holds >= 1, 's3sftp_sftp_channel_holds_total{reason="server-budget"} did not count a hold');
+    assert.ok(sent.every((n) => n < 2000), 'a session kept being read');
+    assert.ok(peak - before < 160, `RSS grew by ${peak - before} MiB`);
+  });
+
   test('2,000 × 255 KiB READs whose replies are never read: READs wait for the client', async () => {
     const cli = await startCli();
     // A 16 MiB file to read from, stored through the server.
