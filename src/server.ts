@@ -27,6 +27,7 @@ import { Metrics } from './metrics/metrics.ts';
 import { startMetricsListener } from './metrics/http.ts';
 import { instrumentS3Client } from './metrics/s3-requests.ts';
 import { UploadJanitor } from './storage/s3/janitor.ts';
+import type { UploadEvents } from './storage/s3/upload-pipeline.ts';
 import { hardening } from './ssh/hardening.ts';
 import { LeaderOnly } from './leader-only.ts';
 import { ShortenableDelay } from './shortenable-delay.ts';
@@ -35,6 +36,9 @@ import { scanPrefixUsage } from './storage/s3/usage.ts';
 import { BandwidthLimiter } from './session/bandwidth.ts';
 import { registerQuotaMetrics } from './metrics/quota.ts';
 import { withUserLimits } from './session/user-limits.ts';
+import { FlowControl, UploadMemoryBudget } from './sftp/flow-control.ts';
+import { RequestLimiter } from './storage/s3/request-limiter.ts';
+import { limitMetrics } from './metrics/limits.ts';
 
 /**
  * A start-up failure, said in one line that names the cause and the fix. `configuration` failures
@@ -166,7 +170,16 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
   metrics.countUsersWith(() => users.all().length);
   const uploads = new UploadRegistry();
   const mtimeCache = new MtimeCache();
-  const uploadEvents = metrics.uploadEvents();
+  // Bounded memory and fair S3 access (docs/security.md): part buffers count against the budget too.
+  const budget = new UploadMemoryBudget(config.sftp.uploadMemoryBudget);
+  const limitsMetrics = limitMetrics(registry, budget);
+  const flowControl = new FlowControl({ maxQueuedWriteBytes: config.sftp.maxQueuedWriteBytes, budget, events: limitsMetrics.flow });
+  const requestLimiter = new RequestLimiter({
+    perSession: config.s3.maxRequestsPerSession,
+    perUser: config.s3.maxRequestsPerUser,
+    onWait: limitsMetrics.requestWaited,
+  });
+  const uploadEvents = countBuffered(metrics.uploadEvents(), budget);
   // The bandwidth buckets (server-wide and per user) and the quota gauges.
   registerQuotaMetrics(registry, quotas, config.metrics.perUserLabels);
   const bandwidth = new BandwidthLimiter({ server: config.bandwidth });
@@ -178,6 +191,7 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
     setstatMode: config.setstatMode,
     log,
     ...guard.options,
+    flowControl,
     events: { ...metrics.serverEvents(), ...guard.events },
     proxyTrustedCIDRs: config.proxyProtocol.trustedCIDRs,
     keepalive: config.keepalive,
@@ -210,7 +224,8 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
         : home;
       // Quota usage is scanned from the home prefix; writes into folders are counted as they happen.
       const scan = () => scanPrefixUsage(clients.forSession(user, storageLog), user.s3.bucket, user.s3.keyPrefix);
-      return withUserLimits(storage, user, { quotas, bandwidth, scan });
+      // Called once per session: each gets its own cap on S3 requests, under its user's (request-limiter.ts).
+      return requestLimiter.forSession(user.username, withUserLimits(storage, user, { quotas, bandwidth, scan }));
     },
   });
   started.add('SSH server', () => ssh.close());
@@ -265,6 +280,25 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
       await users.close();
       await http.close();
       clients.destroy();
+    },
+  };
+}
+
+/** `events` plus the server-wide upload memory budget, which counts every buffered part byte. */
+function countBuffered(events: UploadEvents, budget: UploadMemoryBudget): UploadEvents {
+  return {
+    ...events,
+    onBuffered: (bytes) => {
+      budget.add(bytes);
+      events.onBuffered?.(bytes);
+    },
+    onStored: (bytes) => {
+      budget.release(bytes);
+      events.onStored?.(bytes);
+    },
+    onDiscarded: (bytes) => {
+      budget.release(bytes);
+      events.onDiscarded?.(bytes);
     },
   };
 }

@@ -391,6 +391,30 @@ const KEYS: readonly KeySpec[] = deepFreeze([
   ...transferKeys('upload'),
   ...transferKeys('download'),
   {
+    key: 's3.maxRequestsPerSession',
+    default: 16,
+    doc: 'Storage operations (stat, listing page, ranged read, rename...) one SFTP/SCP session may have in flight; more wait in that session\'s queue, so one session cannot take the shared S3 socket pool.',
+    parse: int(1, 1024),
+  },
+  {
+    key: 's3.maxRequestsPerUser',
+    default: 32,
+    doc: 'Storage operations all sessions of one user may have in flight on this replica (see s3.maxRequestsPerSession).',
+    parse: int(1, 4096),
+  },
+  {
+    key: 'sftp.maxQueuedWriteBytes',
+    default: '32MiB',
+    doc: 'WRITE data one SFTP session may have received and not yet answered; above it the server stops reading the channel (the SSH window stays closed) until uploads catch up.',
+    parse: size(1 * MiB, 'smaller stalls every upload'),
+  },
+  {
+    key: 'sftp.uploadMemoryBudget',
+    default: '1GiB',
+    doc: 'Upload bytes held in memory by the whole server (queued WRITE data plus part buffers); over it, sessions with WRITE data queued stop reading until it falls, so they wait instead of the pod running out of memory.',
+    parse: size(16 * MiB, 'smaller than a few part buffers'),
+  },
+  {
     key: 'uploads.resume',
     default: true,
     doc: 'Resumed uploads (sftp reput, lftp put -c, WinSCP/FileZilla resume) continue an existing file: its bytes are copied inside S3 and the client sends only the rest. false refuses a resume; clients then upload again from the start.',
@@ -625,7 +649,10 @@ export function loadConfig(options: LoadConfigOptions): Config {
       upload: transfer('upload'),
       download: transfer('download'),
       abandonedUploadAgeMs: get('s3.abandonedUploadAge'),
+      maxRequestsPerSession: get('s3.maxRequestsPerSession'),
+      maxRequestsPerUser: get('s3.maxRequestsPerUser'),
     },
+    sftp: { maxQueuedWriteBytes: get('sftp.maxQueuedWriteBytes'), uploadMemoryBudget: get('sftp.uploadMemoryBudget') },
     users: {
       directory: get('users.directory'),
       kubernetes: {

@@ -72,10 +72,13 @@ export interface Config {
   /** SSH keepalives: sent after intervalMs of client silence (0: off); countMax unanswered end the connection. */
   keepalive: { intervalMs: number; countMax: number };
   /** abandonedUploadAgeMs: multipart uploads older than this are aborted by the janitor; 0 turns it off. */
-  s3: S3Config & { abandonedUploadAgeMs: number };
+  /** maxRequestsPerSession/User: storage operations in flight per session and per user (storage/s3/request-limiter.ts). */
+  s3: S3Config & { abandonedUploadAgeMs: number; maxRequestsPerSession: number; maxRequestsPerUser: number };
   users: { directory: string; kubernetes: KubernetesUsersConfig };
   /** Resumed uploads allowed; MD5/SHA-1/SHA-256 stored with uploads. */
   uploads: { resume: boolean; checksums: boolean };
+  /** Bounded memory per SFTP session and per server (sftp/flow-control.ts). */
+  sftp: { maxQueuedWriteBytes: number; uploadMemoryBudget: number };
   /** What directory listings report as a file's mtime. */
   listing: { mtime: 'metadata' | 'lastModified' };
   /** quota.*: how usage for spec.quota is counted. */

@@ -27,6 +27,8 @@ import { advertiseExtensions, containParserErrors, sendExitStatus } from '../sft
 import { widenReceiveWindow } from './ssh2-window.ts';
 import { refuseNonUtf8Paths } from '../sftp/utf8-paths.ts';
 import { ScpSession } from '../scp/session.ts';
+import type { FlowControl } from '../sftp/flow-control.ts';
+import { policyChanged, withLivePermissions } from './live-policy.ts';
 import { ChecksumSession, checksumCommandName } from '../exec/checksum.ts';
 import { acceptWithProxyProtocol, TrustedProxies } from './proxy-protocol.ts';
 import { destroyIfLingering, isKeepaliveTimeout, keepaliveServerOptions, type KeepaliveSettings } from './keepalive.ts';
@@ -78,6 +80,8 @@ export interface SshServerOptions {
   proxyTrustedCIDRs?: readonly string[];
   /** SSH keepalives (keepalive.*); ssh2's server sends them. */
   keepalive?: KeepaliveSettings;
+  /** Bounded memory per SFTP channel and per server (sftp/flow-control.ts); none when left out. */
+  flowControl?: FlowControl;
 }
 
 /**
@@ -91,6 +95,8 @@ interface LiveConnection {
   id: string;
   client: Connection;
   credential?: Credential;
+  /** The user as authenticated: a later change of where its files live ends the connection (live-policy.ts). */
+  user?: User;
   /** The connection's logger: conn id and remote address, plus the user once authenticated. */
   log: Logger;
   username?: string;
@@ -300,6 +306,7 @@ export class SshServer {
             }
             conn.credential = credential;
             conn.username = result.username;
+            conn.user = result;
             conn.log = log.child({ user: result.username });
             conn.log.info({ method: ctx.method }, 'authenticated');
             ctx.accept();
@@ -425,7 +432,8 @@ export class SshServer {
   #sessionDeps(user: User, log: Logger): SessionDeps {
     return {
       storage: this.#opts.storageFor(user),
-      user,
+      // Permissions are re-read at each operation, so a change applies to open sessions (live-policy.ts).
+      user: withLivePermissions(user, () => this.#opts.users.get(user.username)),
       setstatMode: this.#opts.setstatMode,
       log,
       events: combineEvents(auditEvents(log), this.#opts.events),
@@ -438,15 +446,17 @@ export class SshServer {
       const user = this.#channelUser(conn, reject);
       if (!user) return;
       const sftp = accept();
-      // Before any data can arrive: uploads are window-bound with ssh2's 2 MiB (see ssh2-window.ts).
-      widenReceiveWindow(sftp, log);
       // ssh2 emits 'error' for a malformed packet, then closes the channel; without a
       // listener the emit would throw inside ssh2's parser instead.
       sftp.on('error', (err: Error) => log.info({ err: err.message, user: user.username }, 'sftp protocol error: closing the channel'));
       advertiseExtensions(sftp, { 'posix-rename@openssh.com': '1' });
       refuseNonUtf8Paths(sftp, () => log.info({ user: user.username }, 'refused a request with a file name that is not valid UTF-8'));
-      // Outermost, so a throw anywhere in the parser chain closes this channel only, not the connection.
+      // Contains a throw anywhere in the parser chain below it: this channel closes, not the connection.
       containParserErrors(sftp);
+      // Before any data can arrive (all of this runs synchronously): uploads are window-bound with
+      // ssh2's 2 MiB (see ssh2-window.ts); flow control widens it and holds it while memory is over a bound.
+      const flow = this.#opts.flowControl?.attach(sftp, log);
+      if (!flow) widenReceiveWindow(sftp, log);
       const sftpSession = new SftpSession({ sftp, ...this.#sessionDeps(user, log) });
       conn.sessions.add(sftpSession);
       this.#opts.events?.sessionOpened?.(user.username);
@@ -457,6 +467,7 @@ export class SshServer {
       });
       sftp.on('close', () => {
         conn.sessions.delete(sftpSession);
+        flow?.detach();
         this.#opts.events?.sessionClosed?.(user.username);
         void sftpSession.close();
       });
@@ -487,13 +498,24 @@ export class SshServer {
     session.on('env', (accept) => accept?.());
   }
 
-  /** Ends the connections of a user that their credential no longer admits (removed, disabled, key or password changed). */
+  /**
+   * Ends the connections of a user that their credential no longer admits (removed, disabled, key or
+   * password changed), or whose files moved (bucket, prefix, role...) or address is no longer allowed.
+   */
   #revoke(username: string): void {
+    const now = this.#opts.users.get(username);
     for (const conn of this.#live) {
       if (conn.username !== username || !conn.credential) continue;
-      if (this.#authenticates(username, conn.credential)) continue;
-      conn.log.info({ method: conn.credential.method }, 'user removed or disabled, or its key or password changed: ending the connection');
-      conn.client.end();
+      if (!this.#authenticates(username, conn.credential)) {
+        conn.log.info({ method: conn.credential.method }, 'user removed or disabled, or its key or password changed: ending the connection');
+        conn.client.end();
+        continue;
+      }
+      const why = conn.user && now ? policyChanged(conn.user, now, conn.ip) : undefined;
+      if (why) {
+        conn.log.info({ reason: why }, 'user changed where its files live or where it may log in from: ending the connection');
+        conn.client.end();
+      }
     }
   }
 

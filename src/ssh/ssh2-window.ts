@@ -46,11 +46,22 @@ function ssh2Version(): string {
 let warned = false;
 
 /**
+ * Holds the window closed while `held()` is true (flow control for memory, sftp/flow-control.ts):
+ * no WINDOW_ADJUST goes out, and ssh2's own top-up is skipped (push answers false, which ssh2 reads
+ * as "stop"). The client can still send what is left of the window, then it waits. `onRelease`
+ * registers the function that reopens it.
+ */
+export interface WindowGate {
+  held(): boolean;
+  onRelease(reopen: () => void): void;
+}
+
+/**
  * Keeps `channel`'s receive window at `size` bytes. Call right after accepting the channel, before
  * any data can arrive. Returns false (and logs once) when it did not apply: another ssh2 version, or
  * internals that are not what it expects.
  */
-export function widenReceiveWindow(channel: unknown, log?: Logger, size = SFTP_RECEIVE_WINDOW): boolean {
+export function widenReceiveWindow(channel: unknown, log?: Logger, size = SFTP_RECEIVE_WINDOW, gate?: WindowGate): boolean {
   const c = channel as ChannelInternals;
   const version = ssh2Version();
   const shapeOk =
@@ -79,10 +90,17 @@ export function widenReceiveWindow(channel: unknown, log?: Logger, size = SFTP_R
   const push = c.push!;
   c.push = function (this: unknown, data: Buffer | null) {
     const result = push.call(this, data);
+    // Parsing may have queued enough to hold the window: ssh2 must not top it up either.
+    if (data !== null && gate?.held()) return false;
     // Half the window, as ssh2 and OpenSSH do: one adjust per `size / 2` bytes received.
     if (data !== null && incoming.window <= size / 2) topUp();
     return result;
   };
+  gate?.onRelease(() => {
+    // ssh2 marks a channel whose push answered false; SFTP channels never read the mark.
+    (c as { _waitChanDrain?: boolean })._waitChanDrain = false;
+    if (incoming.window <= size / 2) topUp();
+  });
   topUp();
   return true;
 }

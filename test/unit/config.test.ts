@@ -69,7 +69,10 @@ describe('defaults', () => {
         upload: { partSize: 16 * 2 ** 20, concurrency: 4, partMaxTimeMs: 0 },
         download: { partSize: 8 * 2 ** 20, concurrency: 4, partMaxTimeMs: 0 },
         abandonedUploadAgeMs: 24 * 3_600_000,
+        maxRequestsPerSession: 16,
+        maxRequestsPerUser: 32,
       },
+      sftp: { maxQueuedWriteBytes: 32 * 2 ** 20, uploadMemoryBudget: 2 ** 30 },
       users: { directory: '', kubernetes: { enabled: false, namespace: '', kubeconfig: '', leaseNamespace: '', leaseDurationMs: 15_000, leaseRenewIntervalMs: 5000 } },
       uploads: { resume: true, checksums: true },
       listing: { mtime: 'metadata' },
@@ -259,7 +262,7 @@ log: { level: debug }
     assert.equal(byKey.get('s3.bucket')?.required, true);
     assert.equal(byKey.get('s3.bucket')?.default, undefined);
     for (const k of keys) assert.ok(k.doc.length > 10, `${k.key} has a doc`);
-    assert.equal(keys.length, 67);
+    assert.equal(keys.length, 71);
   });
 });
 

@@ -2,8 +2,7 @@
  * Builds S3Clients (the server's come from ClientPool in client-pool.ts, one per role, region and
  * endpoint) and checks the bucket at startup.
  */
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
+import { httpAgent, httpsAgent } from './connect-timeout.ts';
 import { HeadBucketCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import type { S3Config } from '../../config/types.ts';
 import { baseCredentials, CredentialsError } from './credentials.ts';
@@ -13,6 +12,8 @@ import { errorCodeOf, httpStatusOf } from './errors.ts';
 // transferring at once, not just one session's parts.
 const SESSIONS_PER_SOCKET_POOL = 8;
 const MIN_SOCKETS = 64;
+/** A new socket must connect within this; time queued for a socket does not count (connect-timeout.ts). */
+const CONNECT_TIMEOUT_MS = 10_000;
 
 /** HTTP agents and timeouts for `requestHandler`; clients given the same object share its sockets. */
 export function httpHandlerOptions(cfg: S3Config) {
@@ -22,11 +23,15 @@ export function httpHandlerOptions(cfg: S3Config) {
   );
   const agentOptions = { keepAlive: true, maxSockets, maxFreeSockets: Math.min(maxSockets, 256) };
   return {
-    httpAgent: new HttpAgent(agentOptions),
-    httpsAgent: new HttpsAgent(agentOptions),
-    // Connecting should be quick; whole-request deadlines come from each
-    // caller's abortSignal, sized to the bytes it moves.
-    connectionTimeout: 10_000,
+    httpAgent: httpAgent(agentOptions, CONNECT_TIMEOUT_MS),
+    httpsAgent: httpsAgent(agentOptions, CONNECT_TIMEOUT_MS),
+    // Not the SDK's connectionTimeout: its timer runs while a request waits for a free socket, so
+    // a busy pool turned into "timed out". The agents time connecting only; whole-request
+    // deadlines come from each caller's abortSignal, sized to the bytes it moves.
+    connectionTimeout: 0,
+    // The SDK's warning that requests queue for sockets, once the wait passes this (logged to the
+    // SDK's logger at most every 15 s); per-session caps (request-limiter.ts) keep it rare.
+    socketAcquisitionWarningTimeout: 5_000,
   };
 }
 
