@@ -3,6 +3,7 @@
  * classes (S3 client and storage, user sources, SSH server); everything else
  * receives its dependencies.
  */
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
@@ -14,6 +15,7 @@ import type { AccessCheck } from './users/access.ts';
 import { S3Storage } from './storage/s3/s3-storage.ts';
 import { MtimeCache } from './storage/s3/mtime-cache.ts';
 import { UploadRegistry } from './storage/s3/upload-registry.ts';
+import { effectiveSse, serverSse, type SseSettings, withEncryption } from './storage/s3/encryption.ts';
 import { loadCrdSchema } from './users/crd-schema.ts';
 import { DirectorySource } from './users/directory-source.ts';
 import { EmptySource } from './users/empty-source.ts';
@@ -144,6 +146,13 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
   started.add('user sources', () => users.close());
   state.users = users;
   metrics.countUsersWith(() => users.all().length);
+  // Server-side encryption (storage/s3/encryption.ts): the SSE-C key file is read once, here.
+  let sse: SseSettings;
+  try {
+    sse = serverSse(config.s3.sse, (path) => readFileSync(path));
+  } catch (err) {
+    throw new StartupError(`${(err as Error).message}; set s3.sse.customerKeyFile to a file holding a base64 32-byte key`, { cause: err, configuration: true });
+  }
   const uploads = new UploadRegistry();
   const mtimeCache = new MtimeCache();
   const uploadEvents = metrics.uploadEvents();
@@ -159,7 +168,7 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
     storageFor: (user) => {
       const storageLog = log.child({ user: user.username, component: 'storage' });
       return new S3Storage({
-        client: clients.forSession(user, storageLog),
+        client: withEncryption(clients.forSession(user, storageLog), effectiveSse(sse, user.s3.sse, (path) => readFileSync(path))),
         bucket: user.s3.bucket,
         keyPrefix: user.s3.keyPrefix,
         config: user.s3.storageClass ? { ...config.s3, storageClass: user.s3.storageClass } : config.s3,

@@ -38,6 +38,17 @@ export interface S3Config {
   requestChecksum: ChecksumMode;
   upload: TransferConfig;
   download: TransferConfig;
+  /** Server-side encryption of new objects (storage/s3/encryption.ts); users may override it. */
+  sse?: SseConfig;
+}
+
+/** s3.sse.*: the server's encryption settings; the SSE-C key file is read at start. */
+export interface SseConfig {
+  mode: 'none' | 'AES256' | 'aws:kms' | 'aws:kms:dsse';
+  kmsKeyId: string;
+  bucketKeyEnabled: boolean;
+  /** "" for no SSE-C. */
+  customerKeyFile: string;
 }
 
 /** users.kubernetes: SftpUser resources from the Kubernetes API. */
