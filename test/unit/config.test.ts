@@ -66,6 +66,7 @@ describe('defaults', () => {
         upload: { partSize: 16 * 2 ** 20, concurrency: 4, partMaxTimeMs: 0 },
         download: { partSize: 8 * 2 ** 20, concurrency: 4, partMaxTimeMs: 0 },
         abandonedUploadAgeMs: 24 * 3_600_000,
+        sse: { mode: 'none', kmsKeyId: '', bucketKeyEnabled: false, customerKeyFile: '' },
       },
       users: { directory: '', kubernetes: { enabled: false, namespace: '', kubeconfig: '', leaseNamespace: '' } },
       uploads: { resume: true, checksums: true },
@@ -254,7 +255,7 @@ log: { level: debug }
     assert.equal(byKey.get('s3.bucket')?.required, true);
     assert.equal(byKey.get('s3.bucket')?.default, undefined);
     for (const k of keys) assert.ok(k.doc.length > 10, `${k.key} has a doc`);
-    assert.equal(keys.length, 56);
+    assert.equal(keys.length, 60);
   });
 });
 
