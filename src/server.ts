@@ -15,6 +15,7 @@ import type { AccessCheck } from './users/access.ts';
 import { S3Storage } from './storage/s3/s3-storage.ts';
 import { MtimeCache } from './storage/s3/mtime-cache.ts';
 import { UploadRegistry } from './storage/s3/upload-registry.ts';
+import { TempUploads } from './storage/s3/temp-uploads.ts';
 import { effectiveSse, serverSse, type SseSettings, withEncryption } from './storage/s3/encryption.ts';
 import { loadCrdSchema } from './users/crd-schema.ts';
 import { DirectorySource } from './users/directory-source.ts';
@@ -154,6 +155,14 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
     throw new StartupError(`${(err as Error).message}; set s3.sse.customerKeyFile to a file holding a base64 32-byte key`, { cause: err, configuration: true });
   }
   const uploads = new UploadRegistry();
+  // Uploads through a temporary name (storage/s3/temp-uploads.ts); parked ones are stored before the clients close.
+  const tempSuffixes = config.uploads.tempSuffixes ?? [];
+  const tempWindowMs = config.uploads.tempRenameWindowMs ?? 0;
+  const tempUploads =
+    tempSuffixes.length > 0 && tempWindowMs > 0
+      ? new TempUploads({ suffixes: tempSuffixes, windowMs: tempWindowMs, log: log.child({ component: 'temp-uploads' }) })
+      : undefined;
+  if (tempUploads) started.add('parked uploads', () => tempUploads.flush());
   const mtimeCache = new MtimeCache();
   const uploadEvents = metrics.uploadEvents();
   // Connection limits, defender, password pool and algorithms (docs/security.md).
@@ -180,6 +189,7 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
         resume: config.uploads.resume,
         storeChecksums: config.uploads.checksums,
         listingMtime: config.listing.mtime,
+        ...(tempUploads ? { tempUploads } : {}),
         mtimeCache,
       });
     },

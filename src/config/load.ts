@@ -404,6 +404,19 @@ const KEYS: readonly KeySpec[] = deepFreeze([
     doc: 'Compute MD5, SHA-1 and SHA-256 of every upload as it streams and store them with the object, so md5sum/sha1sum/sha256sum (rclone check) answer without reading the file. Files above one part cost one server-side copy at the end of the upload (none above 5 GiB: their hashes are computed when asked).',
     parse: bool,
   },
+  // Uploads through a temporary name (issue 13): see storage/s3/temp-uploads.ts and docs/adr/0012.
+  {
+    key: 'uploads.tempSuffixes',
+    default: ['.filepart'],
+    doc: 'Names ending in one of these (WinSCP\'s .filepart) are temporary: the upload is written towards the name without the suffix, and the RENAME that follows the upload costs no server-side copy. Empty turns this off (comma-separated in env).',
+    parse: stringList,
+  },
+  {
+    key: 'uploads.tempRenameWindow',
+    default: '2s',
+    doc: 'How long a closed upload to a temporary name waits for its rename before it is stored at the temporary name (which then costs one copy). 0s turns the feature off.',
+    parse: parseDuration,
+  },
   {
     key: 'listing.mtime',
     default: 'metadata',
@@ -615,7 +628,12 @@ export function loadConfig(options: LoadConfigOptions): Config {
       banTimeMs: get('defender.banTime'),
       trustedCIDRs: get('defender.trustedCIDRs'),
     },
-    uploads: { resume: get('uploads.resume'), checksums: get('uploads.checksums') },
+    uploads: {
+      resume: get('uploads.resume'),
+      checksums: get('uploads.checksums'),
+      tempSuffixes: get('uploads.tempSuffixes'),
+      tempRenameWindowMs: get('uploads.tempRenameWindow'),
+    },
     listing: { mtime: get('listing.mtime') },
     metrics: { listen: get('metrics.listen'), perUserLabels: get('metrics.perUserLabels') },
     log: { level: get('log.level') },

@@ -76,7 +76,7 @@ export interface Config {
   s3: S3Config & { abandonedUploadAgeMs: number };
   users: { directory: string; kubernetes: KubernetesUsersConfig };
   /** Resumed uploads allowed; MD5/SHA-1/SHA-256 stored with uploads. */
-  uploads: { resume: boolean; checksums: boolean };
+  uploads: { resume: boolean; checksums: boolean; tempSuffixes?: string[]; tempRenameWindowMs?: number };
   /** What directory listings report as a file's mtime. */
   listing: { mtime: 'metadata' | 'lastModified' };
   /** The HTTP listener for /metrics, /healthz and /readyz, and whether per-user labels are added. */

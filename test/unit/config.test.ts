@@ -69,7 +69,7 @@ describe('defaults', () => {
         sse: { mode: 'none', kmsKeyId: '', bucketKeyEnabled: false, customerKeyFile: '' },
       },
       users: { directory: '', kubernetes: { enabled: false, namespace: '', kubeconfig: '', leaseNamespace: '' } },
-      uploads: { resume: true, checksums: true },
+      uploads: { resume: true, checksums: true, tempSuffixes: ['.filepart'], tempRenameWindowMs: 2000 },
       listing: { mtime: 'metadata' },
       metrics: { listen: { host: '0.0.0.0', port: 9090 }, perUserLabels: false },
       log: { level: 'info' },
@@ -255,7 +255,7 @@ log: { level: debug }
     assert.equal(byKey.get('s3.bucket')?.required, true);
     assert.equal(byKey.get('s3.bucket')?.default, undefined);
     for (const k of keys) assert.ok(k.doc.length > 10, `${k.key} has a doc`);
-    assert.equal(keys.length, 60);
+    assert.equal(keys.length, 62);
   });
 });
 

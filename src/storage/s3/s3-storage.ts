@@ -50,7 +50,8 @@ import { deadlineFor, withRetries } from './retry.ts';
 import { S3Reader } from './reader.ts';
 import type { Clock, UploadEvents } from './upload-pipeline.ts';
 import type { UploadRegistry } from './upload-registry.ts';
-import { ConditionalWrites, mtimeMetadata, S3Writer } from './writer.ts';
+import { ConditionalWrites, type DeferredUpload, mtimeMetadata, S3Writer } from './writer.ts';
+import type { TempUploads } from './temp-uploads.ts';
 
 export interface S3StorageOptions {
   client: S3Client;
@@ -84,6 +85,8 @@ export interface S3StorageOptions {
   storeChecksums?: boolean;
   /** Allow resumed uploads, FileWriter.continueExisting (default true). */
   resume?: boolean;
+  /** Uploads through a temporary name (uploads.tempSuffixes), shared across sessions; absent: off. */
+  tempUploads?: TempUploads;
 }
 
 // S3 keys are at most 1024 bytes of UTF-8; one byte is kept for a directory marker's "/".
@@ -178,6 +181,7 @@ export class S3Storage implements Storage {
   async openRead(path: string): Promise<FileReader> {
     const key = this.#key(path);
     const context = `open ${path}`;
+    await this.#settleParked(key);
     const head = path === '/' ? undefined : await this.#head(key, context);
     if (!head) {
       if (await this.#directory(path, context)) throw new WrongTypeError(`${path}: is a directory`);
@@ -198,14 +202,16 @@ export class S3Storage implements Storage {
     const key = this.#key(path);
     const context = `open ${path}`;
     if (path === '/') throw new WrongTypeError('/: is a directory');
-    const [head, directory, parentIsFile] = await Promise.all([
+    const exclusive = options.exclusive === true;
+    const finalPath = exclusive ? undefined : this.#o.tempUploads?.finalName(path);
+    const [head, directory, parentIsFile, finalTaken] = await Promise.all([
       this.#head(key, context),
       this.#directory(path, context),
       this.#parentIsFile(path, context),
+      finalPath ? this.#finalTaken(finalPath, context) : Promise.resolve(true),
     ]);
     if (parentIsFile) throw new WrongTypeError(`${dirname(path)}: not a directory`);
     if (directory && !head) throw new WrongTypeError(`${path}: is a directory`);
-    const exclusive = options.exclusive === true;
     if (exclusive && (head || this.#o.uploads.get(this.#bucket, key))) {
       throw new AlreadyExistsError(`${path}: file already exists`);
     }
@@ -218,7 +224,8 @@ export class S3Storage implements Storage {
       exclusive,
       uploads: this.#o.uploads,
       conditionalWrites: this.#conditionalWrites,
-      applyMetadata: (metadata, etag) => this.#addMetadata(path, key, metadata, etag),
+      applyMetadata: (metadata, etag, target) => this.#addMetadata(path, target, metadata, etag),
+      ...(finalPath && !finalTaken ? { deferred: this.#deferred(key, this.#key(finalPath), path) } : {}),
       storeChecksums: this.#o.storeChecksums ?? true,
       resume: this.#o.resume ?? true,
       onCommitted: () => this.#mtimeCache.forget(this.#bucket, key),
@@ -227,6 +234,39 @@ export class S3Storage implements Storage {
       clock: this.#clock,
       log: this.#o.log,
     });
+  }
+
+  /**
+   * Whether the final name of a temporary one is taken (an object, a directory or an upload):
+   * only a free final name is written to directly, so an object there is never replaced by an
+   * upload whose rename does not come (docs/adr/0012).
+   */
+  async #finalTaken(finalPath: string, context: string): Promise<boolean> {
+    const finalKey = this.#key(finalPath);
+    if (this.#o.uploads.get(this.#bucket, finalKey)) return true;
+    return this.#exists(finalPath, context);
+  }
+
+  #deferred(tempKey: string, finalKey: string, path: string): DeferredUpload {
+    const context = `write ${path}`;
+    return {
+      finalKey,
+      park: (upload) => this.#o.tempUploads!.park(this.#bucket, tempKey, upload),
+      move: async (fromKey, toKey, metadata) => {
+        const head = await this.#head(fromKey, context);
+        if (!head) throw new NotFoundError(`${path}: the upload vanished before it could be stored`);
+        this.#mtimeCache.forget(this.#bucket, toKey);
+        await this.#copier.copy({ key: fromKey, size: head.ContentLength ?? 0, head }, toKey, context, { ...head.Metadata, ...metadata });
+        await this.#delete(fromKey, context);
+      },
+      remove: (key) => this.#delete(key, context),
+    };
+  }
+
+  /** A parked upload of this temporary key is stored there now (a read or a rename elsewhere needs the object). */
+  async #settleParked(key: string): Promise<void> {
+    const parked = this.#o.tempUploads?.take(this.#bucket, key);
+    if (parked) await parked.finish('temporary');
   }
 
   async mkdir(path: string): Promise<void> {
@@ -246,6 +286,12 @@ export class S3Storage implements Storage {
     const key = this.#key(path);
     const context = `remove ${path}`;
     if (path === '/') throw new WrongTypeError('/: is a directory');
+    const parked = this.#o.tempUploads?.take(this.#bucket, key);
+    if (parked) {
+      // Never stored under this name: dropping the upload is the removal (a resumed one's old object goes too).
+      await parked.abort();
+      if (!(await this.#head(key, context))) return;
+    }
     // DeleteObject succeeds on missing keys, so existence is checked first.
     const head = await this.#head(key, context);
     if (!head) {
@@ -281,6 +327,7 @@ export class S3Storage implements Storage {
     const context = `rename ${from}`;
     if (from === '/') throw new PermissionDeniedError('/: cannot rename the root directory');
     if (to === '/') throw new AlreadyExistsError('/: already exists');
+    if (await this.#renameParked(fromKey, toKey, to, options)) return;
     const [source, parentIsFile] = await Promise.all([
       this.#head(fromKey, context),
       this.#parentIsFile(to, context),
@@ -295,9 +342,32 @@ export class S3Storage implements Storage {
     return this.#renameDirectory(from, to, context);
   }
 
+  /**
+   * The rename a parked upload waits for: to its final name it is completed there, with no copy.
+   * Anywhere else (or onto a name taken meanwhile without overwrite) it is stored at its
+   * temporary name first, and the ordinary rename follows. True when the rename is done.
+   */
+  async #renameParked(fromKey: string, toKey: string, to: string, options: RenameOptions): Promise<boolean> {
+    const parked = this.#o.tempUploads?.take(this.#bucket, fromKey);
+    if (!parked) return false;
+    if (parked.finalKey === toKey && (options.overwrite || !(await this.#exists(to, `rename ${to}`)))) {
+      this.#mtimeCache.forget(this.#bucket, toKey);
+      await parked.finish('final');
+      return true;
+    }
+    await parked.finish('temporary');
+    return false;
+  }
+
   async setMtime(path: string, mtime: Date): Promise<void> {
     const key = this.#key(path);
     const context = `setstat ${path}`;
+    const parked = this.#o.tempUploads?.peek(this.#bucket, key);
+    if (parked) {
+      // WinSCP sets the time between CLOSE and RENAME: it is stored when the upload is.
+      parked.setMtime(mtime);
+      return;
+    }
     const head = path === '/' ? undefined : await this.#head(key, context);
     if (!head) {
       if (await this.#directory(path, context)) {
@@ -316,6 +386,7 @@ export class S3Storage implements Storage {
   async checksum(path: string, algorithm: HashAlgorithm): Promise<string> {
     const key = this.#key(path);
     const context = `checksum ${path}`;
+    await this.#settleParked(key);
     const head = path === '/' ? undefined : await this.#head(key, context);
     if (!head) {
       if (await this.#directory(path, context)) throw new WrongTypeError(`${path}: is a directory`);
