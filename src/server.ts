@@ -233,6 +233,7 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
       state.draining = true;
       await janitor?.stop();
       await ssh.close();
+      await tempUploads?.flush();
       await users.close();
       await http.close();
       clients.destroy();

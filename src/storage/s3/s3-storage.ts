@@ -143,12 +143,14 @@ export class S3Storage implements Storage {
     const head = live ? undefined : await this.#head(key, context);
     if (head) return this.#fileInfo(basename(path), head);
     if (live) {
+      // A closed upload waiting for its rename (temp-uploads.ts) is a whole file to the client: SETSTAT applies to it.
+      const parked = this.#o.tempUploads?.peek(this.#bucket, key) !== undefined;
       return {
         name: basename(path),
         isDirectory: false,
         size: live.bytesReceived,
         mtime: new Date(this.#clock.now()),
-        uploading: true,
+        ...(parked ? {} : { uploading: true }),
       };
     }
     const directory = await this.#directory(path, context);
