@@ -114,6 +114,12 @@ export function computeUserTable(input: UserTableInput): UserTable {
       verdicts.set(key, { ready: ready('False', resolved.reason, resolved.message) });
       continue;
     }
+    if (result.user.s3.sse?.customerKeyFile) {
+      // A path on the server's own filesystem is not for resources anyone with create rights can write.
+      const message = 'spec.s3.sse.customerKeyFile: works only for SftpUser files (users.directory); in Kubernetes keep the key in a Secret and use spec.s3.sse.customerKeySecretRef';
+      verdicts.set(key, { ready: ready('False', 'InvalidSpec', message) });
+      continue;
+    }
     // spec.s3.sse.customerKeySecretRef: the SSE-C key, resolved like the password (issue 13).
     const sseKey = resolveSseKey(namespace, result.sseKeySecretRef, input.secrets.get(namespace));
     if (sseKey === undefined) {
