@@ -120,9 +120,12 @@ test("WinSCP's sequence: while parked the temporary name stats as the file and t
   // Parked: nothing visible in S3 under either name, the temporary name shows the whole file.
   assert.equal((await win.stat('/report.csv.filepart')).size, data.length);
   assert.equal((await statusOf(win.stat('/report.csv'))).code, 2);
+  const parked = (await win.list('/')).filter((e) => e.filename.startsWith('report.csv'));
+  assert.deepEqual(parked.map((e) => [e.filename, e.attrs.size]), [['report.csv.filepart', data.length]]);
   const mtime = new Date('2024-03-01T10:20:30Z');
   await win.setstat('/report.csv.filepart', { mtime, atime: mtime });
   await win.rename('/report.csv.filepart', '/report.csv');
+  assert.deepEqual((await win.list('/')).filter((e) => e.filename.startsWith('report.csv')).map((e) => e.filename), ['report.csv']);
   const after = await win.stat('/report.csv');
   assert.equal(after.size, data.length);
   assert.equal(after.mtime, mtime.getTime() / 1000);

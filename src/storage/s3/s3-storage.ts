@@ -164,6 +164,7 @@ export class S3Storage implements Storage {
     // A file of this name hides the directory, as it does in the parent's listing.
     const shadowingFile = path === '/' ? Promise.resolve(undefined) : this.#head(key, context);
     shadowingFile.catch(() => {});
+    const listed = new Set<string>();
     let first = true;
     for await (const page of listPages({
       client: this.#client,
@@ -176,8 +177,27 @@ export class S3Storage implements Storage {
         if (await shadowingFile) throw new WrongTypeError(`${path}: not a directory`);
         if (!page.sawAnything && path !== '/') throw new NotFoundError(`${path}: no such file or directory`);
       }
+      for (const entry of page.entries) listed.add(entry.name);
       if (page.entries.length > 0) yield* this.#listedInfos(page.entries, context);
     }
+    const uploading = this.#temporaryUploads(this.#dirPrefix(path), listed);
+    if (uploading.length > 0) yield uploading;
+  }
+
+  /**
+   * Uploads to temporary names (temp-uploads.ts) in this directory that S3 cannot list yet: a
+   * client watching for its `.filepart` sees it while it uploads and while it waits for its rename.
+   */
+  #temporaryUploads(prefix: string, listed: ReadonlySet<string>): FileInfo[] {
+    const temp = this.#o.tempUploads;
+    if (!temp) return [];
+    const infos: FileInfo[] = [];
+    for (const [key, live] of this.#o.uploads.under(this.#bucket, prefix)) {
+      const name = key.slice(prefix.length);
+      if (name === '' || name.includes('/') || listed.has(name) || temp.finalName(`/${name}`) === undefined) continue;
+      infos.push({ name, isDirectory: false, size: live.bytesReceived, mtime: new Date(this.#clock.now()) });
+    }
+    return infos;
   }
 
   async openRead(path: string): Promise<FileReader> {
