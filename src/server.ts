@@ -4,6 +4,7 @@
  * receives its dependencies.
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
@@ -17,6 +18,8 @@ import { S3Storage } from './storage/s3/s3-storage.ts';
 import { MountedStorage } from './storage/mounts.ts';
 import { MtimeCache } from './storage/s3/mtime-cache.ts';
 import { UploadRegistry } from './storage/s3/upload-registry.ts';
+import { TempUploads } from './storage/s3/temp-uploads.ts';
+import { effectiveSse, serverSse, type SseSettings, withEncryption } from './storage/s3/encryption.ts';
 import { loadCrdSchema } from './users/crd-schema.ts';
 import { DirectorySource } from './users/directory-source.ts';
 import { EmptySource } from './users/empty-source.ts';
@@ -168,7 +171,22 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
   started.add('user sources', () => users.close());
   state.users = users;
   metrics.countUsersWith(() => users.all().length);
+  // Server-side encryption (storage/s3/encryption.ts): the SSE-C key file is read once, here.
+  let sse: SseSettings;
+  try {
+    sse = serverSse(config.s3.sse, (path) => readFileSync(path));
+  } catch (err) {
+    throw new StartupError(`${(err as Error).message}; set s3.sse.customerKeyFile to a file holding a base64 32-byte key`, { cause: err, configuration: true });
+  }
   const uploads = new UploadRegistry();
+  // Uploads through a temporary name (storage/s3/temp-uploads.ts); parked ones are stored before the clients close.
+  const tempSuffixes = config.uploads.tempSuffixes ?? [];
+  const tempWindowMs = config.uploads.tempRenameWindowMs ?? 0;
+  const tempUploads =
+    tempSuffixes.length > 0 && tempWindowMs > 0
+      ? new TempUploads({ suffixes: tempSuffixes, windowMs: tempWindowMs, log: log.child({ component: 'temp-uploads' }) })
+      : undefined;
+  if (tempUploads) started.add('parked uploads', () => tempUploads.flush());
   const mtimeCache = new MtimeCache();
   // Bounded memory and fair S3 access (docs/security.md): part buffers count against the budget too.
   const budget = new UploadMemoryBudget(config.sftp.uploadMemoryBudget);
@@ -199,7 +217,8 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
       const storageLog = log.child({ user: user.username, component: 'storage' });
       // The home, and one storage per virtual folder (its own bucket, prefix, role and region).
       const s3Storage = (location: AccessUser) => new S3Storage({
-        client: clients.forSession(location, storageLog),
+        // The user's encryption applies to the home and to every folder.
+        client: withEncryption(clients.forSession(location, storageLog), effectiveSse(sse, user.s3.sse, (path) => readFileSync(path))),
         bucket: location.s3.bucket,
         keyPrefix: location.s3.keyPrefix,
         config: location.s3.storageClass ? { ...config.s3, storageClass: location.s3.storageClass } : config.s3,
@@ -211,6 +230,7 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
         resume: config.uploads.resume,
         storeChecksums: config.uploads.checksums,
         listingMtime: config.listing.mtime,
+        ...(tempUploads ? { tempUploads } : {}),
         mtimeCache,
       });
       const home = s3Storage(user);
@@ -277,6 +297,7 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
       await janitor?.close();
       quotas.stop();
       await ssh.close();
+      await tempUploads?.flush();
       await users.close();
       await http.close();
       clients.destroy();

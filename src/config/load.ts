@@ -33,6 +33,7 @@ import { formatSize, parseDuration, parseSize } from './units.ts';
 import { bucketNameProblem, endpointProblem, regionProblem, roleArnProblem, storageClassProblem } from './validators.ts';
 import { DEFAULT_CIPHERS, DEFAULT_HOST_KEY_ALGORITHMS, DEFAULT_KEX, DEFAULT_MACS } from '../ssh/crypto-policy.ts';
 import { parseCidr } from '../ssh/cidr.ts';
+import { SSE_MODES, sseProblems } from './sse.ts';
 
 export { ConfigError, type ConfigProblem } from './errors.ts';
 
@@ -331,6 +332,31 @@ const KEYS: readonly KeySpec[] = deepFreeze([
     doc: `Canned ACL for new objects: ${CANNED_ACLS.filter((a) => a).join(', ')}; empty sends none.`,
     parse: choice(CANNED_ACLS),
   },
+  // Server-side encryption (issue 13): see storage/s3/encryption.ts and docs/configuration.md.
+  {
+    key: 's3.sse.mode',
+    default: 'none',
+    doc: 'Server-side encryption of new objects: none (the bucket default applies), AES256 (SSE-S3), aws:kms (SSE-KMS) or aws:kms:dsse; sent on every PutObject, CreateMultipartUpload and CopyObject. Users may override it in spec.s3.sse.',
+    parse: choice(SSE_MODES),
+  },
+  {
+    key: 's3.sse.kmsKeyId',
+    default: '',
+    doc: 'KMS key id, ARN or alias for aws:kms and aws:kms:dsse; empty uses the account\'s AWS-managed key (aws/s3). The server\'s role needs kms:GenerateDataKey and kms:Decrypt on it.',
+    parse: str(),
+  },
+  {
+    key: 's3.sse.bucketKeyEnabled',
+    default: false,
+    doc: 'With aws:kms, use an S3 Bucket Key (far fewer KMS requests and costs).',
+    parse: bool,
+  },
+  {
+    key: 's3.sse.customerKeyFile',
+    default: '',
+    doc: 'SSE-C: path of a file holding a 32-byte AES-256 key as base64 (openssl rand -base64 32); every request that reads or writes an object carries it. Needs s3.sse.mode none. Objects written without the key cannot be read with it, and the reverse.',
+    parse: str(),
+  },
   {
     key: 's3.credentials.accessKeyId',
     default: '',
@@ -425,6 +451,19 @@ const KEYS: readonly KeySpec[] = deepFreeze([
     default: true,
     doc: 'Compute MD5, SHA-1 and SHA-256 of every upload as it streams and store them with the object, so md5sum/sha1sum/sha256sum (rclone check) answer without reading the file. Files above one part cost one server-side copy at the end of the upload (none above 5 GiB: their hashes are computed when asked).',
     parse: bool,
+  },
+  // Uploads through a temporary name (issue 13): see storage/s3/temp-uploads.ts and docs/adr/0012.
+  {
+    key: 'uploads.tempSuffixes',
+    default: ['.filepart'],
+    doc: 'Names ending in one of these (WinSCP\'s .filepart) are temporary: the upload is written towards the name without the suffix, and the RENAME that follows the upload costs no server-side copy. Empty turns this off (comma-separated in env).',
+    parse: stringList,
+  },
+  {
+    key: 'uploads.tempRenameWindow',
+    default: '2s',
+    doc: 'How long a closed upload to a temporary name waits for its rename before it is stored at the temporary name (which then costs one copy). 0s turns the feature off.',
+    parse: parseDuration,
   },
   {
     key: 'listing.mtime',
@@ -610,6 +649,21 @@ export function loadConfig(options: LoadConfigOptions): Config {
     });
   }
 
+  // Server-side encryption: fields that only make sense together (storage/s3/encryption.ts).
+  if (values.has('s3.sse.mode') && values.has('s3.sse.kmsKeyId') && values.has('s3.sse.bucketKeyEnabled')) {
+    for (const message of sseProblems(
+      {
+        mode: values.get('s3.sse.mode') as string,
+        kmsKeyId: values.get('s3.sse.kmsKeyId') as string,
+        bucketKeyEnabled: values.get('s3.sse.bucketKeyEnabled') as boolean,
+        hasCustomerKey: values.get('s3.sse.customerKeyFile') !== '',
+      },
+      's3.sse.',
+    )) {
+      const [key, ...rest] = message.split(': ');
+      problems.push({ key: key!, message: rest.join(': ') });
+    }
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   const get = <T>(key: string): T => values.get(key) as T;
@@ -651,6 +705,12 @@ export function loadConfig(options: LoadConfigOptions): Config {
       abandonedUploadAgeMs: get('s3.abandonedUploadAge'),
       maxRequestsPerSession: get('s3.maxRequestsPerSession'),
       maxRequestsPerUser: get('s3.maxRequestsPerUser'),
+      sse: {
+        mode: get('s3.sse.mode'),
+        kmsKeyId: get('s3.sse.kmsKeyId'),
+        bucketKeyEnabled: get('s3.sse.bucketKeyEnabled'),
+        customerKeyFile: get('s3.sse.customerKeyFile'),
+      },
     },
     sftp: { maxQueuedWriteBytes: get('sftp.maxQueuedWriteBytes'), uploadMemoryBudget: get('sftp.uploadMemoryBudget') },
     users: {
@@ -682,7 +742,12 @@ export function loadConfig(options: LoadConfigOptions): Config {
       banTimeMs: get('defender.banTime'),
       trustedCIDRs: get('defender.trustedCIDRs'),
     },
-    uploads: { resume: get('uploads.resume'), checksums: get('uploads.checksums') },
+    uploads: {
+      resume: get('uploads.resume'),
+      checksums: get('uploads.checksums'),
+      tempSuffixes: get('uploads.tempSuffixes'),
+      tempRenameWindowMs: get('uploads.tempRenameWindow'),
+    },
     listing: { mtime: get('listing.mtime') },
     quota: { rescanIntervalMs: get('quota.rescanInterval'), scanConcurrency: get('quota.scanConcurrency') },
     bandwidth: { uploadKiBps: get('bandwidth.uploadKiBps'), downloadKiBps: get('bandwidth.downloadKiBps') },

@@ -38,6 +38,17 @@ export interface S3Config {
   requestChecksum: ChecksumMode;
   upload: TransferConfig;
   download: TransferConfig;
+  /** Server-side encryption of new objects (storage/s3/encryption.ts); users may override it. */
+  sse?: SseConfig;
+}
+
+/** s3.sse.*: the server's encryption settings; the SSE-C key file is read at start. */
+export interface SseConfig {
+  mode: 'none' | 'AES256' | 'aws:kms' | 'aws:kms:dsse';
+  kmsKeyId: string;
+  bucketKeyEnabled: boolean;
+  /** "" for no SSE-C. */
+  customerKeyFile: string;
 }
 
 /** users.kubernetes: SftpUser resources from the Kubernetes API. */
@@ -76,7 +87,7 @@ export interface Config {
   s3: S3Config & { abandonedUploadAgeMs: number; maxRequestsPerSession: number; maxRequestsPerUser: number };
   users: { directory: string; kubernetes: KubernetesUsersConfig };
   /** Resumed uploads allowed; MD5/SHA-1/SHA-256 stored with uploads. */
-  uploads: { resume: boolean; checksums: boolean };
+  uploads: { resume: boolean; checksums: boolean; tempSuffixes?: string[]; tempRenameWindowMs?: number };
   /** Bounded memory per SFTP session and per server (sftp/flow-control.ts). */
   sftp: { maxQueuedWriteBytes: number; uploadMemoryBudget: number };
   /** What directory listings report as a file's mtime. */

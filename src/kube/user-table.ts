@@ -10,6 +10,7 @@
  * loaded but not Ready.
  */
 import { passwordHashAlgorithm } from '../auth/password.ts';
+import { parseCustomerKey } from '../config/sse.ts';
 import type { AccessCheck } from '../users/access.ts';
 import { validateSftpUser, type ParseSftpUserResult, type PasswordSecretRef } from '../users/sftp-user.ts';
 import type { User } from '../users/user.ts';
@@ -69,7 +70,7 @@ export function rankResources(resources: readonly SftpUserResource[]): SftpUserR
 export function namespacesWithSecretRefs(parsed: readonly { resource: SftpUserResource; result: ParseSftpUserResult }[]): Set<string> {
   const needed = new Set<string>();
   for (const { resource, result } of parsed) {
-    if (!('error' in result) && result.passwordSecretRef) needed.add(resource.metadata.namespace ?? '');
+    if (!('error' in result) && (result.passwordSecretRef || result.sseKeySecretRef)) needed.add(resource.metadata.namespace ?? '');
   }
   return needed;
 }
@@ -113,7 +114,27 @@ export function computeUserTable(input: UserTableInput): UserTable {
       verdicts.set(key, { ready: ready('False', resolved.reason, resolved.message) });
       continue;
     }
-    const user: User = resolved.hash === undefined ? result.user : Object.freeze({ ...result.user, passwordHash: resolved.hash });
+    if (result.user.s3.sse?.customerKeyFile) {
+      // A path on the server's own filesystem is not for resources anyone with create rights can write.
+      const message = 'spec.s3.sse.customerKeyFile: works only for SftpUser files (users.directory); in Kubernetes keep the key in a Secret and use spec.s3.sse.customerKeySecretRef';
+      verdicts.set(key, { ready: ready('False', 'InvalidSpec', message) });
+      continue;
+    }
+    // spec.s3.sse.customerKeySecretRef: the SSE-C key, resolved like the password (issue 13).
+    const sseKey = resolveSseKey(namespace, result.sseKeySecretRef, input.secrets.get(namespace));
+    if (sseKey === undefined) {
+      const previous = input.previous?.get(username);
+      verdicts.set(key, { user: previous?.source === result.user.source ? previous : undefined });
+      continue;
+    }
+    if ('reason' in sseKey) {
+      verdicts.set(key, { ready: ready('False', sseKey.reason, sseKey.message) });
+      continue;
+    }
+    let user: User = resolved.hash === undefined ? result.user : Object.freeze({ ...result.user, passwordHash: resolved.hash });
+    if (sseKey.key) {
+      user = Object.freeze({ ...user, s3: Object.freeze({ ...user.s3, sse: Object.freeze({ ...user.s3.sse, customerKey: sseKey.key }) }) });
+    }
     const notes = [...result.warnings.map((w) => `it ${w}`), ...(user.disabled ? ['it is disabled, so logins are refused'] : [])];
     const access = input.access?.(key, user);
     if (access && !access.ok) {
@@ -178,6 +199,38 @@ export function resolvePassword(
     };
   }
   return { hash };
+}
+
+/** The SSE-C key from the user's Secret; same shape of answer as resolvePassword. */
+export function resolveSseKey(
+  namespace: string,
+  ref: PasswordSecretRef | undefined,
+  secrets: NamespaceSecrets | undefined,
+): { key: Buffer | undefined } | { reason: DesiredReady['reason']; message: string } | undefined {
+  if (!ref) return { key: undefined };
+  if (!secrets) return undefined;
+  const where = `Secret ${ref.name} in namespace ${namespace}`;
+  if (!secrets.listed) {
+    const status = secrets.errorStatus;
+    if (status === 401 || status === 403) {
+      return { reason: 'SecretUnreadable', message: `the server may not list Secrets in namespace ${namespace} (HTTP ${status}); grant its service account get, list and watch on secrets there` };
+    }
+    return undefined;
+  }
+  const secret = secrets.get(ref.name);
+  if (!secret) {
+    return {
+      reason: 'SecretNotFound',
+      message: `${where} (spec.s3.sse.customerKeySecretRef) does not exist; create it, e.g. kubectl create secret generic ${ref.name} --from-literal=${ref.key}="$(openssl rand -base64 32)"`,
+    };
+  }
+  const encoded = secret.data?.[ref.key];
+  if (encoded === undefined) {
+    return { reason: 'SecretKeyMissing', message: `${where} has no key ${ref.key}; add the SSE-C key under ${ref.key}, or set spec.s3.sse.customerKeySecretRef.key` };
+  }
+  const parsed = parseCustomerKey(Buffer.from(encoded, 'base64'), `key ${ref.key} of ${where}`);
+  if ('error' in parsed) return { reason: 'InvalidSecret', message: parsed.error };
+  return { key: parsed.key };
 }
 
 function truncate(message: string): string {

@@ -310,6 +310,15 @@ export class DirectorySource implements UserSource {
         });
         continue;
       }
+      if (parsed.sseKeySecretRef) {
+        // Served without its key, the user's files would be written unencrypted: skip it.
+        result.reports.push({
+          level: 'warn',
+          fields: { ...fields, resource: parsed.user.username },
+          msg: `skipped SftpUser ${parsed.user.username} in ${name} (document ${document}): spec.s3.sse.customerKeySecretRef works only for SftpUsers served from Kubernetes (users.kubernetes); use spec.s3.sse.customerKeyFile`,
+        });
+        continue;
+      }
       result.users.push({ user: parsed.user, document, warnings: parsed.warnings });
     }
     return result;

@@ -9,7 +9,8 @@ import type { ParsedKey } from 'ssh2';
 import { passwordHashAlgorithm } from '../auth/password.ts';
 import { bucketNameProblem, endpointProblem, regionProblem, roleArnProblem, storageClassProblem } from '../config/validators.ts';
 import { crdSchemaProblems } from './crd-schema.ts';
-import { PERMISSIONS, type Folder, type Permission, type User } from './user.ts';
+import { PERMISSIONS, type Folder, type Permission, type User, type UserSse } from './user.ts';
+import { SSE_MODES, sseProblems } from '../config/sse.ts';
 import { parseCidr } from '../ssh/cidr.ts';
 
 const { utils } = ssh2;
@@ -42,12 +43,12 @@ export interface PasswordSecretRef {
  * Secret and adds the hash (only the Kubernetes source can).
  */
 export type ParseSftpUserResult =
-  | { user: User; warnings: string[]; passwordSecretRef?: PasswordSecretRef }
+  | { user: User; warnings: string[]; passwordSecretRef?: PasswordSecretRef; sseKeySecretRef?: PasswordSecretRef }
   | { error: string };
 
 const TOP_FIELDS = ['apiVersion', 'kind', 'metadata', 'spec', 'status'];
 const SPEC_FIELDS = ['username', 'disabled', 'passwordHash', 'passwordSecretRef', 'publicKeys', 's3', 'permissions', 'allowedCIDRs', 'folders', 'quota', 'bandwidth'];
-const S3_FIELDS = ['bucket', 'keyPrefix', 'region', 'endpoint', 'storageClass', 'roleArn'];
+const S3_FIELDS = ['bucket', 'keyPrefix', 'region', 'endpoint', 'storageClass', 'roleArn', 'sse'];
 const SECRET_REF_FIELDS = ['name', 'key'];
 const DEFAULT_SECRET_KEY = 'passwordHash';
 
@@ -270,6 +271,7 @@ export function parseSftpUser(doc: unknown, opts: ParseSftpUserOptions): ParseSf
       else s3Optional[field] = value;
     }
   }
+  const sse = isMapping(s3) && s3.sse !== undefined && s3.sse !== null ? parseSse(s3.sse, problems) : undefined;
 
   // permissions
   const permissions = new Set<Permission>();
@@ -317,7 +319,7 @@ export function parseSftpUser(doc: unknown, opts: ParseSftpUserOptions): ParseSf
     disabled,
     ...(passwordHash !== undefined ? { passwordHash } : {}),
     publicKeys: Object.freeze(publicKeys) as string[],
-    s3: Object.freeze({ bucket, keyPrefix, ...s3Optional }),
+    s3: Object.freeze({ bucket, keyPrefix, ...s3Optional, ...(sse?.sse ? { sse: Object.freeze(sse.sse) } : {}) }),
     permissions,
     ...(allowedCIDRs.length > 0 ? { allowedCIDRs: Object.freeze(allowedCIDRs) } : {}),
     ...(folders.length > 0 ? { folders: Object.freeze(folders) } : {}),
@@ -325,7 +327,78 @@ export function parseSftpUser(doc: unknown, opts: ParseSftpUserOptions): ParseSf
     ...(bandwidth ? { bandwidth } : {}),
     source: opts.source,
   });
-  return passwordSecretRef ? { user, warnings, passwordSecretRef } : { user, warnings };
+  return {
+    user,
+    warnings,
+    ...(passwordSecretRef ? { passwordSecretRef } : {}),
+    ...(sse?.secretRef ? { sseKeySecretRef: sse.secretRef } : {}),
+  };
+}
+
+const SSE_FIELDS = ['mode', 'kmsKeyId', 'bucketKeyEnabled', 'customerKeySecretRef', 'customerKeyFile'];
+const DEFAULT_SSE_SECRET_KEY = 'key';
+
+/**
+ * spec.s3.sse (issue 13): the fields set, checked together as the server's s3.sse is
+ * (config/sse.ts). The SSE-C key itself comes later: from the Secret (Kubernetes source) or the
+ * file (read at session start).
+ */
+function parseSse(raw: unknown, problems: string[]): { sse?: UserSse; secretRef?: PasswordSecretRef } | undefined {
+  const where = 'spec.s3.sse.';
+  if (!isMapping(raw)) {
+    problems.push('spec.s3.sse: must be a mapping, e.g. { mode: aws:kms, kmsKeyId: alias/sftp }');
+    return undefined;
+  }
+  const before = problems.length;
+  unknownFields(raw, SSE_FIELDS, where, problems);
+  const sse: UserSse = {};
+  if (raw.mode !== undefined && raw.mode !== null && raw.mode !== '') {
+    if (typeof raw.mode !== 'string' || !(SSE_MODES as readonly string[]).includes(raw.mode)) {
+      problems.push(`${where}mode: ${JSON.stringify(raw.mode)} is not a mode; use ${SSE_MODES.join(', ')}, or leave it out for the server's setting`);
+    } else sse.mode = raw.mode as UserSse['mode'];
+  }
+  if (raw.kmsKeyId !== undefined && raw.kmsKeyId !== null && raw.kmsKeyId !== '') {
+    if (typeof raw.kmsKeyId !== 'string') problems.push(`${where}kmsKeyId: must be a string`);
+    else sse.kmsKeyId = raw.kmsKeyId;
+  }
+  if (raw.bucketKeyEnabled !== undefined && raw.bucketKeyEnabled !== null) {
+    if (typeof raw.bucketKeyEnabled !== 'boolean') problems.push(`${where}bucketKeyEnabled: must be true or false`);
+    else sse.bucketKeyEnabled = raw.bucketKeyEnabled;
+  }
+  if (raw.customerKeyFile !== undefined && raw.customerKeyFile !== null && raw.customerKeyFile !== '') {
+    if (typeof raw.customerKeyFile !== 'string') problems.push(`${where}customerKeyFile: must be a path`);
+    else sse.customerKeyFile = raw.customerKeyFile;
+  }
+  let secretRef: PasswordSecretRef | undefined;
+  const ref = raw.customerKeySecretRef;
+  if (ref !== undefined && ref !== null) {
+    if (!isMapping(ref) || typeof ref.name !== 'string' || ref.name.length > 253 || !SECRET_NAME_RE.test(ref.name)) {
+      problems.push(`${where}customerKeySecretRef: name the Secret that holds the key, e.g. { name: alice-sse, key: key }`);
+    } else if (ref.key !== undefined && ref.key !== null && (typeof ref.key !== 'string' || !SECRET_KEY_RE.test(ref.key))) {
+      problems.push(`${where}customerKeySecretRef.key: ${JSON.stringify(ref.key)} is not a Secret key; use letters, digits, "-", "_" and ".", or leave it out for ${DEFAULT_SSE_SECRET_KEY}`);
+    } else {
+      unknownFields(ref, SECRET_REF_FIELDS, `${where}customerKeySecretRef.`, problems);
+      secretRef = { name: ref.name, key: typeof ref.key === 'string' ? ref.key : DEFAULT_SSE_SECRET_KEY };
+    }
+    if (sse.customerKeyFile) problems.push(`${where}customerKeySecretRef: set either customerKeySecretRef or customerKeyFile, not both`);
+  }
+  // Only the fields this resource sets are judged here; the server's defaults are checked at start.
+  problems.push(
+    ...sseProblems(
+      {
+        mode: sse.mode ?? (secretRef || sse.customerKeyFile ? 'none' : 'AES256'),
+        kmsKeyId: sse.mode && !sse.mode.startsWith('aws:kms') ? (sse.kmsKeyId ?? '') : '',
+        bucketKeyEnabled: sse.mode !== undefined && sse.mode !== 'aws:kms' ? (sse.bucketKeyEnabled ?? false) : false,
+        hasCustomerKey: secretRef !== undefined || sse.customerKeyFile !== undefined,
+      },
+      where,
+    ).filter((p) => !p.startsWith(`${where}mode: "AES256"`)),
+  );
+  if (sse.kmsKeyId !== undefined && !/^[\w:/+=,.@-]{1,2048}$/.test(sse.kmsKeyId)) {
+    problems.push(`${where}kmsKeyId: is not a KMS key id, ARN or alias (e.g. alias/sftp or arn:aws:kms:eu-west-1:111122223333:key/...)`);
+  }
+  if (problems.length > before) return undefined;
+  return { sse, ...(secretRef ? { secretRef } : {}) };
 }
 
 const QUOTA_FIELDS = { maxBytes: 'e.g. 10737418240 for 10 GiB', maxFiles: 'e.g. 10000' };

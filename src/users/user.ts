@@ -34,6 +34,8 @@ export interface User {
     storageClass?: string;
     /** IAM role assumed for this user's S3 requests; unset: the server's own credentials. */
     roleArn?: string;
+    /** spec.s3.sse: encryption overrides; unset fields fall back to the server's s3.sse. */
+    sse?: UserSse;
   };
   permissions: ReadonlySet<Permission>;
   /**
@@ -104,6 +106,17 @@ function sameFolders(a: readonly Folder[] = [], b: readonly Folder[] = []): bool
   );
 }
 
+/** spec.s3.sse as loaded; the SSE-C key is resolved by the source (Secret) or read at session start (file). */
+export interface UserSse {
+  mode?: 'none' | 'AES256' | 'aws:kms' | 'aws:kms:dsse';
+  kmsKeyId?: string;
+  bucketKeyEnabled?: boolean;
+  /** YAML users only: a file holding the SSE-C key as base64. */
+  customerKeyFile?: string;
+  /** The SSE-C key, resolved from customerKeySecretRef. */
+  customerKey?: Buffer;
+}
+
 /** The optional spec.s3 fields, for code that copies or compares them. */
 export const USER_S3_OPTIONAL = ['region', 'endpoint', 'storageClass', 'roleArn'] as const;
 
@@ -120,6 +133,7 @@ export function sameUser(a: User, b: User): boolean {
     a.s3.bucket === b.s3.bucket &&
     a.s3.keyPrefix === b.s3.keyPrefix &&
     USER_S3_OPTIONAL.every((k) => a.s3[k] === b.s3[k]) &&
+    sameSse(a.s3.sse, b.s3.sse) &&
     a.publicKeys.length === b.publicKeys.length &&
     a.publicKeys.every((k, i) => k === b.publicKeys[i]) &&
     (a.allowedCIDRs ?? []).join() === (b.allowedCIDRs ?? []).join() &&
@@ -148,4 +162,15 @@ export interface UserSource {
   /** Called after every change; `username` names the user that changed. */
   onChange(listener: (username: string) => void): () => void;
   close(): Promise<void>;
+}
+
+function sameSse(a: UserSse | undefined, b: UserSse | undefined): boolean {
+  if (!a || !b) return a === b;
+  return (
+    a.mode === b.mode &&
+    a.kmsKeyId === b.kmsKeyId &&
+    a.bucketKeyEnabled === b.bucketKeyEnabled &&
+    a.customerKeyFile === b.customerKeyFile &&
+    (a.customerKey?.toString('base64') ?? '') === (b.customerKey?.toString('base64') ?? '')
+  );
 }

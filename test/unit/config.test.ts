@@ -71,10 +71,11 @@ describe('defaults', () => {
         abandonedUploadAgeMs: 24 * 3_600_000,
         maxRequestsPerSession: 16,
         maxRequestsPerUser: 32,
+        sse: { mode: 'none', kmsKeyId: '', bucketKeyEnabled: false, customerKeyFile: '' },
       },
       sftp: { maxQueuedWriteBytes: 32 * 2 ** 20, uploadMemoryBudget: 2 ** 30 },
       users: { directory: '', kubernetes: { enabled: false, namespace: '', kubeconfig: '', leaseNamespace: '', leaseDurationMs: 15_000, leaseRenewIntervalMs: 5000 } },
-      uploads: { resume: true, checksums: true },
+      uploads: { resume: true, checksums: true, tempSuffixes: ['.filepart'], tempRenameWindowMs: 2000 },
       listing: { mtime: 'metadata' },
       quota: { rescanIntervalMs: 600_000, scanConcurrency: 4 },
       bandwidth: { uploadKiBps: 0, downloadKiBps: 0 },
@@ -262,7 +263,7 @@ log: { level: debug }
     assert.equal(byKey.get('s3.bucket')?.required, true);
     assert.equal(byKey.get('s3.bucket')?.default, undefined);
     for (const k of keys) assert.ok(k.doc.length > 10, `${k.key} has a doc`);
-    assert.equal(keys.length, 71);
+    assert.equal(keys.length, 77);
   });
 });
 

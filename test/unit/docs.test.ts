@@ -218,7 +218,10 @@ describe('README.md', () => {
     const user = yamlBlock(/^metadata: \{ name: alice \}/m) as { spec: Obj };
     const crd = crdSpecFields();
     // passwordSecretRef is shown commented out, as the alternative to passwordHash.
-    const shown = [...leafPaths(user.spec), 'passwordSecretRef.name', 'passwordSecretRef.key'].sort();
+    const shown = [...leafPaths(user.spec), 'passwordSecretRef.name', 'passwordSecretRef.key'];
+    // The SSE-C alternatives to spec.s3.sse.mode are shown commented out too.
+    shown.push('s3.sse.customerKeySecretRef.name', 's3.sse.customerKeySecretRef.key', 's3.sse.customerKeyFile');
+    shown.sort();
     const leaves = crd.filter((f) => !crd.some((g) => g.startsWith(`${f}.`)));
     assert.deepEqual(shown, leaves.sort());
   });

@@ -50,7 +50,8 @@ import { deadlineFor, withRetries } from './retry.ts';
 import { S3Reader } from './reader.ts';
 import type { Clock, UploadEvents } from './upload-pipeline.ts';
 import type { UploadRegistry } from './upload-registry.ts';
-import { ConditionalWrites, mtimeMetadata, S3Writer } from './writer.ts';
+import { ConditionalWrites, type DeferredUpload, mtimeMetadata, S3Writer } from './writer.ts';
+import type { TempUploads } from './temp-uploads.ts';
 
 export interface S3StorageOptions {
   client: S3Client;
@@ -84,6 +85,8 @@ export interface S3StorageOptions {
   storeChecksums?: boolean;
   /** Allow resumed uploads, FileWriter.continueExisting (default true). */
   resume?: boolean;
+  /** Uploads through a temporary name (uploads.tempSuffixes), shared across sessions; absent: off. */
+  tempUploads?: TempUploads;
 }
 
 // Metadata requests are small; a minute covers the SDK's own retries.
@@ -138,12 +141,14 @@ export class S3Storage implements Storage {
     const head = live ? undefined : await this.#head(key, context);
     if (head) return this.#fileInfo(basename(path), head);
     if (live) {
+      // A closed upload waiting for its rename (temp-uploads.ts) is a whole file to the client: SETSTAT applies to it.
+      const parked = this.#o.tempUploads?.peek(this.#bucket, key) !== undefined;
       return {
         name: basename(path),
         isDirectory: false,
         size: live.bytesReceived,
         mtime: new Date(this.#clock.now()),
-        uploading: true,
+        ...(parked ? {} : { uploading: true }),
       };
     }
     const directory = await this.#directory(path, context);
@@ -157,6 +162,7 @@ export class S3Storage implements Storage {
     // A file of this name hides the directory, as it does in the parent's listing.
     const shadowingFile = path === '/' ? Promise.resolve(undefined) : this.#head(key, context);
     shadowingFile.catch(() => {});
+    const listed = new Set<string>();
     let first = true;
     for await (const page of listPages({
       client: this.#client,
@@ -169,13 +175,33 @@ export class S3Storage implements Storage {
         if (await shadowingFile) throw new WrongTypeError(`${path}: not a directory`);
         if (!page.sawAnything && path !== '/') throw new NotFoundError(`${path}: no such file or directory`);
       }
+      for (const entry of page.entries) listed.add(entry.name);
       if (page.entries.length > 0) yield* this.#listedInfos(page.entries, context);
     }
+    const uploading = this.#temporaryUploads(this.#dirPrefix(path), listed);
+    if (uploading.length > 0) yield uploading;
+  }
+
+  /**
+   * Uploads to temporary names (temp-uploads.ts) in this directory that S3 cannot list yet: a
+   * client watching for its `.filepart` sees it while it uploads and while it waits for its rename.
+   */
+  #temporaryUploads(prefix: string, listed: ReadonlySet<string>): FileInfo[] {
+    const temp = this.#o.tempUploads;
+    if (!temp) return [];
+    const infos: FileInfo[] = [];
+    for (const [key, live] of this.#o.uploads.under(this.#bucket, prefix)) {
+      const name = key.slice(prefix.length);
+      if (name === '' || name.includes('/') || listed.has(name) || temp.finalName(`/${name}`) === undefined) continue;
+      infos.push({ name, isDirectory: false, size: live.bytesReceived, mtime: new Date(this.#clock.now()) });
+    }
+    return infos;
   }
 
   async openRead(path: string): Promise<FileReader> {
     const key = this.#key(path);
     const context = `open ${path}`;
+    await this.#settleParked(key);
     const head = path === '/' ? undefined : await this.#head(key, context);
     if (!head) {
       if (await this.#directory(path, context)) throw new WrongTypeError(`${path}: is a directory`);
@@ -198,16 +224,18 @@ export class S3Storage implements Storage {
     if (path === '/') throw new WrongTypeError('/: is a directory');
     // requireParent: a PUT of a/b/c would otherwise create "a/" and "a/b/"
     // implicitly. One LIST more, alongside the other lookups (no added latency).
-    const [head, directory, parentIsFile, parent] = await Promise.all([
+    const exclusive = options.exclusive === true;
+    const finalPath = exclusive ? undefined : this.#o.tempUploads?.finalName(path);
+    const [head, directory, parentIsFile, parent, finalTaken] = await Promise.all([
       this.#head(key, context),
       this.#directory(path, context),
       this.#parentIsFile(path, context),
       options.requireParent ? this.#directory(dirname(path), context) : Promise.resolve(true),
+      finalPath ? this.#finalTaken(finalPath, context) : Promise.resolve(true),
     ]);
     if (parentIsFile) throw new WrongTypeError(`${dirname(path)}: not a directory`);
     if (!parent) throw new NotFoundError(`${dirname(path)}: no such file or directory`);
     if (directory && !head) throw new WrongTypeError(`${path}: is a directory`);
-    const exclusive = options.exclusive === true;
     if (exclusive && (head || this.#o.uploads.get(this.#bucket, key))) {
       throw new AlreadyExistsError(`${path}: file already exists`);
     }
@@ -220,7 +248,8 @@ export class S3Storage implements Storage {
       exclusive,
       uploads: this.#o.uploads,
       conditionalWrites: this.#conditionalWrites,
-      applyMetadata: (metadata, etag) => this.#addMetadata(path, key, metadata, etag),
+      applyMetadata: (metadata, etag, target) => this.#addMetadata(path, target, metadata, etag),
+      ...(finalPath && !finalTaken ? { deferred: this.#deferred(key, this.#key(finalPath), path) } : {}),
       storeChecksums: this.#o.storeChecksums ?? true,
       resume: this.#o.resume ?? true,
       onCommitted: () => this.#mtimeCache.forget(this.#bucket, key),
@@ -229,6 +258,39 @@ export class S3Storage implements Storage {
       clock: this.#clock,
       log: this.#o.log,
     });
+  }
+
+  /**
+   * Whether the final name of a temporary one is taken (an object, a directory or an upload):
+   * only a free final name is written to directly, so an object there is never replaced by an
+   * upload whose rename does not come (docs/adr/0012).
+   */
+  async #finalTaken(finalPath: string, context: string): Promise<boolean> {
+    const finalKey = this.#key(finalPath);
+    if (this.#o.uploads.get(this.#bucket, finalKey)) return true;
+    return this.#exists(finalPath, context);
+  }
+
+  #deferred(tempKey: string, finalKey: string, path: string): DeferredUpload {
+    const context = `write ${path}`;
+    return {
+      finalKey,
+      park: (upload) => this.#o.tempUploads!.park(this.#bucket, tempKey, upload),
+      move: async (fromKey, toKey, metadata) => {
+        const head = await this.#head(fromKey, context);
+        if (!head) throw new NotFoundError(`${path}: the upload vanished before it could be stored`);
+        this.#mtimeCache.forget(this.#bucket, toKey);
+        await this.#copier.copy({ key: fromKey, size: head.ContentLength ?? 0, head }, toKey, context, { ...head.Metadata, ...metadata });
+        await this.#delete(fromKey, context);
+      },
+      remove: (key) => this.#delete(key, context),
+    };
+  }
+
+  /** A parked upload of this temporary key is stored there now (a read or a rename elsewhere needs the object). */
+  async #settleParked(key: string): Promise<void> {
+    const parked = this.#o.tempUploads?.take(this.#bucket, key);
+    if (parked) await parked.finish('temporary');
   }
 
   async mkdir(path: string): Promise<void> {
@@ -248,6 +310,12 @@ export class S3Storage implements Storage {
     const key = this.#key(path);
     const context = `remove ${path}`;
     if (path === '/') throw new WrongTypeError('/: is a directory');
+    const parked = this.#o.tempUploads?.take(this.#bucket, key);
+    if (parked) {
+      // Never stored under this name: dropping the upload is the removal (a resumed one's old object goes too).
+      await parked.abort();
+      if (!(await this.#head(key, context))) return;
+    }
     // DeleteObject succeeds on missing keys, so existence is checked first.
     const head = await this.#head(key, context);
     if (!head) {
@@ -283,6 +351,7 @@ export class S3Storage implements Storage {
     const context = `rename ${from}`;
     if (from === '/') throw new PermissionDeniedError('/: cannot rename the root directory');
     if (to === '/') throw new AlreadyExistsError('/: already exists');
+    if (await this.#renameParked(fromKey, toKey, to, options)) return;
     const [source, parentIsFile] = await Promise.all([
       this.#head(fromKey, context),
       this.#parentIsFile(to, context),
@@ -297,9 +366,32 @@ export class S3Storage implements Storage {
     return this.#renameDirectory(from, to, context);
   }
 
+  /**
+   * The rename a parked upload waits for: to its final name it is completed there, with no copy.
+   * Anywhere else (or onto a name taken meanwhile without overwrite) it is stored at its
+   * temporary name first, and the ordinary rename follows. True when the rename is done.
+   */
+  async #renameParked(fromKey: string, toKey: string, to: string, options: RenameOptions): Promise<boolean> {
+    const parked = this.#o.tempUploads?.take(this.#bucket, fromKey);
+    if (!parked) return false;
+    if (parked.finalKey === toKey && (options.overwrite || !(await this.#exists(to, `rename ${to}`)))) {
+      this.#mtimeCache.forget(this.#bucket, toKey);
+      await parked.finish('final');
+      return true;
+    }
+    await parked.finish('temporary');
+    return false;
+  }
+
   async setMtime(path: string, mtime: Date): Promise<void> {
     const key = this.#key(path);
     const context = `setstat ${path}`;
+    const parked = this.#o.tempUploads?.peek(this.#bucket, key);
+    if (parked) {
+      // WinSCP sets the time between CLOSE and RENAME: it is stored when the upload is.
+      parked.setMtime(mtime);
+      return;
+    }
     const head = path === '/' ? undefined : await this.#head(key, context);
     if (!head) {
       if (await this.#directory(path, context)) {
@@ -318,6 +410,7 @@ export class S3Storage implements Storage {
   async checksum(path: string, algorithm: HashAlgorithm): Promise<string> {
     const key = this.#key(path);
     const context = `checksum ${path}`;
+    await this.#settleParked(key);
     const head = path === '/' ? undefined : await this.#head(key, context);
     if (!head) {
       if (await this.#directory(path, context)) throw new WrongTypeError(`${path}: is a directory`);

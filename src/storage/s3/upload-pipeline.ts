@@ -185,6 +185,15 @@ export class UploadPipeline {
     return { etag: out.ETag };
   }
 
+  /** Waits until every submitted part is stored; rejects with the first failure (a parked upload's CLOSE). */
+  async drain(): Promise<void> {
+    while (this.#running.size > 0 || this.#queue.length > 0) {
+      await Promise.allSettled([...this.#running]);
+    }
+    if (this.#failure) throw this.#failure;
+    if (this.#aborted) throw new BackendError(`write ${this.#o.path}: upload aborted`);
+  }
+
   /** Cancels in-flight parts and aborts the multipart upload. Idempotent; never rejects. */
   abort(): Promise<void> {
     this.#aborted ??= this.#abort();

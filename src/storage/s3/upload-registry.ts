@@ -41,6 +41,15 @@ export class UploadRegistry {
     return this.#uploads.get(registryKey(bucket, key))?.at(-1);
   }
 
+  /** Live uploads whose key starts with `prefix`, most recent per key (for listings). */
+  *under(bucket: string, prefix: string): Generator<[key: string, upload: LiveUpload]> {
+    const start = registryKey(bucket, prefix);
+    for (const [id, list] of this.#uploads) {
+      const upload = list.at(-1);
+      if (id.startsWith(start) && upload) yield [id.slice(bucket.length + 1), upload];
+    }
+  }
+
   /** Number of live uploads, for metrics and shutdown. */
   get size(): number {
     let n = 0;

@@ -18,6 +18,7 @@ import { MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, partSizeFor }
 import { deadlineFor, withRetries } from './retry.ts';
 import { type Clock, type ObjectHeaders, safely, UploadPipeline, type UploadEvents } from './upload-pipeline.ts';
 import type { UploadRegistry } from './upload-registry.ts';
+import type { ParkedUpload } from './temp-uploads.ts';
 
 /** How far ahead of the contiguous data a client may write (bytes held out of order). */
 export const DEFAULT_WINDOW_BYTES = 16 * 1024 ** 2;
@@ -56,7 +57,7 @@ export interface S3WriterOptions {
    * end. Does nothing when the object's ETag is no longer `etag` (replaced
    * meanwhile).
    */
-  applyMetadata: (metadata: Record<string, string>, etag: string | undefined) => Promise<void>;
+  applyMetadata: (metadata: Record<string, string>, etag: string | undefined, key: string) => Promise<void>;
   /** Compute MD5/SHA-1/SHA-256 while the data streams through and store them with the object. */
   storeChecksums?: boolean;
   /** Allow continueExisting() (SFTP resume); false refuses it. */
@@ -68,9 +69,24 @@ export interface S3WriterOptions {
   log: Logger;
   /** Out-of-order window; DEFAULT_WINDOW_BYTES unless a test shrinks it. */
   windowBytes?: number;
+  /**
+   * An upload to a temporary name (temp-uploads.ts): the multipart upload is created at
+   * `finalKey`, and commit() parks the closed upload instead of completing it.
+   */
+  deferred?: DeferredUpload;
 }
 
-type State = 'open' | 'committing' | 'committed' | 'aborted';
+/** What a writer needs to park an upload to a temporary name and finish it later. */
+export interface DeferredUpload {
+  finalKey: string;
+  park(upload: ParkedUpload): void;
+  /** Copies a completed object to another key with this metadata merged in, then deletes the source. */
+  move(fromKey: string, toKey: string, metadata: Record<string, string>): Promise<void>;
+  /** Deletes a key (the resumed temporary object, once its content lives at the final key). */
+  remove(key: string): Promise<void>;
+}
+
+type State = 'open' | 'committing' | 'parked' | 'committed' | 'aborted';
 
 /** A FileWriter that uploads to S3 with PutObject or a multipart upload. */
 export class S3Writer implements FileWriter {
@@ -106,7 +122,8 @@ export class S3Writer implements FileWriter {
     this.#pipeline = new UploadPipeline({
       client: options.client,
       bucket: options.bucket,
-      key: options.key,
+      // A temporary name's parts go to the final key from the start: a multipart upload's key is fixed at creation.
+      key: options.deferred?.finalKey ?? options.key,
       path: options.path,
       headers: () => {
         this.#mtimeSentAtCreate = this.#mtime;
@@ -206,6 +223,10 @@ export class S3Writer implements FileWriter {
   }
 
   commit(): Promise<void> {
+    if (this.#o.deferred && !this.#finishing) {
+      this.#commit ??= this.#park();
+      return this.#commit;
+    }
     if (this.#state === 'aborted') {
       return Promise.reject(new InvalidRequestError(`write ${this.#o.path}: upload was aborted`));
     }
@@ -213,8 +234,78 @@ export class S3Writer implements FileWriter {
     return this.#commit;
   }
 
+  /** Set once a parked upload is being finished: commit() then really completes. */
+  #finishing: { key: string } | undefined;
+
+  /**
+   * CLOSE of an upload to a temporary name: every byte is stored (as parts, or held for one
+   * PUT), nothing is visible yet; the upload waits in TempUploads for its rename.
+   */
+  async #park(): Promise<void> {
+    const { path } = this.#o;
+    this.#state = 'committing';
+    try {
+      if (this.#pending.size > 0) throw new InvalidRequestError(`write ${path}: data missing at offset ${this.#next}`);
+      if (this.#pipeline.failure) throw this.#pipeline.failure;
+      if (this.#pipeline.started) {
+        if (this.#partFill > 0) this.#submitPart();
+        await this.#room;
+        await this.#pipeline.drain();
+      }
+    } catch (err) {
+      await this.abort();
+      throw toStorageError(err, `write ${path}`);
+    }
+    this.#state = 'parked';
+    const deferred = this.#o.deferred!;
+    let finished: Promise<void> | undefined;
+    deferred.park({
+      finalKey: deferred.finalKey,
+      finish: (target) => (finished ??= this.#finish(target)),
+      abort: () => this.#forceAbort(),
+      setMtime: (mtime) => this.setMtime(mtime),
+    });
+  }
+
+  /** Stores a parked upload at the final key (the expected rename) or at its temporary key. */
+  async #finish(target: 'final' | 'temporary'): Promise<void> {
+    const deferred = this.#o.deferred!;
+    const { key: tempKey } = this.#o;
+    const multipart = this.#pipeline.started;
+    // A single PUT can go straight to either key; a multipart upload can only complete at the key it was created with.
+    this.#finishing = { key: target === 'final' || multipart ? deferred.finalKey : tempKey };
+    this.#state = 'open';
+    this.#commit = undefined;
+    const resumed = this.#continued !== undefined;
+    if (target === 'final' || !multipart) {
+      await this.commit();
+      if (resumed && target === 'final') await deferred.remove(tempKey);
+      return;
+    }
+    // The rare path: no rename came. Complete at the final key only if nothing is there (If-None-Match),
+    // then move the object to the temporary name in one copy, with its metadata.
+    this.#exclusiveFinish = true;
+    const metadata = await this.#commitCollectingMetadata();
+    await deferred.move(deferred.finalKey, tempKey, metadata);
+  }
+
+  /** The rare path completes exclusively and leaves the metadata to the move. */
+  #exclusiveFinish = false;
+  #heldMetadata: Record<string, string> | undefined;
+
+  async #commitCollectingMetadata(): Promise<Record<string, string>> {
+    this.#heldMetadata = {};
+    await this.commit();
+    return this.#heldMetadata;
+  }
+
   abort(): Promise<void> {
-    if (this.#state === 'committed') return Promise.resolve();
+    // A parked upload belongs to TempUploads now: the session ending must not drop it.
+    if (this.#state === 'committed' || this.#state === 'parked') return Promise.resolve();
+    return this.#forceAbort();
+  }
+
+  #forceAbort(): Promise<void> {
     this.#abort ??= this.#doAbort();
     return this.#abort;
   }
@@ -334,8 +425,14 @@ export class S3Writer implements FileWriter {
     safely(() => this.#o.events?.onCommit?.((this.#o.clock.now() - commitStartedAt) / 1000));
   }
 
+  /** The key the object is stored at: the temporary upload's decided key, else the opened one. */
+  get #targetKey(): string {
+    return this.#finishing?.key ?? this.#o.key;
+  }
+
   async #putSingle(): Promise<void> {
-    const { client, bucket, key, path, config, events, clock } = this.#o;
+    const { client, bucket, path, config, events, clock } = this.#o;
+    const key = this.#targetKey;
     const body = this.#part ? this.#part.subarray(0, this.#partFill) : Buffer.alloc(0);
     // The PUT owns these bytes now: an abort() meanwhile must not count them discarded twice.
     this.#part = undefined;
@@ -392,8 +489,12 @@ export class S3Writer implements FileWriter {
     const digests = this.#next <= MAX_PART_SIZE ? this.#digests() : undefined;
     if (digests) Object.assign(metadata, digests);
     if (Object.keys(metadata).length === 0) return;
+    if (this.#heldMetadata) {
+      Object.assign(this.#heldMetadata, metadata);
+      return;
+    }
     try {
-      await this.#o.applyMetadata(metadata, etag);
+      await this.#o.applyMetadata(metadata, etag, this.#targetKey);
     } catch (err) {
       // The data is safely stored; failing the upload over its timestamp or
       // hashes would make the client retry a transfer that succeeded.
@@ -462,6 +563,7 @@ export class S3Writer implements FileWriter {
     kind: 'put' | 'complete',
     path: string,
   ): Promise<void> {
+    if (this.#exclusiveFinish) return this.#exclusively(write, kind, path);
     if (!this.#o.exclusive) {
       await write(false);
       return;
@@ -480,6 +582,25 @@ export class S3Writer implements FileWriter {
       this.#o.log.info({ kind }, 'storage does not support If-None-Match here; exclusive create relies on a HEAD check');
     }
     await write(false);
+  }
+
+  /**
+   * A parked upload that was not renamed completes at its final key only if nothing is there,
+   * so an object another client put there meanwhile is never replaced.
+   */
+  async #exclusively(write: (ifNoneMatch: boolean) => Promise<unknown>, kind: 'put' | 'complete', path: string): Promise<void> {
+    const support = this.#o.conditionalWrites;
+    try {
+      await write(support[kind] !== false);
+    } catch (err) {
+      if (httpStatusOf(err) === 412 || errorCodeOf(err) === 'PreconditionFailed') {
+        throw new AlreadyExistsError(`${path}: another client created the final name while this upload waited for its rename`, { cause: err });
+      }
+      if (support[kind] === false || !isNotImplemented(err)) throw err;
+      support[kind] = false;
+      // Without conditional completion the HEAD at open (the final name was free) is all there is.
+      await write(false);
+    }
   }
 
   async #refuseIfExists(path: string): Promise<void> {
