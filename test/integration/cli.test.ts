@@ -152,7 +152,7 @@ describe('start-up failures', () => {
         .split('\n')
         .filter((l) => l.includes('after a failed start-up'))
         .map((l) => (JSON.parse(l) as { part: string }).part);
-      assert.deepEqual(closed, ['SSH server', 'user sources', 'S3 clients', 'metrics listener']);
+      assert.deepEqual(closed, ['SSH server', 'parked uploads', 'user sources', 'quota trackers', 'S3 clients', 'metrics listener']);
     });
   });
 
