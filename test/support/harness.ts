@@ -174,6 +174,9 @@ export function run(cmd: string, args: string[], opts: { input?: string; timeout
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+    // A command that exits without reading its input (fusermount3, mountpoint) makes the write fail
+    // with EPIPE; that is not an error of the command.
+    child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
   });
 }
