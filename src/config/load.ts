@@ -449,7 +449,7 @@ const KEYS: readonly KeySpec[] = deepFreeze([
   {
     key: 'uploads.checksums',
     default: true,
-    doc: 'Compute MD5, SHA-1 and SHA-256 of every upload as it streams and store them with the object, so md5sum/sha1sum/sha256sum (rclone check) answer without reading the file. Files above one part cost one server-side copy at the end of the upload (none above 5 GiB: their hashes are computed when asked).',
+    doc: 'Compute MD5, SHA-1 and SHA-256 of an upload that fits one part (a single PutObject) as it streams and store them with the object, so md5sum/sha1sum/sha256sum (rclone check) answer without reading the file. Larger (multipart) files are hashed when asked, by reading them once inside S3: storing their hashes would need a copy of the object onto itself while the client waits for CLOSE.',
     parse: bool,
   },
   // Uploads through a temporary name (issue 13): see storage/s3/temp-uploads.ts and docs/adr/0012.

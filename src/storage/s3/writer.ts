@@ -14,7 +14,7 @@ import { AlreadyExistsError, BackendError, InvalidRequestError, NotFoundError, U
 import type { FileWriter } from '../storage.ts';
 import { copySource } from './copier.ts';
 import { errorCodeOf, httpStatusOf, toStorageError } from './errors.ts';
-import { MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, partSizeFor } from './part-size.ts';
+import { MAX_OBJECT_SIZE, MAX_PARTS, MIN_PART_SIZE, partSizeFor } from './part-size.ts';
 import { deadlineFor, withRetries } from './retry.ts';
 import { type Clock, type ObjectHeaders, safely, UploadPipeline, type UploadEvents } from './upload-pipeline.ts';
 import type { UploadRegistry } from './upload-registry.ts';
@@ -53,12 +53,11 @@ export interface S3WriterOptions {
   /**
    * Adds metadata to the committed object (S3 changes metadata only by
    * copying the object onto itself): an mtime that arrived after the
-   * multipart upload was created, and the content hashes, known only at the
-   * end. Does nothing when the object's ETag is no longer `etag` (replaced
+   * multipart upload was created. Does nothing when the object's ETag is no longer `etag` (replaced
    * meanwhile).
    */
   applyMetadata: (metadata: Record<string, string>, etag: string | undefined, key: string) => Promise<void>;
-  /** Compute MD5/SHA-1/SHA-256 while the data streams through and store them with the object. */
+  /** Compute MD5/SHA-1/SHA-256 while the data streams through and store them with a single-PUT object. */
   storeChecksums?: boolean;
   /** Allow continueExisting() (SFTP resume); false refuses it. */
   resume?: boolean;
@@ -394,6 +393,10 @@ export class S3Writer implements FileWriter {
     const body = this.#part!.subarray(0, this.#partFill);
     this.#part = undefined;
     this.#partFill = 0;
+    // Past one part the object is a multipart upload, whose metadata was fixed at its creation:
+    // storing hashes would take a copy of the whole object onto itself while the client waits for
+    // CLOSE (GUI clients time out after 15-20 s), so hashing stops here and they are read on demand.
+    this.#hashes = undefined;
     const started = this.#pipeline.submit(this.#partNumber++, body);
     // Awaited by write(); the no-op only keeps an unawaited failure from being "unhandled".
     started.catch(() => {});
@@ -482,13 +485,8 @@ export class S3Writer implements FileWriter {
       etag = (await this.#pipeline.complete({ ifNoneMatch })).etag;
     };
     await this.#conditionally(complete, 'complete', this.#o.path);
-    const metadata: Record<string, string> = {};
-    if (this.#mtime && this.#mtime !== this.#mtimeSentAtCreate) metadata.mtime = mtimeMetadata(this.#mtime);
-    // Storing the hashes costs a server-side copy; above 5 GiB that copy is itself a
-    // multipart upload, so such files get their hashes computed on demand instead.
-    const digests = this.#next <= MAX_PART_SIZE ? this.#digests() : undefined;
-    if (digests) Object.assign(metadata, digests);
-    if (Object.keys(metadata).length === 0) return;
+    if (!this.#mtime || this.#mtime === this.#mtimeSentAtCreate) return;
+    const metadata: Record<string, string> = { mtime: mtimeMetadata(this.#mtime) };
     if (this.#heldMetadata) {
       Object.assign(this.#heldMetadata, metadata);
       return;
@@ -496,9 +494,9 @@ export class S3Writer implements FileWriter {
     try {
       await this.#o.applyMetadata(metadata, etag, this.#targetKey);
     } catch (err) {
-      // The data is safely stored; failing the upload over its timestamp or
-      // hashes would make the client retry a transfer that succeeded.
-      this.#o.log.warn({ err, key: this.#o.key }, 'uploaded, but could not store the modification time or checksums');
+      // The data is safely stored; failing the upload over its timestamp
+      // would make the client retry a transfer that succeeded.
+      this.#o.log.warn({ err, key: this.#o.key }, 'uploaded, but could not store the modification time');
     }
   }
 
