@@ -69,6 +69,8 @@ export interface UploadPipelineOptions {
   /** Our attempts per part, each of which the SDK may retry internally. */
   partAttempts?: number;
   events?: UploadEvents;
+  /** A part is stored and its buffer no longer read: the writer may fill it again. */
+  onBufferFree?: (body: Buffer) => void;
   clock: Clock;
   log: Logger;
   /** Background attempts at an abort that failed; LATER_ABORT unless a test shortens it. */
@@ -315,6 +317,8 @@ export class UploadPipeline {
       });
       safely(() => events?.onPartDone?.(body.length, (clock.now() - startedAt) / 1000, true));
       safely(() => events?.onStored?.(body.length));
+      // Every attempt has ended (a timed-out one was aborted with its socket), so nothing reads it.
+      safely(() => this.#o.onBufferFree?.(body));
     } catch (err) {
       safely(() => events?.onPartDone?.(body.length, (clock.now() - startedAt) / 1000, false));
       safely(() => events?.onDiscarded?.(body.length));

@@ -98,6 +98,8 @@ export class S3Writer implements FileWriter {
   /** The part being filled and its fill level. */
   #part: Buffer | undefined;
   #partFill = 0;
+  /** A stored part's buffer, kept to be filled again: a fresh 16 MiB buffer per part costs page faults and GC. */
+  #spare: Buffer | undefined;
   #partNumber = 1;
   /** Out-of-order pieces by offset. */
   #pending = new Map<number, Buffer>();
@@ -132,6 +134,7 @@ export class S3Writer implements FileWriter {
       concurrency: Math.max(1, config.upload.concurrency),
       partMaxTimeMs: config.upload.partMaxTimeMs,
       ...(options.events ? { events: options.events } : {}),
+      onBufferFree: (body) => this.#keepSpare(body),
       clock: options.clock,
       log: options.log,
     });
@@ -378,11 +381,24 @@ export class S3Writer implements FileWriter {
   #ensureCapacity(partSize: number, incoming: number): void {
     const needed = this.#partFill + Math.min(incoming, partSize - this.#partFill);
     if (this.#part && this.#part.length >= needed) return;
+    if (this.#partNumber > 1 && !this.#part) {
+      // A multipart upload fills whole parts: take a stored part's buffer, or one of the full size.
+      const spare = this.#spare;
+      this.#spare = undefined;
+      this.#part = spare && spare.length >= partSize ? spare : Buffer.allocUnsafe(partSize);
+      return;
+    }
     let capacity = Math.max(INITIAL_PART_CAPACITY, (this.#part?.length ?? 0) * 2);
     while (capacity < needed) capacity *= 2;
     const grown = Buffer.allocUnsafe(Math.min(capacity, partSize));
     this.#part?.copy(grown, 0, 0, this.#partFill);
     this.#part = grown;
+  }
+
+  #keepSpare(body: Buffer): void {
+    if (this.#state !== 'open' || body.byteOffset !== 0) return;
+    const whole = Buffer.from(body.buffer, 0, body.buffer.byteLength);
+    if (!this.#spare || whole.length > this.#spare.length) this.#spare = whole;
   }
 
   #submitPart(): void {
@@ -405,6 +421,7 @@ export class S3Writer implements FileWriter {
 
   async #doCommit(): Promise<void> {
     this.#state = 'committing';
+    this.#spare = undefined;
     const { path } = this.#o;
     const commitStartedAt = this.#o.clock.now();
     try {
@@ -617,6 +634,7 @@ export class S3Writer implements FileWriter {
 
   async #doAbort(): Promise<void> {
     if (this.#state !== 'committing') this.#state = 'aborted';
+    this.#spare = undefined;
     if (this.#partFill + this.#pendingBytes > 0) this.#event('onDiscarded', this.#partFill + this.#pendingBytes);
     this.#part = undefined;
     this.#partFill = 0;
