@@ -442,7 +442,7 @@ const KEYS: readonly KeySpec[] = deepFreeze([
     doc: 'Compute MD5, SHA-1 and SHA-256 of an upload that fits one part (a single PutObject) as it streams and store them with the object, so md5sum/sha1sum/sha256sum (rclone check) answer without reading the file. Larger (multipart) files are hashed when asked, by reading them once inside S3: storing their hashes would need a copy of the object onto itself while the client waits for CLOSE.',
     parse: bool,
   },
-  // Uploads through a temporary name (issue 13): see storage/s3/temp-uploads.ts and docs/adr/0012.
+  // Uploads through a temporary name (issue 13): see storage/s3/temp-uploads.ts and docs/adr/0017.
   {
     key: 'uploads.tempSuffixes',
     default: ['.filepart'],
