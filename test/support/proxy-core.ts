@@ -1,14 +1,14 @@
 /**
  * The forwarding core of the test proxies that stand between s3sftp and the test S3 server: listen on
  * 127.0.0.1:0, forward to the upstream, and close() ends every live socket, so a test cannot leave a
- * proxy (or a parked keep-alive connection) running. Each proxy adds only its own behaviour: a
- * handler per request.
+ * proxy (or a parked keep-alive connection) running. Each proxy adds only its own behaviour: an HTTP
+ * proxy a handler per request, a TCP proxy a hook per chunk.
  *
  * The Host header and the body pass through unchanged, so SigV4 signatures stay valid unless a
  * handler changes what was signed (s3-sse-proxy.ts signs again).
  */
 import { createServer as createHttpServer, request, Agent, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Server, Socket } from 'node:net';
+import { createServer as createTcpServer, connect, type Server, type Socket } from 'node:net';
 
 /** A proxy listening on 127.0.0.1. */
 export interface Listening {
@@ -69,6 +69,72 @@ export async function startHttpProxy(options: HttpProxyOptions): Promise<Listeni
   });
   if (options.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = options.keepAliveTimeoutMs;
   return listen(server, abort, () => agent.destroy());
+}
+
+/** Copies one direction of a TCP connection; resolves when the next chunk may be read. */
+export type ChunkHook = (chunk: Buffer, to: Socket, signal: AbortSignal) => Promise<void>;
+
+/** The hooks of one connection, one a direction; a direction without one is written as it comes. */
+export interface ConnectionHooks {
+  toUpstream?: ChunkHook;
+  toClient?: ChunkHook;
+}
+
+export interface TcpProxyOptions {
+  /** Where to forward, e.g. the Swift endpoint http://127.0.0.1:PORT (only host and port count). */
+  upstream: string;
+  /** Client connections accepted at once. */
+  maxConnections?: number;
+  /** Called for each new connection, so a hook can keep state of its own connection (a pace). */
+  hooks?: () => ConnectionHooks;
+}
+
+/** A TCP proxy: each connection gets one to the upstream; either side's close or error ends both. */
+export async function startTcpProxy(options: TcpProxyOptions): Promise<Listening> {
+  const target = new URL(options.upstream);
+  const abort = new AbortController();
+  const server = createTcpServer((client) => {
+    const upstream = connect(Number(target.port), target.hostname);
+    for (const s of [client, upstream]) {
+      s.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+    const hooks = options.hooks?.() ?? {};
+    pump(client, upstream, hooks.toUpstream, abort.signal);
+    pump(upstream, client, hooks.toClient, abort.signal);
+  });
+  if (options.maxConnections !== undefined) server.maxConnections = options.maxConnections;
+  // The upstream sockets are ended with the client ones they belong to.
+  return listen(server, abort);
+}
+
+/** Copies `from` to `to` through `hook` (one chunk in hand, reads paused meanwhile); ends `to` when `from` ends. */
+function pump(from: Socket, to: Socket, hook: ChunkHook | undefined, signal: AbortSignal): void {
+  if (!hook) {
+    from.on('data', (chunk: Buffer) => {
+      if (!to.write(chunk)) {
+        from.pause();
+        to.once('drain', () => from.resume());
+      }
+    });
+    from.on('end', () => to.end());
+    return;
+  }
+  let busy: Promise<void> = Promise.resolve();
+  from.on('data', (chunk: Buffer) => {
+    from.pause();
+    busy = busy
+      .then(() => hook(chunk, to, signal))
+      .then(
+        () => void from.resume(),
+        () => void from.destroy(),
+      );
+  });
+  from.on('end', () => void busy.then(() => to.end()));
 }
 
 /** Listens on 127.0.0.1:0; close() aborts `abort`, destroys every connection, then runs `cleanup`. */
