@@ -16,6 +16,7 @@ import {
   abandonedUploadAge,
   bool,
   choice,
+  cidrList,
   int,
   listen,
   namespaceName,
@@ -32,7 +33,6 @@ import type { Config } from './types.ts';
 import { formatSize, parseDuration, parseSize } from './units.ts';
 import { bucketNameProblem, endpointProblem, regionProblem, roleArnProblem, storageClassProblem } from './validators.ts';
 import { DEFAULT_CIPHERS, DEFAULT_HOST_KEY_ALGORITHMS, DEFAULT_KEX, DEFAULT_MACS } from '../ssh/crypto-policy.ts';
-import { parseCidr } from '../ssh/cidr.ts';
 import { SSE_MODES, sseProblems } from './sse.ts';
 
 export { ConfigError, type ConfigProblem } from './errors.ts';
@@ -115,16 +115,6 @@ function transferKeys(dir: 'upload' | 'download'): KeySpec[] {
       parse: parseDuration,
     },
   ];
-}
-
-/** An IPv4 or IPv6 CIDR (or a bare address), as net.BlockList takes it. */
-function cidrList(raw: unknown): Parsed {
-  const list = stringList(raw);
-  if ('error' in list) return list;
-  for (const item of list.value as string[]) {
-    if (parseCidr(item) === undefined) return { error: `has "${item}", which is not an address or CIDR; use e.g. 10.0.0.0/8 or 2001:db8::/32` };
-  }
-  return list;
 }
 
 /** An algorithm list for the SSH handshake: names only, at least one. */
@@ -452,7 +442,7 @@ const KEYS: readonly KeySpec[] = deepFreeze([
     doc: 'Compute MD5, SHA-1 and SHA-256 of an upload that fits one part (a single PutObject) as it streams and store them with the object, so md5sum/sha1sum/sha256sum (rclone check) answer without reading the file. Larger (multipart) files are hashed when asked, by reading them once inside S3: storing their hashes would need a copy of the object onto itself while the client waits for CLOSE.',
     parse: bool,
   },
-  // Uploads through a temporary name (issue 13): see storage/s3/temp-uploads.ts and docs/adr/0012.
+  // Uploads through a temporary name (issue 13): see storage/s3/temp-uploads.ts and docs/adr/0017.
   {
     key: 'uploads.tempSuffixes',
     default: ['.filepart'],

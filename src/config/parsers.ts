@@ -5,6 +5,7 @@
  */
 import { isIPv6 } from 'node:net';
 import { formatSize, parseDuration, parseSize } from './units.ts';
+import { parseCidr } from '../ssh/cidr.ts';
 
 /** A parsed value, or an error phrased to follow the value: `<key>: "<value>" <error>`. */
 export type Parsed = { value: unknown } | { error: string };
@@ -79,6 +80,16 @@ export function stringList(raw: unknown): Parsed {
     }
   }
   return { value: items.map((s: string) => s.trim()) };
+}
+
+/** A list of IPv4 or IPv6 CIDRs (or bare addresses), as net.BlockList takes them. */
+export function cidrList(raw: unknown): Parsed {
+  const list = stringList(raw);
+  if ('error' in list) return list;
+  for (const item of list.value as string[]) {
+    if (parseCidr(item) === undefined) return { error: `has "${item}", which is not an address or CIDR; use e.g. 10.0.0.0/8 or 2001:db8::/32` };
+  }
+  return list;
 }
 
 const LISTEN_HINT = 'use host:port, e.g. 0.0.0.0:2022 or [::1]:2022';

@@ -17,6 +17,7 @@ import { CreateBucketCommand, GetObjectCommand, S3Client } from '@aws-sdk/client
 import { pino } from 'pino';
 import { startSwift, type SwiftS3, type TempauthUser } from '../../dev/swift.ts';
 import { sftpBatch } from '../support/harness.ts';
+import { CLI_MAIN } from '../support/cli-server.ts';
 import { startFakeAws, type FakeAws, type FakeAwsOptions, type IssueSpec } from '../support/fake-aws.ts';
 import { startS3Recorder, type RecordedRequest, type S3Recorder } from '../support/s3-recorder.ts';
 import { loadConfig } from '../../src/config/load.ts';
@@ -25,7 +26,6 @@ import { Identities, stsRoleAssumer } from '../../src/storage/s3/credentials.ts'
 import type { User } from '../../src/users/user.ts';
 import { generateEd25519 } from '../../src/ssh/keygen.ts';
 
-const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
 const role = (name: string): string => `arn:aws:iam::111122223333:role/${name}`;
 
 /** Swift users whose keys the fakes hand out; all in account "test", so they share its buckets. */
@@ -119,7 +119,7 @@ async function serve(env: Record<string, string>, users: UserSpec[]): Promise<Se
       JSON.stringify({ apiVersion: 's3sftp.io/v1alpha1', kind: 'SftpUser', metadata: { name: u.name }, spec }),
     );
   }
-  const child: ChildProcess = spawn(process.execPath, [MAIN, 'serve'], {
+  const child: ChildProcess = spawn(process.execPath, [CLI_MAIN, 'serve'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
       HOME: home,
@@ -489,7 +489,7 @@ async function waitFor(check: () => boolean, served: Served, timeoutMs = 10_000)
 /** Runs `s3sftp serve` expecting it to exit by itself (start-up failure). */
 async function runToExit(env: Record<string, string>): Promise<{ code: number | null | 'timeout'; output: string }> {
   const home = await mkdtemp(join(dir, 'home-'));
-  const child = spawn(process.execPath, [MAIN, 'serve'], {
+  const child = spawn(process.execPath, [CLI_MAIN, 'serve'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
       HOME: home,

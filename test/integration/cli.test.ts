@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SwiftS3 } from '../../dev/swift.ts';
 import { createBucket, run, s3Server, type RunResult } from '../support/harness.ts';
+import { CLI_MAIN } from '../support/cli-server.ts';
 import { verifyPassword } from '../../src/auth/password.ts';
 
-const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
 let s3: SwiftS3;
 
 before(async () => {
@@ -22,7 +22,7 @@ before(async () => {
 after(() => s3?.stop());
 
 function serve(env: Record<string, string>) {
-  return run(process.execPath, [MAIN, 'serve'], {
+  return run(process.execPath, [CLI_MAIN, 'serve'], {
     timeoutMs: 60_000,
     env: {
       S3SFTP_LISTEN: '127.0.0.1:0',
@@ -52,7 +52,7 @@ test('an invalid setting stops the server with exit code 2 and names the key', a
 });
 
 test('hash-password prints a hash that verifies the password it read', async () => {
-  const r = await run(process.execPath, [MAIN, 'hash-password'], { input: 's3cret\n' });
+  const r = await run(process.execPath, [CLI_MAIN, 'hash-password'], { input: 's3cret\n' });
   assert.equal(r.code, 0, r.stderr);
   const hash = r.stdout.trim();
   assert.match(hash, /^\$argon2id\$/);

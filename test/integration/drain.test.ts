@@ -7,7 +7,7 @@
  */
 import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -17,9 +17,9 @@ import { HeadObjectCommand, ListMultipartUploadsCommand, type S3Client } from '@
 import type { SwiftS3 } from '../../dev/swift.ts';
 import { createBucket, makeClientKey, s3ClientFor, s3Server, sftpBatch, userYaml, type RunResult } from '../support/harness.ts';
 import { startSlowProxy, type SlowProxy } from '../support/slow-proxy.ts';
+import { startCliServer, type CliServer } from '../support/cli-server.ts';
 import { httpGet, scrape } from '../support/prometheus.ts';
 
-const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
 const MiB = 1024 ** 2;
 const UNLIMITED = 1024 ** 3;
 
@@ -55,61 +55,11 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-interface Cli {
-  child: ChildProcess;
-  sshPort: number;
-  metricsPort: number;
-  /** Every JSON log line so far. */
-  logs: Record<string, unknown>[];
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-/** Starts `s3sftp serve` and waits for its "listening" log line. */
-async function startCli(env: Record<string, string>): Promise<Cli> {
-  const child = spawn(process.execPath, [MAIN, 'serve'], {
-    env: {
-      ...process.env,
-      S3SFTP_LISTEN: '127.0.0.1:0',
-      S3SFTP_METRICS_LISTEN: '127.0.0.1:0',
-      S3SFTP_DATADIR: join(work, 'data'),
-      S3SFTP_S3_BUCKET: bucket,
-      S3SFTP_S3_ENDPOINT: proxy.endpoint,
-      S3SFTP_S3_FORCEPATHSTYLE: 'true',
-      S3SFTP_S3_CREDENTIALS_ACCESSKEYID: s3.accessKeyId,
-      S3SFTP_S3_CREDENTIALS_SECRETACCESSKEY: s3.secretAccessKey,
-      S3SFTP_S3_UPLOAD_PARTSIZE: '5MiB',
-      S3SFTP_USERS_DIRECTORY: join(work, 'users'),
-      S3SFTP_LOG_LEVEL: 'info',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(child);
-  const logs: Record<string, unknown>[] = [];
-  let stderr = '';
-  let pending = '';
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal })),
-  );
-  const listening = new Promise<Record<string, unknown>>((resolve, reject) => {
-    child.stdout?.on('data', (chunk: Buffer) => {
-      pending += chunk.toString();
-      const lines = pending.split('\n');
-      pending = lines.pop() ?? '';
-      for (const line of lines) {
-        if (!line.trim()) continue;
-        const entry = JSON.parse(line) as Record<string, unknown>;
-        logs.push(entry);
-        if (entry.msg === 's3sftp listening') resolve(entry);
-      }
-    });
-    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-    void exited.then(({ code }) => reject(new Error(`s3sftp exited with ${code} before listening: ${stderr}`)));
-    setTimeout(() => reject(new Error(`s3sftp did not start within 30 s: ${stderr}`)), 30_000).unref();
-  });
-  const line = await listening;
-  const port = (address: unknown) => Number(String(address).split(':').at(-1));
-  return { child, sshPort: port(line.address), metricsPort: port(line.metrics), logs, exited };
+/** Starts `s3sftp serve` with S3 behind the proxy. */
+async function startCli(env: Record<string, string>): Promise<CliServer> {
+  const cli = await startCliServer({ s3, endpoint: proxy.endpoint, bucket, dir: work, env });
+  children.add(cli.child);
+  return cli;
 }
 
 /** Resolves with the time `promise` took, or rejects after `ms`. */

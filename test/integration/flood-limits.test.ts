@@ -7,7 +7,7 @@
  */
 import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,10 +18,10 @@ import ssh2 from 'ssh2';
 import type { SwiftS3 } from '../../dev/swift.ts';
 import { createBucket, makeClientKey, s3Server, userYaml } from '../support/harness.ts';
 import { startSlowProxy, type SlowProxy } from '../support/slow-proxy.ts';
+import { startCliServer, type CliServer } from '../support/cli-server.ts';
 import { connectRaw, FX, FXF, handleOf, type RawSftp } from '../support/sftp-raw.ts';
 import { scrape } from '../support/prometheus.ts';
 
-const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
 const MiB = 1024 ** 2;
 const UNLIMITED = 1024 ** 3;
 
@@ -59,53 +59,11 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-interface Cli {
-  pid: number;
-  sshPort: number;
-  metricsPort: number;
-}
-
-/** Starts `s3sftp serve` with S3 behind the proxy and waits for its "listening" line. */
-async function startCli(env: Record<string, string> = {}): Promise<Cli> {
-  const child = spawn(process.execPath, [MAIN, 'serve'], {
-    env: {
-      ...process.env,
-      S3SFTP_LISTEN: '127.0.0.1:0',
-      S3SFTP_METRICS_LISTEN: '127.0.0.1:0',
-      S3SFTP_DATADIR: join(work, 'data'),
-      S3SFTP_S3_BUCKET: bucket,
-      S3SFTP_S3_ENDPOINT: proxy.endpoint,
-      S3SFTP_S3_FORCEPATHSTYLE: 'true',
-      S3SFTP_S3_CREDENTIALS_ACCESSKEYID: s3.accessKeyId,
-      S3SFTP_S3_CREDENTIALS_SECRETACCESSKEY: s3.secretAccessKey,
-      S3SFTP_S3_UPLOAD_PARTSIZE: '5MiB',
-      S3SFTP_USERS_DIRECTORY: join(work, 'users'),
-      S3SFTP_DEFENDER_TRUSTEDCIDRS: '127.0.0.0/8',
-      S3SFTP_LOG_LEVEL: 'info',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(child);
-  let pending = '';
-  let stderr = '';
-  const line = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    child.stdout?.on('data', (chunk: Buffer) => {
-      pending += chunk.toString();
-      const lines = pending.split('\n');
-      pending = lines.pop() ?? '';
-      for (const l of lines) {
-        if (!l.trim()) continue;
-        const entry = JSON.parse(l) as Record<string, unknown>;
-        if (entry.msg === 's3sftp listening') resolve(entry);
-      }
-    });
-    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (code) => reject(new Error(`s3sftp exited with ${code}: ${stderr}`)));
-    setTimeout(() => reject(new Error(`s3sftp did not start within 30 s: ${stderr}`)), 30_000).unref();
-  });
-  const port = (address: unknown) => Number(String(address).split(':').at(-1));
-  return { pid: child.pid!, sshPort: port(line.address), metricsPort: port(line.metrics) };
+/** Starts `s3sftp serve` with S3 behind the proxy. */
+async function startCli(env: Record<string, string> = {}): Promise<CliServer> {
+  const cli = await startCliServer({ s3, endpoint: proxy.endpoint, bucket, dir: work, env: { S3SFTP_DEFENDER_TRUSTEDCIDRS: '127.0.0.0/8', ...env } });
+  children.add(cli.child);
+  return cli;
 }
 
 /** The server's resident memory in MiB (VmRSS of /proc/PID/status). */

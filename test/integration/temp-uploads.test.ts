@@ -1,5 +1,5 @@
 /**
- * Uploads through a temporary name (docs/adr/0012): ssh2's SFTP client plays WinSCP's sequence
+ * Uploads through a temporary name (docs/adr/0017): ssh2's SFTP client plays WinSCP's sequence
  * (OPEN x.filepart, WRITE..., CLOSE, SETSTAT mtime, RENAME to x) against the real server on Swift,
  * with the counting proxy in front of Swift. With the feature the rename costs no server-side copy;
  * the first test measures what it costs without (a second server with tempSuffixes empty).

@@ -18,9 +18,9 @@
  * faulted one (the SDK and our own retry loops resend the same URL), with the
  * delay since that fault, so a test can check backoff and jitter.
  */
-import { createServer, request, Agent, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { startHttpProxy, type Forwarder } from './proxy-core.ts';
 
 export const FAULT_KINDS = ['slowdown', 'reset-before', 'reset-mid', 'stall', 'slow-body', 'truncate'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
@@ -88,15 +88,12 @@ export function shapeOf(req: ProxiedRequest): string {
   return `${req.method} ${kind}`;
 }
 
+/** Starts the proxy in front of `options.target` (the test S3 endpoint). */
 export async function startFaultProxy(options: FaultProxyOptions): Promise<FaultProxy> {
-  const target = new URL(options.target);
   const random = prng(options.seed);
   let rates = options.rates ?? {};
   let down: FaultKind | null = null;
   const stallMs = options.stallMs ?? 1500;
-  const agent = new Agent({ keepAlive: true, maxSockets: 256 });
-  const sockets = new Set<Socket>();
-  const abort = new AbortController();
   const faultedAt = new Map<string, number>();
   const stats: FaultProxyStats = {
     requests: 0,
@@ -125,25 +122,13 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     entry.statuses.set(status, (entry.statuses.get(status) ?? 0) + 1);
   };
 
-  /** Forwards the request; resolves with the upstream answer (body not yet read). */
-  const forward = (req: IncomingMessage): Promise<IncomingMessage> =>
-    new Promise((resolve, reject) => {
-      const out = request(
-        { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent },
-        resolve,
-      );
-      out.on('error', reject);
-      req.on('error', () => out.destroy());
-      req.pipe(out);
-    });
-
   const readAll = async (from: IncomingMessage): Promise<Buffer> => {
     const chunks: Buffer[] = [];
     for await (const chunk of from) chunks.push(chunk as Buffer);
     return Buffer.concat(chunks);
   };
 
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+  const handle = async (req: IncomingMessage, res: ServerResponse, { forward, relay, signal }: Forwarder): Promise<void> => {
     stats.requests++;
     const info: ProxiedRequest = { method: req.method ?? '', url: req.url ?? '' };
     const id = `${info.method} ${info.url}`;
@@ -172,7 +157,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       req.socket.destroy();
       return;
     }
-    if (fault === 'stall') await sleep(stallMs, undefined, { signal: abort.signal });
+    if (fault === 'stall') await sleep(stallMs, undefined, { signal });
     const answer = await forward(req);
     if (!fault) record(shape, answer.statusCode ?? 0);
     if (fault === 'reset-mid' || fault === 'truncate') {
@@ -189,37 +174,25 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       res.socket?.destroy();
       return;
     }
-    res.writeHead(answer.statusCode ?? 502, answer.headers);
-    if (fault === 'slow-body') {
-      for await (const chunk of answer) {
-        for (let offset = 0; offset < (chunk as Buffer).length; offset += 16 * 1024) {
-          if (!res.write((chunk as Buffer).subarray(offset, offset + 16 * 1024))) {
-            await new Promise((resolve) => res.once('drain', resolve).once('close', resolve));
-          }
-          await sleep(10, undefined, { signal: abort.signal });
-        }
-      }
-      res.end();
+    if (fault !== 'slow-body') {
+      relay(answer, res);
       return;
     }
-    answer.pipe(res);
+    res.writeHead(answer.statusCode ?? 502, answer.headers);
+    for await (const chunk of answer) {
+      for (let offset = 0; offset < (chunk as Buffer).length; offset += 16 * 1024) {
+        if (!res.write((chunk as Buffer).subarray(offset, offset + 16 * 1024))) {
+          await new Promise((resolve) => res.once('drain', resolve).once('close', resolve));
+        }
+        await sleep(10, undefined, { signal });
+      }
+    }
+    res.end();
   };
 
-  const server: Server = createServer((req, res) => {
-    handle(req, res).catch(() => {
-      req.socket.destroy();
-    });
-  });
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
+  const proxy = await startHttpProxy({ upstream: options.target, handle });
   return {
-    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    endpoint: proxy.endpoint,
     stats,
     setDown(kind) {
       down = kind;
@@ -227,11 +200,6 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     setRates(next) {
       rates = next;
     },
-    async close() {
-      abort.abort();
-      for (const s of sockets) s.destroy();
-      agent.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    close: proxy.close,
   };
 }

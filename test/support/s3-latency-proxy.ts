@@ -5,9 +5,9 @@
  * through unchanged, so SigV4 signatures stay valid. Tests assert exact request counts per SFTP
  * operation with it; the benchmark measures what sequential requests cost.
  */
-import { createServer, request, Agent, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { startHttpProxy } from './proxy-core.ts';
 
 export interface CountedRequest {
   kind: S3RequestKind;
@@ -107,51 +107,35 @@ export interface S3LatencyProxy {
   close(): Promise<void>;
 }
 
+/** Starts the proxy in front of `upstream` (the test S3 endpoint); 20 ms per request unless `delayMs` says. */
 export async function startS3LatencyProxy(upstream: string, opts: { delayMs?: number } = {}): Promise<S3LatencyProxy> {
-  const target = new URL(upstream);
   const requests: CountedRequest[] = [];
   let delayMs = opts.delayMs ?? 20;
-  const agent = new Agent({ keepAlive: true, maxSockets: 256 });
-  const server: Server = createServer((req, res) => {
-    const record: CountedRequest = {
-      kind: classifyS3Request(req.method ?? '', req.url ?? '/', req.headers),
-      method: req.method ?? '',
-      path: req.url ?? '',
-      status: 0,
-    };
-    requests.push(record);
-    req.pause();
-    const go = () => {
-      const forward = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent }, (answer) => {
-        record.status = answer.statusCode ?? 0;
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      });
-      forward.on('error', () => res.destroy());
-      req.on('error', () => forward.destroy());
-      req.pipe(forward);
-      req.resume();
-    };
-    if (delayMs > 0) void sleep(delayMs).then(go);
-    else go();
-  });
-  server.keepAliveTimeout = 30_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+  const proxy = await startHttpProxy({
+    upstream,
+    // Clients keep idle sockets for reuse; hold them 30 s rather than Node's 5 s.
+    keepAliveTimeoutMs: 30_000,
+    async handle(req, res, { forward, relay, signal }) {
+      const record: CountedRequest = {
+        kind: classifyS3Request(req.method ?? '', req.url ?? '/', req.headers),
+        method: req.method ?? '',
+        path: req.url ?? '',
+        status: 0,
+      };
+      requests.push(record);
+      if (delayMs > 0) await sleep(delayMs, undefined, { signal });
+      const answer = await forward(req);
+      record.status = answer.statusCode ?? 0;
+      relay(answer, res);
+    },
   });
   return {
-    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    endpoint: proxy.endpoint,
     requests,
     setDelay(ms) {
       delayMs = ms;
     },
     since: (mark) => requests.slice(mark),
-    close: () =>
-      new Promise((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-        agent.destroy();
-      }),
+    close: proxy.close,
   };
 }

@@ -4,8 +4,7 @@
  * (the Host header is passed through unchanged, so signatures stay valid); the record shows which
  * identity made which request, and the session token, which Swift's s3api ignores.
  */
-import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { startHttpProxy } from './proxy-core.ts';
 
 export interface RecordedRequest {
   method: string;
@@ -26,43 +25,26 @@ export interface S3Recorder {
   close(): Promise<void>;
 }
 
+/** Starts the recorder in front of `upstream` (the test S3 endpoint). */
 export async function startS3Recorder(upstream: string): Promise<S3Recorder> {
-  const target = new URL(upstream);
   const requests: RecordedRequest[] = [];
-  const server: Server = createServer((req, res) => {
-    const auth = req.headers.authorization ?? '';
-    const token = req.headers['x-amz-security-token'];
-    const record: RecordedRequest = {
-      method: req.method ?? '',
-      path: req.url ?? '',
-      accessKeyId: /Credential=([^/]+)\//.exec(auth)?.[1] ?? '',
-      ...(typeof token === 'string' ? { sessionToken: token } : {}),
-      status: 0,
-    };
-    requests.push(record);
-    const forward = request(
-      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
-      (answer) => {
-        record.status = answer.statusCode ?? 0;
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    forward.on('error', () => res.destroy());
-    req.on('error', () => forward.destroy());
-    req.pipe(forward);
+  const proxy = await startHttpProxy({
+    upstream,
+    async handle(req, res, { forward, relay }) {
+      const auth = req.headers.authorization ?? '';
+      const token = req.headers['x-amz-security-token'];
+      const record: RecordedRequest = {
+        method: req.method ?? '',
+        path: req.url ?? '',
+        accessKeyId: /Credential=([^/]+)\//.exec(auth)?.[1] ?? '',
+        ...(typeof token === 'string' ? { sessionToken: token } : {}),
+        status: 0,
+      };
+      requests.push(record);
+      const answer = await forward(req);
+      record.status = answer.statusCode ?? 0;
+      relay(answer, res);
+    },
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  return {
-    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    requests,
-    close: () =>
-      new Promise((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return { endpoint: proxy.endpoint, requests, close: proxy.close };
 }

@@ -10,9 +10,9 @@
  * tests check which headers each request kind carries, and that the data path works with them.
  */
 import { createHash, createHmac } from 'node:crypto';
-import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { startHttpProxy } from './proxy-core.ts';
 import { classifyS3Request, type S3RequestKind } from './s3-latency-proxy.ts';
 
 export interface SseRecord {
@@ -52,11 +52,11 @@ function bytes(data: string | ArrayBuffer | ArrayBufferView): string | Uint8Arra
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
+/** Starts the proxy in front of `upstream` (the test S3 endpoint); it signs again with `credentials`. */
 export async function startSseProxy(
   upstream: string,
   credentials: { accessKeyId: string; secretAccessKey: string; region: string },
 ): Promise<SseProxy> {
-  const target = new URL(upstream);
   const requests: SseRecord[] = [];
   const signer = new SignatureV4({
     credentials: { accessKeyId: credentials.accessKeyId, secretAccessKey: credentials.secretAccessKey },
@@ -67,44 +67,23 @@ export async function startSseProxy(
     uriEscapePath: false,
     applyChecksum: false,
   });
-  const server: Server = createServer((req, res) => {
-    const sse: Record<string, string> = {};
-    const headers: IncomingHttpHeaders = {};
-    for (const [name, value] of Object.entries(req.headers)) {
-      if (SSE_HEADER.test(name)) sse[name] = String(value);
-      else headers[name] = value;
-    }
-    const record: SseRecord = { kind: classifyS3Request(req.method ?? '', req.url ?? '/', req.headers), method: req.method ?? '', path: req.url ?? '', sse, status: 0 };
-    requests.push(record);
-    req.pause();
-    void resign(signer, req.method ?? 'GET', req.url ?? '/', headers).then(
-      (signed) => {
-        const forward = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: signed }, (answer) => {
-          record.status = answer.statusCode ?? 0;
-          res.writeHead(answer.statusCode ?? 502, answer.headers);
-          answer.pipe(res);
-        });
-        forward.on('error', () => res.destroy());
-        req.on('error', () => forward.destroy());
-        req.pipe(forward);
-        req.resume();
-      },
-      () => res.destroy(),
-    );
+  const proxy = await startHttpProxy({
+    upstream,
+    async handle(req, res, { forward, relay }) {
+      const sse: Record<string, string> = {};
+      const headers: IncomingHttpHeaders = {};
+      for (const [name, value] of Object.entries(req.headers)) {
+        if (SSE_HEADER.test(name)) sse[name] = String(value);
+        else headers[name] = value;
+      }
+      const record: SseRecord = { kind: classifyS3Request(req.method ?? '', req.url ?? '/', req.headers), method: req.method ?? '', path: req.url ?? '', sse, status: 0 };
+      requests.push(record);
+      const answer = await forward(req, await resign(signer, req.method ?? 'GET', req.url ?? '/', headers));
+      record.status = answer.statusCode ?? 0;
+      relay(answer, res);
+    },
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  return {
-    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    requests,
-    close: () =>
-      new Promise((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return { endpoint: proxy.endpoint, requests, close: proxy.close };
 }
 
 /** The headers signed again without the removed ones; the payload hash header is kept as sent. */

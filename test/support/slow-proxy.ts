@@ -6,8 +6,9 @@
  * hand per direction, reads paused meanwhile), and close() destroys every
  * socket, so a test cannot leave it running.
  */
-import { createServer, connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { startTcpProxy } from './proxy-core.ts';
 
 export interface SlowProxy {
   /** http://127.0.0.1:PORT, to use as the S3 endpoint. */
@@ -31,80 +32,43 @@ export interface SlowProxyOptions {
 // Small slices keep the pace smooth rather than bursty.
 const SLICES_PER_SECOND = 20;
 
+/** Starts the proxy in front of `options.target` (the test S3 endpoint). */
 export async function startSlowProxy(options: SlowProxyOptions): Promise<SlowProxy> {
-  const target = new URL(options.target);
   let rate = options.bytesPerSecond;
   let forwarded = 0;
-  let closed = false;
-  const sockets = new Set<Socket>();
-  const abort = new AbortController();
 
-  /** Copies `from` to `to`, paced when `paced`; ends `to` when `from` ends. */
-  const pipe = (from: Socket, to: Socket, paced: boolean): void => {
+  /** A connection's pace: writes each chunk in slices, each when the pace allows (`next`: when the next byte may go). */
+  const paced = () => {
     let next = performance.now();
-    let busy: Promise<void> = Promise.resolve();
-    from.on('data', (chunk: Buffer) => {
-      if (!paced) {
-        if (!to.write(chunk)) {
-          from.pause();
-          to.once('drain', () => from.resume());
-        }
-        return;
+    return async (chunk: Buffer, to: Socket, signal: AbortSignal): Promise<void> => {
+      for (let offset = 0; offset < chunk.length && !signal.aborted; ) {
+        const slice = chunk.subarray(offset, offset + Math.max(1024, Math.floor(rate / SLICES_PER_SECOND)));
+        const now = performance.now();
+        const start = Math.max(next, now);
+        next = start + (slice.length * 1000) / rate;
+        if (start > now) await sleep(start - now, undefined, { signal }).catch(() => undefined);
+        if (signal.aborted || to.destroyed) return;
+        forwarded += slice.length;
+        if (!to.write(slice)) await new Promise((resolve) => to.once('drain', resolve).once('close', resolve));
+        offset += slice.length;
       }
-      from.pause();
-      busy = busy.then(async () => {
-        for (let offset = 0; offset < chunk.length && !closed; ) {
-          const slice = chunk.subarray(offset, offset + Math.max(1024, Math.floor(rate / SLICES_PER_SECOND)));
-          const now = performance.now();
-          const start = Math.max(next, now);
-          next = start + (slice.length * 1000) / rate;
-          if (start > now) await sleep(start - now, undefined, { signal: abort.signal }).catch(() => undefined);
-          if (closed || to.destroyed) return;
-          forwarded += slice.length;
-          if (!to.write(slice)) await new Promise((resolve) => to.once('drain', resolve).once('close', resolve));
-          offset += slice.length;
-        }
-        from.resume();
-      });
-    });
-    from.on('end', () => void busy.then(() => to.end()));
+    };
   };
 
-  const server = createServer((client) => {
-    const upstream = connect(Number(target.port), target.hostname);
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => {
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-    pipe(client, upstream, true);
-    pipe(upstream, client, false);
+  const proxy = await startTcpProxy({
+    upstream: options.target,
+    maxConnections: options.maxConnections ?? 128,
+    hooks: () => ({ toUpstream: paced() }),
   });
-  server.maxConnections = options.maxConnections ?? 128;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const port = (server.address() as { port: number }).port;
   return {
-    endpoint: `http://127.0.0.1:${port}`,
-    port,
+    endpoint: proxy.endpoint,
+    port: proxy.port,
     setRate(bytesPerSecond) {
       rate = bytesPerSecond;
     },
     get bytesForwarded() {
       return forwarded;
     },
-    async close() {
-      closed = true;
-      abort.abort();
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    close: proxy.close,
   };
 }

@@ -412,3 +412,33 @@ describe('the README draws the code as it is', () => {
     if (/\|\| kubernetes\.namespace/.test(server)) assert.match(doc, /users\.kubernetes\.namespace/);
   });
 });
+
+describe('docs/adr', () => {
+  const adrs = readdirSync(join(ROOT, 'docs', 'adr'))
+    .filter((name) => name.endsWith('.md'))
+    .sort();
+
+  test('every ADR is named NNNN-title.md', () => {
+    assert.ok(adrs.length > 0, 'docs/adr has ADRs');
+    for (const name of adrs) assert.match(name, /^\d{4}-[a-z0-9]+(-[a-z0-9]+)*\.md$/, name);
+  });
+
+  // Branches written side by side each took the next free number; merged, four ADRs were 0012.
+  test('no two ADRs share a number', () => {
+    const byNumber = new Map<string, string[]>();
+    for (const name of adrs) {
+      const number = name.slice(0, 4);
+      byNumber.set(number, [...(byNumber.get(number) ?? []), name]);
+    }
+    const shared = [...byNumber.values()].filter((names) => names.length > 1);
+    assert.deepEqual(shared, [], 'renumber all but the oldest to the next free numbers and update their references');
+  });
+
+  test("each ADR's title carries its file's number", () => {
+    for (const name of adrs) {
+      const title = read(ROOT, 'docs', 'adr', name).split('\n')[0] ?? '';
+      const number = /^#\s+(\d+)/.exec(title)?.[1];
+      assert.equal(Number(number), Number(name.slice(0, 4)), `${name}: ${title}`);
+    }
+  });
+});

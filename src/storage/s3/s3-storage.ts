@@ -263,7 +263,7 @@ export class S3Storage implements Storage {
   /**
    * Whether the final name of a temporary one is taken (an object, a directory or an upload):
    * only a free final name is written to directly, so an object there is never replaced by an
-   * upload whose rename does not come (docs/adr/0012).
+   * upload whose rename does not come (docs/adr/0017).
    */
   async #finalTaken(finalPath: string, context: string): Promise<boolean> {
     const finalKey = this.#key(finalPath);

@@ -1,5 +1,5 @@
 /**
- * Uploads through a temporary name (docs/adr/0012-uploads-through-a-temporary-name.md). WinSCP and
+ * Uploads through a temporary name (docs/adr/0017-uploads-through-a-temporary-name.md). WinSCP and
  * many scripts upload to `name.filepart` and rename it once complete; on S3 that rename is a full
  * server-side copy. An upload to a configured suffix is therefore written towards the final key,
  * and after CLOSE it waits here, parked and not yet visible, for the RENAME that names its final
