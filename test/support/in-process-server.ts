@@ -73,6 +73,9 @@ export interface InProcessOptions {
   events?: SshServerEvents;
 }
 
+/** An exec channel with the exit status it received, even before anyone listened. */
+export type ExecChannel = ClientChannel & { exitCode?: number };
+
 export interface InProcessServer {
   port: number;
   /** The server itself, for drain() and the like. */
@@ -89,7 +92,7 @@ export interface InProcessServer {
   /** A connected client's SFTP channel. */
   sftp(username: string): Promise<SFTPWrapper>;
   /** An exec channel (legacy SCP runs as `scp -t` / `scp -f`). */
-  exec(username: string, command: string): Promise<ClientChannel>;
+  exec(username: string, command: string): Promise<ExecChannel>;
   stop(): Promise<void>;
 }
 
@@ -162,7 +165,16 @@ export async function startInProcessServer(options: InProcessOptions = {}): Prom
     },
     async exec(username, command) {
       const client = await connect(username);
-      return new Promise((resolve, reject) => client.exec(command, (err, channel) => (err ? reject(err) : resolve(channel))));
+      return new Promise((resolve, reject) =>
+        client.exec(command, (err, channel) => {
+          if (err) return reject(err);
+          // A command refused at once can have its exit status in the same read as the exec reply:
+          // ssh2 emits 'exit' before the caller's await resumes, so it is kept here.
+          const exec = channel as ExecChannel;
+          channel.on('exit', (code: number) => (exec.exitCode = code));
+          resolve(exec);
+        }),
+      );
     },
     async stop() {
       for (const client of clients) client.end();

@@ -16,6 +16,7 @@ import { parse, parseAllDocuments } from 'yaml';
 import { passwordHashAlgorithm } from '../../src/auth/password.ts';
 import { API_VERSION, KIND, parseSftpUser } from '../../src/users/sftp-user.ts';
 import { CEL_STAND_INS, crdAjv, refuseUnknownFields } from '../../src/users/crd-schema.ts';
+import { generateEd25519 } from '../../src/ssh/keygen.ts';
 
 const CRD_FILE = new URL('../../crds/sftpusers.s3sftp.io.yaml', import.meta.url);
 const EXAMPLES_DIR = new URL('../../examples/', import.meta.url);
@@ -386,7 +387,8 @@ describe('examples/', () => {
 
 // ---- CRD and parser agree ------------------------------------------------------------------------
 
-const KEY = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'alice@laptop' }).public;
+// generateEd25519: ssh2 alone now and then writes a 31-byte public key, which the CRD rightly refuses.
+const KEY = generateEd25519({ comment: 'alice@laptop' }).public;
 const VALID_SPEC = { publicKeys: [KEY], s3: { keyPrefix: 'users/alice/' }, permissions: ['*'] };
 const BCRYPT = '$2b$12$Lo5S8gBOMiK8V4iyLX/UTOm1fb4Fu17RUmlkXUIDR7flo3skLY/sO';
 const ARGON2ID = '$argon2id$v=19$m=65536,p=4,t=3$rtV4Pag3xfPJmBF6grKXUw$dr/N6KpK7JIR/P7CCnAlmAxxfHRVauOxfieh6CBDHVA';

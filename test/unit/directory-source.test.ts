@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import ssh2 from 'ssh2';
 import { DirectorySource, DirectorySourceError, type DirectorySourceOptions } from '../../src/users/directory-source.ts';
+import { generateEd25519 } from '../../src/ssh/keygen.ts';
 
-const KEY = ssh2.utils.generateKeyPairSync('ed25519').public;
+const KEY = generateEd25519().public;
 
 interface LogLine {
   level: 'info' | 'warn' | 'error';

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import type { ClientChannel } from 'ssh2';
 import { PERMISSIONS, type Permission } from '../../src/users/user.ts';
-import { startInProcessServer, type InProcessServer } from '../support/in-process-server.ts';
+import { startInProcessServer, type ExecChannel, type InProcessServer } from '../support/in-process-server.ts';
 import { listAll, readFile, summary, writeFile } from '../support/storage-conformance.ts';
 
 /** The client end of an scp exec channel: reads what the server sends, byte-exact. */
@@ -22,7 +22,7 @@ class ScpPeer {
   stderr = '';
   readonly exit: Promise<number | undefined>;
 
-  constructor(channel: ClientChannel) {
+  constructor(channel: ExecChannel) {
     this.channel = channel;
     channel.on('data', (data: Buffer) => {
       this.#buffer = Buffer.concat([this.#buffer, data]);
@@ -35,7 +35,7 @@ class ScpPeer {
       channel.on('close', () => {
         this.#ended = true;
         this.#wake();
-        resolve(code);
+        resolve(code ?? channel.exitCode);
       });
     });
   }

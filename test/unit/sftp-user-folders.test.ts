@@ -5,12 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import ssh2 from 'ssh2';
 import { validateSftpUser, type ParseSftpUserResult } from '../../src/users/sftp-user.ts';
 import { crdSchemaProblems } from '../../src/users/crd-schema.ts';
 import { permissionsAt, sameUser, type User } from '../../src/users/user.ts';
+import { generateEd25519 } from '../../src/ssh/keygen.ts';
 
-const key = ssh2.utils.generateKeyPairSync('ed25519').public;
+const key = generateEd25519().public;
 const OPTS = { defaultBucket: 'server-bucket', source: 'test' };
 
 function resource(folders: unknown, s3: Record<string, unknown> = { keyPrefix: 'home/alice/' }): Record<string, unknown> {

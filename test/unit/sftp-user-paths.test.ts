@@ -9,15 +9,15 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import ssh2 from 'ssh2';
 import { parseAllDocuments, stringify } from 'yaml';
 import { DirectorySource } from '../../src/users/directory-source.ts';
 import { computeUserTable, type NamespaceSecrets } from '../../src/kube/user-table.ts';
 import type { SecretResource, SftpUserResource } from '../../src/kube/sftp-user-resource.ts';
 import { crdSchemaProblems } from '../../src/users/crd-schema.ts';
+import { generateEd25519 } from '../../src/ssh/keygen.ts';
 
 const EXAMPLES = new URL('../../examples/', import.meta.url);
-const KEY = ssh2.utils.generateKeyPairSync('ed25519').public;
+const KEY = generateEd25519().public;
 const NS = 'team';
 
 type Doc = Record<string, unknown>;

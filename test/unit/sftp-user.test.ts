@@ -5,8 +5,9 @@ import ssh2 from 'ssh2';
 import { parseSftpUser, type ParseSftpUserResult } from '../../src/users/sftp-user.ts';
 import { matchPublicKey } from '../../src/auth/public-key.ts';
 import { PERMISSIONS, type User } from '../../src/users/user.ts';
+import { generateEd25519 } from '../../src/ssh/keygen.ts';
 
-const alice = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'alice@laptop' });
+const alice = generateEd25519({ comment: 'alice@laptop' });
 const bob = ssh2.utils.generateKeyPairSync('ecdsa', { bits: 256 });
 const BCRYPT = '$2b$04$abcdefghijklmnopqrstuujydOTSfIH/d5oUHpsygqV5X9xJLQc6e';
 const OPTS = { defaultBucket: 'server-bucket', source: 'test' };
@@ -238,7 +239,7 @@ describe('matchPublicKey', () => {
   });
 
   test('an unknown key or a mismatched algorithm does not match', () => {
-    const carol = ssh2.utils.generateKeyPairSync('ed25519');
+    const carol = generateEd25519();
     assert.equal(matchPublicKey(user, offered(carol.public)), undefined);
     assert.equal(matchPublicKey(user, { ...offered(alice.public), algo: 'ssh-rsa' }), undefined);
     assert.equal(matchPublicKey(user, { algo: 'ssh-ed25519', data: Buffer.alloc(0) }), undefined);

@@ -4,11 +4,11 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import ssh2 from 'ssh2';
 import { computeUserTable, type NamespaceSecrets } from '../../src/kube/user-table.ts';
 import type { SecretResource, SftpUserResource } from '../../src/kube/sftp-user-resource.ts';
+import { generateEd25519 } from '../../src/ssh/keygen.ts';
 
-const KEY = ssh2.utils.generateKeyPairSync('ed25519').public;
+const KEY = generateEd25519().public;
 const BCRYPT = '$2b$12$Lo5S8gBOMiK8V4iyLX/UTOm1fb4Fu17RUmlkXUIDR7flo3skLY/sO';
 
 function sftpUser(
