@@ -222,6 +222,13 @@ export class FakeKubeApiServer {
     return [...(this.#store.get(plural)?.values() ?? [])].map(clone);
   }
 
+  /** How many stored objects of a kind satisfy `test` (no copies: for polling thousands of objects). */
+  count(plural: string, test: (obj: Readonly<Obj>) => boolean): number {
+    let n = 0;
+    for (const obj of this.#store.get(plural)?.values() ?? []) if (test(obj)) n++;
+    return n;
+  }
+
   /** Ends every watch by destroying its connection, as a dropped network connection would. */
   closeWatches(): void {
     for (const w of this.#watchers) {
