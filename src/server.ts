@@ -380,7 +380,7 @@ async function openUsers(
         kubeConfig,
         api,
         identity,
-        onVerdicts: (verdicts) => events.observe(verdicts),
+        onVerdicts: (verdicts, changes) => events.observe(verdicts, changes),
         namespace: kubernetes.namespace,
         defaultBucket: config.s3.bucket,
         leaseNamespace,

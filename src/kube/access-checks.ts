@@ -2,7 +2,8 @@
  * The access checks behind the SftpUsers' Ready condition: one check per resource and storage
  * settings, repeated every `recheckMs` while it fails, so a fixed trust policy or bucket shows
  * as Ready without an edit of the resource. Results arrive asynchronously; `onResult` asks the
- * controller for another rebuild.
+ * controller to judge that resource again. At most `concurrency` checks run at once (default 8):
+ * 10,000 new users must not mean 10,000 simultaneous requests to STS and S3.
  */
 import type { AccessCheck } from '../users/access.ts';
 import type { User } from '../users/user.ts';
@@ -12,8 +13,10 @@ const DEFAULT_RECHECK_MS = 5 * 60_000;
 
 export interface AccessChecksOptions {
   check: (user: User) => Promise<AccessCheck>;
-  /** Called when a result arrives or a failed check is due again. */
-  onResult: () => void;
+  /** Called with the resource's key when a result arrives or a failed check is due again. */
+  onResult: (key: string) => void;
+  /** Checks running at once. Default 8. */
+  concurrency?: number;
   log: InformerLogger;
   /** Default 5 minutes. */
   recheckMs?: number;
@@ -32,6 +35,10 @@ export class AccessChecks {
   readonly #o: AccessChecksOptions;
   readonly #states = new Map<string, AccessState>();
   readonly #timers = new Set<NodeJS.Timeout>();
+  /** Checks waiting for a slot, oldest first. */
+  readonly #queue: (() => void)[] = [];
+  #running = 0;
+  #closed = false;
 
   constructor(opts: AccessChecksOptions) {
     this.#o = opts;
@@ -56,35 +63,64 @@ export class AccessChecks {
     return state.result;
   }
 
+  /** Forgets a resource that is gone. */
+  forget(key: string): void {
+    this.#states.delete(key);
+  }
+
   /** Forgets resources that are gone. */
   retain(keys: ReadonlySet<string>): void {
     for (const key of this.#states.keys()) if (!keys.has(key)) this.#states.delete(key);
   }
 
   close(): void {
+    this.#closed = true;
+    this.#queue.length = 0;
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
   }
 
   #run(key: string, state: AccessState, user: User, recheckMs: number): void {
     state.running = true;
+    this.#queue.push(() => this.#start(key, state, user, recheckMs));
+    this.#next();
+  }
+
+  #next(): void {
+    while (!this.#closed && this.#running < (this.#o.concurrency ?? 8)) {
+      const start = this.#queue.shift();
+      if (!start) return;
+      start();
+    }
+  }
+
+  #start(key: string, state: AccessState, user: User, recheckMs: number): void {
+    if (this.#states.get(key) !== state) {
+      // The resource is gone or its storage settings changed while this check waited.
+      state.running = false;
+      return;
+    }
+    this.#running++;
     this.#o
       .check(user)
       .catch((err: unknown): AccessCheck => ({ ok: false, reason: 'StorageError', message: `access check failed: ${(err as Error).message}` }))
       .then((result) => {
+        this.#running--;
+        this.#next();
         state.running = false;
+        if (this.#closed) return;
         state.result = result;
         state.checkedAt = (this.#o.now ?? Date.now)();
         if (!result.ok) {
           this.#o.log.warn({ resource: key, reason: result.reason }, result.message);
           const timer = setTimeout(() => {
             this.#timers.delete(timer);
-            this.#o.onResult();
+            this.#o.onResult(key);
           }, recheckMs + 10);
           timer.unref();
           this.#timers.add(timer);
         }
-        this.#o.onResult();
+        this.#o.onResult(key);
       });
   }
 }

@@ -81,18 +81,22 @@ export class EventRecorder {
     this.#now = opts.now ?? Date.now;
   }
 
-  /** The leader's verdicts of one rebuild. */
-  observe(verdicts: readonly { resource: SftpUserResource; ready: DesiredReady }[]): void {
+  /**
+   * The leader's verdicts: all of them (resources not among them are forgotten), or with
+   * `changes` only those that changed, and the resources removed since.
+   */
+  observe(verdicts: readonly { resource: SftpUserResource; ready: DesiredReady }[], changes?: { removed: readonly SftpUserResource[] }): void {
     const present = new Set<string>();
     for (const { resource, ready } of verdicts) {
       const id = resource.metadata.uid ?? objectKey(resource.metadata);
-      present.add(id);
+      if (!changes) present.add(id);
       const before = this.#seen.get(id) ?? onResource(resource);
       this.#seen.set(id, { status: ready.status, reason: ready.reason });
       if (before && before.status === ready.status && before.reason === ready.reason) continue;
       this.#record(resource, ready);
     }
-    for (const id of this.#seen.keys()) if (!present.has(id)) this.#seen.delete(id);
+    if (changes) for (const r of changes.removed) this.#seen.delete(r.metadata.uid ?? objectKey(r.metadata));
+    else for (const id of this.#seen.keys()) if (!present.has(id)) this.#seen.delete(id);
   }
 
   #record(resource: SftpUserResource, ready: DesiredReady): void {

@@ -16,8 +16,8 @@ export interface SecretInformersOptions {
   kubeConfig: KubeConfig;
   api: KubeApi;
   log: InformerLogger;
-  /** Any Secret event or listing change. */
-  onChange: () => void;
+  /** A Secret changed (`name`), or the namespace's listing did (no name: synced, failed, recovered). */
+  onChange: (namespace: string, name?: string) => void;
   informer?: Pick<ResilientInformerOptions<SecretResource>, 'restartDelayMs' | 'maxReconnectDelayMs'>;
 }
 
@@ -44,8 +44,8 @@ export class SecretInformers {
         list: () => this.#o.api.listSecrets(namespace),
         what: `Secrets in namespace ${namespace}`,
         log: this.#o.log,
-        onEvent: () => this.#o.onChange(),
-        onStateChange: () => this.#o.onChange(),
+        onEvent: (_event, secret) => this.#o.onChange(namespace, secret.metadata?.name ?? ''),
+        onStateChange: () => this.#o.onChange(namespace),
         ...this.#o.informer,
       });
       this.#informers.set(namespace, informer);

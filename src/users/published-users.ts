@@ -53,9 +53,12 @@ export class PublishedUsers {
       if (!next.has(username)) changes.push({ username, what: 'removed', source: user.source });
     }
     this.#users = next;
-    if (!opts.notify) return;
+    if (opts.notify) this.#notify(changes, opts.log);
+  }
+
+  #notify(changes: readonly { username: string; what: 'added' | 'changed' | 'removed'; source: string | undefined }[], log: boolean): void {
     for (const { username, what, source } of changes) {
-      if (opts.log) this.#log.info({ username, source }, `user ${username} ${what}`);
+      if (log) this.#log.info({ username, source }, `user ${username} ${what}`);
       for (const listener of this.#listeners) {
         try {
           listener(username);
@@ -64,6 +67,26 @@ export class PublishedUsers {
         }
       }
     }
+  }
+
+  /**
+   * Applies changes to some usernames (undefined: removed) and tells the listeners of each one
+   * that differs, as publish() does; the cost is that of the changes, not of the table.
+   */
+  apply(changes: ReadonlyMap<string, User | undefined>, opts: { notify: boolean; log: boolean }): void {
+    const changed: { username: string; what: 'added' | 'changed' | 'removed'; source: string | undefined }[] = [];
+    for (const [username, user] of changes) {
+      const old = this.#users.get(username);
+      if (user) {
+        this.#users.set(username, user);
+        if (!old) changed.push({ username, what: 'added', source: user.source });
+        else if (!sameUser(old, user)) changed.push({ username, what: 'changed', source: user.source });
+      } else if (old) {
+        this.#users.delete(username);
+        changed.push({ username, what: 'removed', source: old.source });
+      }
+    }
+    if (opts.notify) this.#notify(changed, opts.log);
   }
 
   /** Forgets every listener (the source is closing). */

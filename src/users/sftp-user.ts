@@ -97,8 +97,27 @@ function normalizeKeyPrefix(prefix: string): { value: string } | { error: string
   return { value };
 }
 
+/**
+ * Verdicts of publicKeyProblem by key line. Parsing a key is most of validating a resource, and a
+ * resource is validated again on every new generation (an edit of any other field), so 10,000
+ * users under a stream of edits would re-parse the same lines all day. Bounded; oldest go first.
+ */
+const keyLineVerdicts = new Map<string, string | undefined>();
+const KEY_LINE_CACHE_LIMIT = 50_000;
+
 /** Why this authorized-key line is unusable, or undefined if it is a valid public key. */
 function publicKeyProblem(line: string): string | undefined {
+  if (keyLineVerdicts.has(line)) return keyLineVerdicts.get(line);
+  const problem = parsePublicKeyProblem(line);
+  if (keyLineVerdicts.size >= KEY_LINE_CACHE_LIMIT) {
+    const oldest = keyLineVerdicts.keys().next();
+    if (!oldest.done) keyLineVerdicts.delete(oldest.value);
+  }
+  keyLineVerdicts.set(line, problem);
+  return problem;
+}
+
+function parsePublicKeyProblem(line: string): string | undefined {
   const example = 'paste one line of a .pub file, e.g. "ssh-ed25519 AAAA... alice@laptop"';
   // Say it plainly (and never echo it back): a private key was pasted where a public one belongs.
   if (/PRIVATE KEY|PuTTY-User-Key-File/.test(line)) {

@@ -76,3 +76,36 @@ test('a check that throws counts as StorageError with its message', async () => 
   assert.deepEqual(checks.result('ns/ann', user('b')), { ok: false, reason: 'StorageError', message: 'access check failed: boom' });
   checks.close();
 });
+
+test('at most `concurrency` checks run at once; the rest wait their turn', async () => {
+  let running = 0;
+  let most = 0;
+  const release: (() => void)[] = [];
+  const keys: string[] = [];
+  const checks = new AccessChecks({
+    check: () => {
+      running++;
+      most = Math.max(most, running);
+      return new Promise<AccessCheck>((resolve) =>
+        release.push(() => {
+          running--;
+          resolve({ ok: true });
+        }),
+      );
+    },
+    onResult: (key) => keys.push(key),
+    log: quiet,
+    concurrency: 3,
+  });
+  for (let i = 0; i < 10; i++) checks.result(`ns/u${i}`, user('b'));
+  const settle = () => new Promise((r) => setImmediate(r));
+  for (let round = 0; round < 20 && keys.length < 10; round++) {
+    assert.ok(running <= 3);
+    release.splice(0).forEach((f) => f());
+    await settle();
+  }
+  assert.equal(most, 3);
+  assert.equal(keys.length, 10, 'every check ran and told its key');
+  assert.deepEqual(checks.result('ns/u9', user('b')), { ok: true });
+  checks.close();
+});

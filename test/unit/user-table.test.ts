@@ -4,7 +4,9 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { computeUserTable, type NamespaceSecrets } from '../../src/kube/user-table.ts';
+import { computeUserTable, IncrementalUserTable, type NamespaceSecrets } from '../../src/kube/user-table.ts';
+import { validateSftpUser } from '../../src/users/sftp-user.ts';
+import { objectKey } from '../../src/kube/sftp-user-resource.ts';
 import type { SecretResource, SftpUserResource } from '../../src/kube/sftp-user-resource.ts';
 import { generateEd25519 } from '../../src/ssh/keygen.ts';
 
@@ -168,5 +170,94 @@ describe('access checks', () => {
       access: () => ({ ok: false, reason: 'StorageError', message: 'x'.repeat(10_000) }),
     });
     assert.equal(t.verdicts.get('team/ivy')?.ready?.message.length, 4096);
+  });
+});
+
+describe('the incremental table', () => {
+  // A seeded generator, so a failure can be replayed.
+  function random(seed: number): () => number {
+    let x = seed;
+    return () => {
+      x = (x * 1103515245 + 12345) % 2147483648;
+      return x / 2147483648;
+    };
+  }
+
+  test('after any sequence of changes it holds what computeUserTable computes from the same state', () => {
+    for (let seed = 1; seed <= 25; seed++) {
+      const next = random(seed);
+      const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)] as T;
+      const resources = new Map<string, SftpUserResource>();
+      const secrets = new Map<string, SecretResource>();
+      const listing = { team: true, other: true } as Record<string, boolean>;
+      const view = () =>
+        new Map<string, NamespaceSecrets>(
+          ['team', 'other'].map((ns) => [
+            ns,
+            listing[ns] ? { listed: true, get: (name: string) => secrets.get(`${ns}/${name}`) } : { listed: false },
+          ]),
+        );
+      const parse = (r: SftpUserResource) => validateSftpUser(r, { defaultBucket: 'files', source: `kube ${objectKey(r.metadata)}` });
+      const access = (key: string) => (key.endsWith('/r3') ? { ok: false as const, reason: 'AccessDenied' as const, message: 'no' } : undefined);
+      const incremental = new IncrementalUserTable();
+      let previous = new Map<string, import('../../src/users/user.ts').User>();
+      for (let step = 0; step < 60; step++) {
+        const namespace = pick(['team', 'other']);
+        const name = pick(['r1', 'r2', 'r3', 'r4', 'r5']);
+        const key = `${namespace}/${name}`;
+        const action = pick(['upsert', 'upsert', 'upsert', 'delete', 'secret', 'secret-delete', 'listing']);
+        if (action === 'upsert') {
+          const spec: Record<string, unknown> = { username: pick(['ann', 'bob', 'cy']) };
+          if (next() < 0.4) spec.passwordSecretRef = { name: pick(['s1', 's2']) };
+          if (next() < 0.15) spec.s3 = {};
+          const r = sftpUser(name, { namespace, created: pick(['2026-01-01T00:00:00Z', '2026-02-01T00:00:00Z']), generation: step + 1, spec });
+          resources.set(key, r);
+          incremental.upsert(r, parse(r));
+        } else if (action === 'delete') {
+          resources.delete(key);
+          incremental.remove(key);
+        } else if (action === 'secret' || action === 'secret-delete') {
+          const sname = pick(['s1', 's2']);
+          if (action === 'secret') {
+            secrets.set(`${namespace}/${sname}`, { ...secret(sname, { passwordHash: pick([BCRYPT, 'plain']) }), metadata: { name: sname, namespace } });
+          } else secrets.delete(`${namespace}/${sname}`);
+          incremental.secretChanged(namespace, sname);
+        } else {
+          listing[namespace] = !listing[namespace];
+          incremental.namespaceChanged(namespace);
+        }
+        const whole = computeUserTable({ resources: [...resources.values()], secrets: view(), defaultBucket: 'files', parse, access, previous });
+        incremental.flush({ secrets: view(), access });
+        const where = `seed ${seed} step ${step} (${action} ${key})`;
+        assert.deepEqual(new Map(incremental.users), whole.users, `users, ${where}`);
+        assert.deepEqual(
+          new Map([...incremental.verdicts].map(([k, v]) => [k, v.ready])),
+          new Map([...whole.verdicts].map(([k, v]) => [k, v.ready])),
+          `verdicts, ${where}`,
+        );
+        assert.equal(incremental.pending, whole.pending, `pending, ${where}`);
+        previous = whole.users;
+      }
+    }
+  });
+
+  test('a change re-judges only what it can affect and reports only what changed', () => {
+    const t = new IncrementalUserTable();
+    const parse = (r: SftpUserResource) => validateSftpUser(r, { defaultBucket: 'files', source: `kube ${objectKey(r.metadata)}` });
+    for (let i = 0; i < 100; i++) {
+      const r = sftpUser(`u${i}`);
+      t.upsert(r, parse(r));
+    }
+    const first = t.flush({ secrets: new Map() });
+    assert.equal(first.users.size, 100);
+    const edited = sftpUser('u7', { generation: 2, spec: { disabled: true } });
+    t.upsert(edited, parse(edited));
+    const second = t.flush({ secrets: new Map() });
+    assert.deepEqual([...second.users.keys()], ['u7']);
+    assert.deepEqual([...second.verdicts.keys()], ['team/u7']);
+    t.remove('team/u8');
+    const third = t.flush({ secrets: new Map() });
+    assert.deepEqual([...third.users], [['u8', undefined]]);
+    assert.deepEqual([...third.verdicts], [['team/u8', undefined]]);
   });
 });
