@@ -65,6 +65,7 @@ interface Result {
   statusAfterStormMs?: number;
   restartReadyMs?: number;
   rssAfterStormMiB?: number;
+  heapAfterStormMiB?: number;
   notes: string[];
 }
 
@@ -342,6 +343,7 @@ async function measure(build: string, root: string, s3: SwiftS3, fx: Fixture): P
     ]);
     result.stormUpdates = updates;
     result.rssAfterStormMiB = rssMiB(s.child.pid!);
+    result.heapAfterStormMiB = await heapMiB(ports.metrics);
     console.log(`[${build}] storm: ${updates} updates in ${fmt(result.stormSeconds)} s; logins ${result.storm.length}, p50 ${fmt(percentile(result.storm, 50), 0)} ms; revocations ${result.revocations.map((r) => fmt(r.ms, 0)).join(', ')} ms`);
 
     // Status after the storm: every user Ready for its current generation again (the two revoked
@@ -383,7 +385,7 @@ function report(results: Result[], load: { before: string; after: string }): str
     ...(['SftpUser deleted', 'password hash in the Secret changed', 'public key removed from spec'].map(
       (what): [string, (r: Result) => string] => [`revocation: ${what} → session closed (ms)`, (r) => ms(r.revocations.find((x) => x.what === what)?.ms)],
     )),
-    ['RSS after the storm (MiB)', (r) => fmt(r.rssAfterStormMiB, 0)],
+    ['RSS / V8 heap used after the storm (MiB)', (r) => `${fmt(r.rssAfterStormMiB, 0)} / ${fmt(r.heapAfterStormMiB, 0)}`],
     ['storm end → every status current (s)', (r) => s(r.statusAfterStormMs)],
     ['SIGTERM restart → /readyz 200 (s)', (r) => s(r.restartReadyMs)],
   ];
