@@ -53,6 +53,7 @@ fuzz: install system-deps ## fuzz the SFTP packet stream for longer than `make t
 
 bench: install system-deps ## run the benchmarks (ratios against a baseline measured in the same run)
 	npm run bench
+	node bench/tenk.ts
 	node --test bench/login-spray.test.ts
 
 run: install system-deps ## start a local Swift S3 emulator and the server with a demo user
