@@ -32,6 +32,7 @@ import {
 import { createHash } from 'node:crypto';
 import { isHexDigest } from '../content-hashes.ts';
 import { basename, dirname, isWithin, keyUnder, MAX_KEY_BYTES } from '../paths.ts';
+import type { UploadBudget } from '../upload-budget.ts';
 import type {
   FileInfo,
   FileReader,
@@ -87,6 +88,8 @@ export interface S3StorageOptions {
   resume?: boolean;
   /** Uploads through a temporary name (uploads.tempSuffixes), shared across sessions; absent: off. */
   tempUploads?: TempUploads;
+  /** Part memory shared by every upload of the server (sftp.uploadMemoryBudget); absent: unlimited. */
+  uploadBudget?: UploadBudget;
 }
 
 // Metadata requests are small; a minute covers the SDK's own retries.
@@ -254,6 +257,7 @@ export class S3Storage implements Storage {
       resume: this.#o.resume ?? true,
       onCommitted: () => this.#mtimeCache.forget(this.#bucket, key),
       ...(this.#o.events ? { events: this.#o.events } : {}),
+      ...(this.#o.uploadBudget ? { budget: this.#o.uploadBudget } : {}),
       ...(this.#o.writeWindowBytes ? { windowBytes: this.#o.writeWindowBytes } : {}),
       clock: this.#clock,
       log: this.#o.log,
