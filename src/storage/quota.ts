@@ -228,13 +228,22 @@ export class QuotaStorage implements Storage {
 
   async openWrite(path: string, options?: OpenWriteOptions): Promise<FileWriter> {
     await this.#tracker.ready();
-    const existing = await this.#fileSize(path);
-    if (existing === undefined) this.#tracker.reserveFile(this.#limits);
+    // The inner storage's own lookup of the target says whether this adds a file: no stat of ours.
+    let existing: number | undefined;
+    let reserved = false;
+    const check = (found: FileInfo | undefined): void => {
+      options?.check?.(found);
+      existing = found && !found.uploading ? found.size : undefined;
+      if (existing === undefined) {
+        this.#tracker.reserveFile(this.#limits);
+        reserved = true;
+      }
+    };
     let writer: FileWriter;
     try {
-      writer = await this.#inner.openWrite(path, options);
+      writer = await this.#inner.openWrite(path, { ...options, check });
     } catch (err) {
-      if (existing === undefined) this.#tracker.releaseFile();
+      if (reserved) this.#tracker.releaseFile();
       throw err;
     }
     return new QuotaWriter(writer, this.#tracker, this.#limits, existing);

@@ -24,6 +24,8 @@ export interface FileInfo {
 /** A file opened for reading. Reads at any offset are allowed. */
 export interface FileReader {
   readonly size: number;
+  /** The file's modification time as stat reports it, learnt while opening (FSTAT needs no request of its own). */
+  readonly mtime: Date;
   /** Up to `length` bytes at `offset`; an empty buffer means end of file. */
   read(offset: number, length: number): Promise<Buffer>;
   close(): Promise<void>;
@@ -69,6 +71,15 @@ export interface OpenWriteOptions {
    * POSIX file system does, instead of creating it implicitly (S3 keys do).
    */
   requireParent?: boolean;
+  /**
+   * Called once the store has looked at the path and before anything is
+   * written, with the file the path holds (undefined: none; a directory is
+   * refused before). An error it throws refuses the open. It lets the caller
+   * apply its rules on replacing or creating (permissions, O_CREAT) without a
+   * lookup of its own. A file still being uploaded through this server counts
+   * as existing, with `uploading` set.
+   */
+  check?(existing: FileInfo | undefined): void;
 }
 
 export interface RenameOptions {

@@ -182,7 +182,7 @@ export class MemoryStorage implements Storage {
       if (this.#directory(path)) throw new WrongTypeError(`${path}: is a directory`);
       throw new NotFoundError(`${path}: no such file or directory`);
     }
-    return new MemoryReader(path, object.data, this.#o.beforeRead);
+    return new MemoryReader(path, object.data, object.mtime ?? object.lastModified, this.#o.beforeRead);
   }
 
   async openWrite(path: string, options: OpenWriteOptions = {}): Promise<FileWriter> {
@@ -193,7 +193,15 @@ export class MemoryStorage implements Storage {
     if (options.requireParent && !this.#directory(dirname(path))) throw new NotFoundError(`${dirname(path)}: no such file or directory`);
     if (this.#directory(path) && !existing) throw new WrongTypeError(`${path}: is a directory`);
     const exclusive = options.exclusive === true;
-    if (exclusive && (existing || this.#bucket.upload(key))) throw new AlreadyExistsError(`${path}: file already exists`);
+    const live = this.#bucket.upload(key);
+    if (exclusive && (existing || live)) throw new AlreadyExistsError(`${path}: file already exists`);
+    options.check?.(
+      existing
+        ? fileInfo(basename(path), existing)
+        : live
+          ? { name: basename(path), isDirectory: false, size: live.bytesReceived, mtime: this.#bucket.now(), uploading: true }
+          : undefined,
+    );
     return new MemoryWriter({
       bucket: this.#bucket,
       key,
@@ -398,12 +406,14 @@ function compareKeys(a: string, b: string): number {
 class MemoryReader implements FileReader {
   readonly path: string;
   readonly data: Buffer;
+  readonly mtime: Date;
   readonly beforeRead: MemoryStorageOptions['beforeRead'];
   #closed = false;
 
-  constructor(path: string, data: Buffer, beforeRead: MemoryStorageOptions['beforeRead']) {
+  constructor(path: string, data: Buffer, mtime: Date, beforeRead: MemoryStorageOptions['beforeRead']) {
     this.path = path;
     this.data = data;
+    this.mtime = mtime;
     this.beforeRead = beforeRead;
   }
 
