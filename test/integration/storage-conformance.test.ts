@@ -555,12 +555,8 @@ describe('S3Storage specifics', () => {
       for (const at of [15 * MiB, 3 * MiB, 9 * MiB + 5]) {
         assert.deepEqual(await random.read(at, 1000), data.subarray(at, at + 1000));
       }
-      // Beyond the first chunk, a random reader gets exactly the bytes it asks for.
-      assert.deepEqual(ranges, [
-        `bytes=${15 * MiB}-${15 * MiB + 999}`,
-        `bytes=${3 * MiB}-${3 * MiB + 999}`,
-        `bytes=${9 * MiB + 5}-${9 * MiB + 1004}`,
-      ]);
+      // 3 MiB lies in the chunk the open read; elsewhere a random reader gets exactly the bytes it asks for.
+      assert.deepEqual(ranges, [`bytes=${15 * MiB}-${15 * MiB + 999}`, `bytes=${9 * MiB + 5}-${9 * MiB + 1004}`]);
       // Closing with read-ahead in flight aborts it without stray rejections.
       await random.read(9 * MiB + 1005, 10);
       await random.close();
