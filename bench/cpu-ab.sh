@@ -15,11 +15,11 @@ head -c $((mib * 1024 * 1024)) /dev/urandom > "$work/file"
 port=23000
 one() { # ROOT
   local root=$1 state="$work/state-$port" log="$work/log-$port"
-  ( cd "$root" && S3SFTP_DEMO_STATE="$state" S3SFTP_DEMO_PORT=$port S3SFTP_DEMO_METRICS_PORT=$((port + 1000)) \
-      setsid node dev/run.ts > "$log" 2>&1 & echo $! > "$work/pid" )
-  local lead; lead=$(cat "$work/pid")
+  (cd "$root" && S3SFTP_DEMO_STATE="$state" S3SFTP_DEMO_PORT=$port S3SFTP_DEMO_METRICS_PORT=$((port + 1000)) \
+    exec node dev/run.ts > "$log" 2>&1 < /dev/null) &
+  local demo=$!
   for _ in $(seq 1 90); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 1; done
-  local pid; pid=$(pgrep -f "$root/src/cli/main.ts serve" | head -1)
+  local pid; pid=$(pgrep -f "$state/config.yaml")
   cpu() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$pid/stat"; }
   local sftp=(sftp -q -P "$port" -i "$state/demo_id_ed25519" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -b -)
   local c0 c1 c2 t0 t1 t2
@@ -31,7 +31,8 @@ one() { # ROOT
   cmp -s "$work/file" "$work/back" || echo "$root: the file came back different" >&2
   printf '%s put %.1f s cpu %.2f s | get %.1f s cpu %.2f s | load %s\n' "$root" "$(echo "$t1 - $t0" | bc)" \
     "$(echo "$c1 - $c0" | bc)" "$(echo "$t2 - $t1" | bc)" "$(echo "$c2 - $c1" | bc)" "$(cut -d' ' -f1 /proc/loadavg)"
-  kill -INT -- "-$lead" 2> /dev/null || true; sleep 2; kill -9 -- "-$lead" 2> /dev/null || true
+  # The demo stops Swift and exits once its server has exited.
+  kill -TERM "$pid" 2> /dev/null || true; wait "$demo" 2> /dev/null || true
   rm -rf "$state" "$work/back"; port=$((port + 1))
 }
 for _ in $(seq 1 "$rounds"); do for root in "$@"; do one "$(cd "$root" && pwd)"; done; done
