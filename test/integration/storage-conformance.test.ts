@@ -27,6 +27,7 @@ import { startSwift, type SwiftS3 } from '../../dev/swift.ts';
 import type { S3Config } from '../../src/config/types.ts';
 import { decodeKey } from '../../src/storage/s3/lister.ts';
 import {
+  AlreadyExistsError,
   BackendError,
   InvalidRequestError,
   NotFoundError,
@@ -212,7 +213,48 @@ describe('S3Storage specifics', () => {
       assert.equal((await storage.stat('/x')).isDirectory, false);
       await assert.rejects(listAll(storage, '/x'), WrongTypeError);
       assert.deepEqual(summary(await listAll(storage, '/dir')), ['ok']);
+      // The upload-open lookup lists "x" as prefix: here "x/" is off its first page, and a second listing finds it.
+      const found: unknown[] = [];
+      const over = await storage.openWrite('/x', { check: (f) => void found.push(f?.size) });
+      await over.abort();
+      assert.deepEqual(found, [1], 'the file wins');
+      await client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: `${prefix}x` }));
+      await assert.rejects(storage.openWrite('/x'), WrongTypeError);
+      await assert.rejects(storage.mkdir('/x'), AlreadyExistsError);
     } finally {
+      await removePrefix(prefix);
+    }
+  });
+
+  it('a directory seen in the last 5 s is not looked up again when a file is made in it; after that, or once removed, it is', async () => {
+    const prefix = newPrefix();
+    const listed: string[] = [];
+    const counting = interceptCommand(ListObjectsV2Command, (send, command) => {
+      listed.push(command.input.Prefix ?? '');
+      return send();
+    });
+    let skew = 0;
+    const create = async (storage: S3Storage, path: string) => {
+      const writer = await storage.openWrite(path, { requireParent: true });
+      await writer.write(0, Buffer.from('f'));
+      await writer.commit();
+    };
+    try {
+      const storage = makeStorage(prefix, { client: counting, clock: { now: () => Date.now() + skew } });
+      await storage.mkdir('/d');
+      listed.length = 0;
+      await create(storage, '/d/a');
+      await create(storage, '/d/b');
+      assert.deepEqual(listed, [`${prefix}d/a`, `${prefix}d/b`], 'the names only');
+      skew += 5_001;
+      listed.length = 0;
+      await create(storage, '/d/c');
+      assert.deepEqual(listed.sort(), [`${prefix}d`, `${prefix}d/c`], 'the parent again after 5 s');
+      await storage.mkdir('/e');
+      await storage.rmdir('/e');
+      await assert.rejects(create(storage, '/e/x'), NotFoundError);
+    } finally {
+      counting.destroy();
       await removePrefix(prefix);
     }
   });
