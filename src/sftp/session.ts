@@ -534,10 +534,13 @@ export class SftpSession {
     this.#require('rename', to);
     if (from === '/' || to === '/') throw new PermissionDeniedError('the root directory cannot be renamed');
     if (to === from) return this.#status(id, STATUS.OK);
-    // posix-rename (what OpenSSH's `rename` sends) needs `overwrite` only when it replaces something.
-    if (overwrite && (await this.#statOrUndefined(to))) this.#require('overwrite', to);
+    // posix-rename (what OpenSSH's `rename` sends) needs `overwrite` only when it replaces
+    // something: storage says whether it does, from its own lookup of the target.
+    const check = (found: FileInfo | undefined): void => {
+      if (found) this.#require('overwrite', to);
+    };
     if (to.startsWith(from + '/')) throw new InvalidRequestError('cannot move a directory into itself');
-    await this.#audited('rename', from, to, () => this.#storage.rename(from, to, { overwrite }));
+    await this.#audited('rename', from, to, () => this.#storage.rename(from, to, overwrite ? { overwrite, check } : { overwrite }));
     this.#status(id, STATUS.OK);
   }
 

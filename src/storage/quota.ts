@@ -264,10 +264,15 @@ export class QuotaStorage implements Storage {
   }
 
   async rename(from: string, to: string, options?: RenameOptions): Promise<void> {
-    // Within one storage a rename keeps the bytes; only a file it replaces is freed.
-    const replaced = options?.overwrite ? await this.#fileSize(to) : undefined;
-    await this.#inner.rename(from, to, options);
-    if (replaced !== undefined) this.#tracker.add({ bytes: -replaced, files: -1 });
+    // Within one storage a rename keeps the bytes; only a file it replaces is freed. What the
+    // target holds comes from the inner storage's own lookup.
+    let replaced: number | undefined;
+    const check = (found: FileInfo | undefined): void => {
+      options?.check?.(found);
+      replaced = found && !found.isDirectory && !found.uploading ? found.size : undefined;
+    };
+    await this.#inner.rename(from, to, { ...options, check });
+    if (options?.overwrite && replaced !== undefined) this.#tracker.add({ bytes: -replaced, files: -1 });
   }
 
   setMtime(path: string, mtime: Date): Promise<void> {

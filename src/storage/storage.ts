@@ -85,6 +85,12 @@ export interface OpenWriteOptions {
 export interface RenameOptions {
   /** Replace an existing target file (posix-rename@openssh.com). */
   overwrite?: boolean;
+  /**
+   * Called, once the source is found, with what the target holds now (a file, a directory, or
+   * undefined for nothing) before anything is changed; an error it throws refuses the rename. As
+   * OpenWriteOptions.check: the caller's rules (overwrite permission) without a lookup of its own.
+   */
+  check?(existing: FileInfo | undefined): void;
 }
 
 /** The content hashes the checksum commands (md5sum, sha1sum, sha256sum) offer. */

@@ -139,6 +139,15 @@ test('RENAME of a file: source HEAD and target listing at once, then copy and de
   assert.deepEqual(counts, { HeadObject: 1, ListObjectsV2: 1, CopyObject: 1, DeleteObject: 1 });
 });
 
+test('posix-rename over an existing file: the overwrite permission is decided from the same target listing', async (t) => {
+  await upload('/over.dat');
+  await upload('/under.dat');
+  const counts = await counted(() => sftp.posixRename('/over.dat', '/under.dat'));
+  t.diagnostic(formatCounts(counts));
+  assert.deepEqual(counts, { HeadObject: 1, ListObjectsV2: 1, CopyObject: 1, DeleteObject: 1 });
+  await sftp.remove('/under.dat');
+});
+
 test('REMOVE: a HEAD (DeleteObject succeeds on missing keys) and the delete', async (t) => {
   const counts = await counted(() => sftp.remove('/renamed.dat'));
   t.diagnostic(formatCounts(counts));

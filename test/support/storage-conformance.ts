@@ -217,6 +217,28 @@ export function storageConformance(
         assert.equal(seen.length, 3);
       });
 
+      test('rename hands its check what the target holds; a check that throws changes nothing', async ({ storage }) => {
+        await writeFile(storage, '/src', Buffer.from('source'));
+        await writeFile(storage, '/dst', Buffer.from('target!'));
+        await storage.mkdir('/folder');
+        const seen: (FileInfo | undefined)[] = [];
+        const refusal = new Error('not allowed');
+        const refuse = (found: FileInfo | undefined) => {
+          seen.push(found);
+          throw refusal;
+        };
+        await assert.rejects(storage.rename('/src', '/dst', { overwrite: true, check: refuse }), (err) => err === refusal);
+        await assert.rejects(storage.rename('/src', '/folder', { overwrite: true, check: refuse }), (err) => err === refusal);
+        assert.deepEqual(await readFile(storage, '/dst'), Buffer.from('target!'));
+        assert.deepEqual(await readFile(storage, '/src'), Buffer.from('source'));
+        assert.deepEqual(seen.map((f) => [f?.isDirectory, f?.size]), [[false, 7], [true, 0]]);
+        const fresh: (FileInfo | undefined)[] = [];
+        await storage.rename('/src', '/moved', { overwrite: true, check: (f) => void fresh.push(f) });
+        assert.equal(fresh.length, 1);
+        assert.equal(fresh[0], undefined);
+        assert.deepEqual(await readFile(storage, '/moved'), Buffer.from('source'));
+      });
+
       test('nothing is visible before commit; overwrite replaces', async ({ storage }) => {
         await writeFile(storage, '/f', Buffer.from('old'));
         const writer = await storage.openWrite('/f');

@@ -251,12 +251,12 @@ export class MemoryStorage implements Storage {
     if (to === '/') throw new AlreadyExistsError('/: already exists');
     if (this.#parentIsFile(to)) throw new WrongTypeError(`${dirname(to)}: not a directory`);
     const source = this.#bucket.get(fromKey);
-    if (source) {
-      if (from === to) return;
-      return this.#renameFile(from, to, fromKey, toKey, source, options);
-    }
-    if (!this.#directory(from)) throw new NotFoundError(`${from}: no such file or directory`);
+    if (!source && !this.#directory(from)) throw new NotFoundError(`${from}: no such file or directory`);
     if (from === to) return;
+    const target = this.#bucket.get(toKey);
+    const directory = target ? undefined : this.#directory(to);
+    options.check?.(target ? fileInfo(basename(to), target) : directory ? this.#directoryInfo(basename(to), directory.markerMtime) : undefined);
+    if (source) return this.#renameFile(from, to, fromKey, toKey, source, options);
     return this.#renameDirectory(from, to);
   }
 

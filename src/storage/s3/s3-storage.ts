@@ -398,15 +398,20 @@ export class S3Storage implements Storage {
       from === to ? Promise.resolve({ directory: false }) : this.#lookup(to, context),
     ]);
     if (parent === 'file') throw new WrongTypeError(`${dirname(to)}: not a directory`);
+    if (!source && !(await this.#directory(from, context))) throw new NotFoundError(`${from}: no such file or directory`);
+    if (from === to) return;
+    options.check?.(this.#lookedUpInfo(to, target));
     this.#forgetDirectories(from);
     this.#forgetDirectories(to);
-    if (source) {
-      if (from === to) return;
-      return this.#renameFile(from, to, fromKey, toKey, source, target, options, context);
-    }
-    if (!(await this.#directory(from, context))) throw new NotFoundError(`${from}: no such file or directory`);
-    if (from === to) return;
+    if (source) return this.#renameFile(from, to, fromKey, toKey, source, target, options, context);
     return this.#renameDirectory(from, to, target, context);
+  }
+
+  /** A lookup's answer as the FileInfo a check is given (a directory's time is not looked up). */
+  #lookedUpInfo(path: string, found: NameLookup): FileInfo | undefined {
+    const name = basename(path);
+    if (found.file) return { name, isDirectory: false, size: found.file.size, mtime: found.file.lastModified ?? new Date(this.#clock.now()) };
+    return found.directory ? this.#directoryInfo(name, undefined) : undefined;
   }
 
   /**
@@ -415,9 +420,19 @@ export class S3Storage implements Storage {
    * temporary name first, and the ordinary rename follows. True when the rename is done.
    */
   async #renameParked(fromKey: string, toKey: string, to: string, options: RenameOptions): Promise<boolean> {
+    const waiting = this.#o.tempUploads?.peek(this.#bucket, fromKey);
+    if (!waiting) return false;
+    let toFinal = waiting.finalKey === toKey;
+    if (toFinal && (options.check || !options.overwrite)) {
+      const found = await this.#lookup(to, `rename ${to}`);
+      const taken = found.file !== undefined || found.directory || this.#o.uploads.get(this.#bucket, toKey) !== undefined;
+      if (taken && !options.overwrite) toFinal = false;
+      // A refusal leaves the upload parked, as if the rename had not come.
+      else options.check?.(this.#lookedUpInfo(to, found));
+    }
     const parked = this.#o.tempUploads?.take(this.#bucket, fromKey);
     if (!parked) return false;
-    if (parked.finalKey === toKey && (options.overwrite || !(await this.#exists(to, `rename ${to}`)))) {
+    if (toFinal) {
       this.#mtimeCache.forget(this.#bucket, toKey);
       await parked.finish('final');
       return true;
@@ -656,14 +671,6 @@ export class S3Storage implements Storage {
     }
     return undefined;
   }
-
-  async #exists(path: string, context: string): Promise<boolean> {
-    if (path === '/') return true;
-    if (this.#o.uploads.get(this.#bucket, this.#key(path))) return true;
-    const found = await this.#lookup(path, context);
-    return found.file !== undefined || found.directory;
-  }
-
 
   /**
    * What a name holds, from one ListObjectsV2 with the name itself as prefix and "/" as
