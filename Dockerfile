@@ -20,6 +20,8 @@ RUN apt-get update \
 ENV npm_config_nodedir=/usr/local
 WORKDIR /app
 COPY package.json package-lock.json ./
+# npm ci's postinstall applies the pinned ssh2 patch (scripts/patch-ssh2.mjs explains it).
+COPY scripts/patch-ssh2.mjs ./scripts/
 
 # Compile TypeScript to dist/ (needs the dev dependencies: typescript, @types/*).
 FROM toolchain AS build

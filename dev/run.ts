@@ -13,7 +13,8 @@ import { hashPassword } from '../src/auth/password.ts';
 import { generateEd25519 } from '../src/ssh/keygen.ts';
 
 const root = resolve(import.meta.dirname, '..');
-const state = join(root, '.run');
+// S3SFTP_DEMO_STATE moves the state elsewhere (bench/cpu-ab.sh runs throw-away demos).
+const state = resolve(process.env.S3SFTP_DEMO_STATE ?? join(root, '.run'));
 const port = Number(process.env.S3SFTP_DEMO_PORT ?? 2022);
 const metricsPort = Number(process.env.S3SFTP_DEMO_METRICS_PORT ?? 9090);
 const bucket = 's3sftp-demo';
@@ -76,7 +77,9 @@ async function main(): Promise<void> {
     ].join('\n'),
   );
 
-  const server = spawn(process.execPath, [join(root, 'src/cli/main.ts'), 'serve', '--config', join(state, 'config.yaml')], {
+  // S3SFTP_DEMO_NODE_ARGS: extra node flags for the server (e.g. --cpu-prof --cpu-prof-dir=/tmp/prof).
+  const nodeArgs = (process.env.S3SFTP_DEMO_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const server = spawn(process.execPath, [...nodeArgs, join(root, 'src/cli/main.ts'), 'serve', '--config', join(state, 'config.yaml')], {
     stdio: 'inherit',
   });
   process.stdout.write(

@@ -30,7 +30,6 @@ import { Metrics } from './metrics/metrics.ts';
 import { startMetricsListener } from './metrics/http.ts';
 import { instrumentS3Client } from './metrics/s3-requests.ts';
 import { UploadJanitor } from './storage/s3/janitor.ts';
-import type { UploadEvents } from './storage/s3/upload-pipeline.ts';
 import { hardening } from './ssh/hardening.ts';
 import { LeaderOnly } from './leader-only.ts';
 import { ShortenableDelay } from './shortenable-delay.ts';
@@ -39,7 +38,8 @@ import { scanPrefixUsage } from './storage/s3/usage.ts';
 import { BandwidthLimiter } from './session/bandwidth.ts';
 import { registerQuotaMetrics } from './metrics/quota.ts';
 import { withUserLimits } from './session/user-limits.ts';
-import { FlowControl, UploadMemoryBudget } from './sftp/flow-control.ts';
+import { FlowControl } from './sftp/flow-control.ts';
+import { UploadBudget } from './storage/upload-budget.ts';
 import { RequestLimiter } from './storage/s3/request-limiter.ts';
 import { limitMetrics } from './metrics/limits.ts';
 
@@ -188,16 +188,16 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
       : undefined;
   if (tempUploads) started.add('parked uploads', () => tempUploads.flush());
   const mtimeCache = new MtimeCache();
-  // Bounded memory and fair S3 access (docs/security.md): part buffers count against the budget too.
-  const budget = new UploadMemoryBudget(config.sftp.uploadMemoryBudget);
-  const limitsMetrics = limitMetrics(registry, budget);
-  const flowControl = new FlowControl({ maxQueuedWriteBytes: config.sftp.maxQueuedWriteBytes, budget, events: limitsMetrics.flow });
+  // Bounded memory and fair S3 access (docs/security.md): every upload's part buffers are reserved from one budget.
+  const uploadBudget = new UploadBudget(config.sftp.uploadMemoryBudget);
+  const limitsMetrics = limitMetrics(registry, uploadBudget);
+  const flowControl = new FlowControl({ maxQueuedWriteBytes: config.sftp.maxQueuedWriteBytes, events: limitsMetrics.flow });
   const requestLimiter = new RequestLimiter({
     perSession: config.s3.maxRequestsPerSession,
     perUser: config.s3.maxRequestsPerUser,
     onWait: limitsMetrics.requestWaited,
   });
-  const uploadEvents = countBuffered(metrics.uploadEvents(), budget);
+  const uploadEvents = metrics.uploadEvents();
   // The bandwidth buckets (server-wide and per user) and the quota gauges.
   registerQuotaMetrics(registry, quotas, config.metrics.perUserLabels);
   const bandwidth = new BandwidthLimiter({ server: config.bandwidth });
@@ -226,6 +226,7 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
         renameMaxObjects: config.renameMaxObjects,
         uploads,
         events: uploadEvents,
+        uploadBudget,
         log: storageLog,
         resume: config.uploads.resume,
         storeChecksums: config.uploads.checksums,
@@ -301,25 +302,6 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
       await users.close();
       await http.close();
       clients.destroy();
-    },
-  };
-}
-
-/** `events` plus the server-wide upload memory budget, which counts every buffered part byte. */
-function countBuffered(events: UploadEvents, budget: UploadMemoryBudget): UploadEvents {
-  return {
-    ...events,
-    onBuffered: (bytes) => {
-      budget.add(bytes);
-      events.onBuffered?.(bytes);
-    },
-    onStored: (bytes) => {
-      budget.release(bytes);
-      events.onStored?.(bytes);
-    },
-    onDiscarded: (bytes) => {
-      budget.release(bytes);
-      events.onDiscarded?.(bytes);
     },
   };
 }

@@ -8,9 +8,9 @@
  * answer takes as long as a wrong password for an existing user and timing
  * does not tell who exists.
  *
- * Bounded pool: argon2 runs on libuv's thread pool and bcryptjs on the main
- * thread; a password spray that verifies every guess at once starves
- * everything else. At most `concurrency` verifications run at once, at most
+ * Bounded pool: argon2 runs on libuv's thread pool and bcrypt on worker
+ * threads (bcrypt-pool.ts, as many as `concurrency`); a password spray that
+ * verifies every guess at once starves everything else. At most `concurrency` verifications run at once, at most
  * `queueLimit` wait; beyond that an attempt fails at once without hashing
  * (reported as `busy`), which the caller treats as a failed login. Waiting
  * attempts are served round-robin by source address, so one address that
@@ -19,7 +19,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as argon2 from 'argon2';
-import bcrypt from 'bcryptjs';
+import { BcryptPool } from './bcrypt-pool.ts';
 import { passwordHashAlgorithm, verifyPassword } from './password.ts';
 
 /** The outcome of one password check. */
@@ -47,6 +47,8 @@ export interface PasswordVerifierOptions {
   verify?: (plain: string, hash: string) => Promise<boolean>;
   /** Injected for tests; makes a hash with the parameters of `like`. */
   makeDummy?: (like: string) => Promise<string>;
+  /** Where bcrypt runs; by default a pool of `concurrency` workers owned (and closed) by the verifier. */
+  bcrypt?: BcryptPool;
 }
 
 /** Where the parameters end: "$2b$12$" for bcrypt, "$argon2id$v=19$m=65536,t=3,p=4$" for argon2id. */
@@ -65,13 +67,12 @@ export function hashParameters(hash: string): string | undefined {
 const FALLBACK_PARAMETERS = '$argon2id$v=19$m=65536,t=3,p=4$';
 
 /** Makes a hash of a random secret with the same algorithm and parameters as `params` (from hashParameters). */
-async function dummyLike(params: string): Promise<string> {
+async function dummyLike(params: string, pool: BcryptPool): Promise<string> {
   const secret = randomBytes(24).toString('base64');
   if (params.startsWith('$2')) {
     const cost = Number(params.slice(4, 6));
-    const salt = await bcrypt.genSalt(cost);
     // Keep the variant ($2a$/$2b$/$2y$): bcryptjs writes $2b$, and all three cost the same.
-    return params.slice(0, 4) + (await bcrypt.hash(secret, salt)).slice(4);
+    return params.slice(0, 4) + (await pool.hash(secret, cost)).slice(4);
   }
   const m = /m=(\d+)/.exec(params)?.[1];
   const t = /t=(\d+)/.exec(params)?.[1];
@@ -99,11 +100,21 @@ export class PasswordVerifier {
   #queued = 0;
   #running = 0;
   #commonParams: string | undefined;
+  readonly #bcrypt: BcryptPool;
+  readonly #ownsBcrypt: boolean;
 
   constructor(opts: PasswordVerifierOptions) {
     this.#opts = opts;
-    this.#verify = opts.verify ?? verifyPassword;
-    this.#makeDummy = opts.makeDummy ?? dummyLike;
+    this.#ownsBcrypt = opts.bcrypt === undefined;
+    const pool = (this.#bcrypt = opts.bcrypt ?? new BcryptPool({ size: opts.concurrency }));
+    this.#verify =
+      opts.verify ?? ((plain, hash) => (passwordHashAlgorithm(hash) === 'bcrypt' ? pool.compare(plain, hash) : verifyPassword(plain, hash)));
+    this.#makeDummy = opts.makeDummy ?? ((like) => dummyLike(like, pool));
+  }
+
+  /** Stops the bcrypt workers (the server is closing); later bcrypt checks answer 'wrong'. */
+  async close(): Promise<void> {
+    if (this.#ownsBcrypt) await this.#bcrypt.close();
   }
 
   /** Verifications running now and waiting now, for metrics. */

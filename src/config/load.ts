@@ -427,8 +427,8 @@ const KEYS: readonly KeySpec[] = deepFreeze([
   {
     key: 'sftp.uploadMemoryBudget',
     default: '1GiB',
-    doc: 'Upload bytes held in memory by the whole server (queued WRITE data plus part buffers); over it, sessions with WRITE data queued stop reading until it falls, so they wait instead of the pod running out of memory.',
-    parse: size(16 * MiB, 'smaller than a few part buffers'),
+    doc: 'Upload part memory of the whole server: every part buffer is reserved from it before it is filled, and an upload that finds it spent waits (its WRITE replies are delayed, so the client slows down) instead of the pod running out of memory.',
+    parse: size(1 * MiB, 'too small to hold any part'),
   },
   {
     key: 'uploads.resume',

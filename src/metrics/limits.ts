@@ -1,13 +1,14 @@
 /**
  * Metrics of the memory and S3 fairness limits (docs/security.md): how often a session stopped
- * reading its channel and why, the upload bytes the server holds against its budget, and how
+ * reading its channel and why, the upload part memory reserved against its budget, and how
  * often a storage operation waited for a per-session or per-user cap.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { FlowEvents, HoldReason, UploadMemoryBudget } from '../sftp/flow-control.ts';
+import type { FlowEvents, HoldReason } from '../sftp/flow-control.ts';
+import type { UploadBudgetStats } from '../storage/upload-budget.ts';
 import type { LimitScope } from '../storage/s3/request-limiter.ts';
 
-const HOLD_REASONS: readonly HoldReason[] = ['session-writes', 'server-budget', 'unread-replies', 'queued-requests'];
+const HOLD_REASONS: readonly HoldReason[] = ['session-writes', 'unread-replies', 'queued-requests'];
 const SCOPES: readonly LimitScope[] = ['session', 'user'];
 
 export interface LimitMetrics {
@@ -15,21 +16,37 @@ export interface LimitMetrics {
   requestWaited(scope: LimitScope): void;
 }
 
-export function limitMetrics(registry: Registry, budget: UploadMemoryBudget): LimitMetrics {
+export function limitMetrics(registry: Registry, budget: UploadBudgetStats): LimitMetrics {
   const registers = [registry];
   const held = new Counter({
     name: 's3sftp_sftp_channel_holds_total',
-    help: 'Times an SFTP session started waiting (stopped reading its channel (SSH window held closed)), by reason: session-writes (sftp.maxQueuedWriteBytes), server-budget (sftp.uploadMemoryBudget), unread-replies (the client does not read replies), queued-requests (requests wait behind READs in flight).',
+    help: 'Times an SFTP session started waiting (stopped reading its channel (SSH window held closed)), by reason: session-writes (sftp.maxQueuedWriteBytes), unread-replies (the client does not read replies), queued-requests (requests wait behind READs in flight).',
     labelNames: ['reason'],
     registers,
   });
   for (const reason of HOLD_REASONS) held.inc({ reason }, 0);
   new Gauge({
-    name: 's3sftp_upload_memory_bytes',
-    help: 'Upload bytes held in memory now (queued WRITE data plus part buffers), counted against sftp.uploadMemoryBudget.',
+    name: 's3sftp_upload_part_memory_bytes',
+    help: 'Upload part memory reserved now (parts being filled, queued or uploading, and spare part buffers), against sftp.uploadMemoryBudget.',
     registers,
     collect() {
-      this.set(budget.used);
+      this.set(budget.held);
+    },
+  });
+  new Gauge({
+    name: 's3sftp_upload_part_memory_peak_bytes',
+    help: 'The most upload part memory reserved at once since the server started.',
+    registers,
+    collect() {
+      this.set(budget.peak);
+    },
+  });
+  new Gauge({
+    name: 's3sftp_upload_memory_waiting',
+    help: 'Uploads waiting now for part memory under sftp.uploadMemoryBudget (their WRITE replies wait too).',
+    registers,
+    collect() {
+      this.set(budget.waiting);
     },
   });
   new Gauge({

@@ -37,8 +37,9 @@ export function instrumentS3Client(client: S3Client, record: S3RequestRecorder):
 
 /**
  * The outcome of a request that threw. S3 answering "no such key" (404),
- * "precondition failed" (412, an exclusive create losing) or "not modified"
- * is S3 working as asked: a success. A request we cancelled (the client went
+ * "precondition failed" (412, an exclusive create losing), "not modified" or
+ * "range not satisfiable" (416, the first ranged GET of an empty object) is
+ * S3 working as asked: a success. A request we cancelled (the client went
  * away, the upload was aborted) is nobody's failure: undefined. Our own
  * deadline running out is a failure, like any other error status or a
  * dropped connection.
@@ -46,7 +47,7 @@ export function instrumentS3Client(client: S3Client, record: S3RequestRecorder):
 export function requestOutcome(err: unknown): Outcome | undefined {
   const e = err as { name?: unknown; cause?: { name?: unknown }; $metadata?: { httpStatusCode?: unknown } } | null;
   const status = e?.$metadata?.httpStatusCode;
-  if (status === 404 || status === 412 || status === 304) return 'success';
+  if (status === 404 || status === 412 || status === 304 || status === 416) return 'success';
   if (typeof status !== 'number' && e?.name === 'AbortError' && e.cause?.name !== 'TimeoutError') return undefined;
   return 'failure';
 }

@@ -144,6 +144,9 @@ function pacedReader(reader: FileReader, acquire: Acquire): FileReader {
     get size() {
       return reader.size;
     },
+    get mtime() {
+      return reader.mtime;
+    },
     async read(offset, length) {
       await acquire('download', Math.max(0, Math.min(length, reader.size - offset)));
       return reader.read(offset, length);

@@ -1,9 +1,9 @@
 /**
- * Bounded memory per SFTP session and per server.
+ * Bounded memory per SFTP session.
  *
  * ssh2 parses every byte a client sends as soon as it arrives and tops the channel window back up
  * at once, so a client that pipelines WRITEs faster than S3 takes them (or never reads the
- * replies) makes the server hold every request in memory. Three bounds stop that:
+ * replies) makes the server hold every request in memory. Two bounds stop that:
  *
  * - **Queued WRITE bytes per session** (`sftp.maxQueuedWriteBytes`): data of WRITE requests
  *   received and not yet answered. Above it the channel window is held closed (no
@@ -13,10 +13,10 @@
  *   is looked at); READs are then held back (not served) and the window is
  *   held until the client reads and the buffer drains. ssh2's SFTP object emits no 'drain', so
  *   the moment its buffer empties is caught where ssh2 flushes it (`_chunkcb`, ssh2 1.17.0).
- * - **Buffered upload bytes per server** (`sftp.uploadMemoryBudget`): queued WRITE data of every
- *   session plus the part buffers of every upload. Over it, every session with WRITE data queued
- *   holds its window until the total falls: sessions wait, the pod is not killed. A session with
- *   nothing queued keeps reading, so CLOSEs and other requests still arrive and uploads can end.
+ *
+ * Part buffers are bounded server-wide by the storage layer (storage/upload-budget.ts): a WRITE
+ * whose part cannot be reserved is answered late, its bytes stay queued here, and the first bound
+ * holds the window.
  *
  * What can still arrive while held is what the client had left of the window (at most
  * SFTP_RECEIVE_WINDOW, 8 MiB) plus one reply per request already in progress.
@@ -26,7 +26,7 @@ import type { Logger } from 'pino';
 import { SFTP_RECEIVE_WINDOW, widenReceiveWindow } from '../ssh/ssh2-window.ts';
 
 /** Why a session stopped reading from its channel, for the metric. */
-export type HoldReason = 'session-writes' | 'server-budget' | 'unread-replies' | 'queued-requests';
+export type HoldReason = 'session-writes' | 'unread-replies' | 'queued-requests';
 
 /** Unanswered READs passed to the session at once: enough for any client's pipelining, at most ~16 MiB of replies. */
 export const MAX_READS_IN_FLIGHT = 64;
@@ -42,47 +42,7 @@ export interface FlowEvents {
 export interface FlowControlOptions {
   /** Queued WRITE bytes one session may have before its window is held. */
   maxQueuedWriteBytes: number;
-  /** The server-wide budget shared by every session. */
-  budget: UploadMemoryBudget;
   events?: FlowEvents;
-}
-
-/**
- * The server-wide count of buffered upload bytes: queued WRITE data (from the sessions) plus
- * upload part buffers (from the storage layer's onBuffered/onStored/onDiscarded events).
- */
-export class UploadMemoryBudget {
-  readonly limit: number;
-  #used = 0;
-  readonly #waiters = new Set<() => void>();
-
-  constructor(limit: number) {
-    this.limit = limit;
-  }
-
-  get used(): number {
-    return this.#used;
-  }
-
-  get over(): boolean {
-    return this.#used > this.limit;
-  }
-
-  add(bytes: number): void {
-    this.#used += bytes;
-  }
-
-  release(bytes: number): void {
-    const wasOver = this.over;
-    this.#used = Math.max(0, this.#used - bytes);
-    if (wasOver && !this.over) for (const w of [...this.#waiters]) w();
-  }
-
-  /** Calls `wake` each time the budget falls back under its limit; returns the unsubscribe. */
-  onUnder(wake: () => void): () => void {
-    this.#waiters.add(wake);
-    return () => this.#waiters.delete(wake);
-  }
 }
 
 /** What the SSH server keeps of one channel's flow control. */
@@ -111,10 +71,6 @@ export class FlowControl {
     this.#o = options;
   }
 
-  get budget(): UploadMemoryBudget {
-    return this.#o.budget;
-  }
-
   /**
    * Installs flow control on a freshly accepted SFTP channel, widening its receive window as
    * ssh2-window.ts does. Call it last among the patches of `push` (it must be the outermost).
@@ -140,7 +96,6 @@ class SftpChannelFlow implements ChannelFlow {
   #pumping = false;
   #reopen: (() => void) | undefined;
   #heldFor: HoldReason | undefined;
-  readonly #unsubscribe: () => void;
   #detached = false;
 
   constructor(sftp: SFTPWrapper, options: FlowControlOptions, log?: Logger) {
@@ -149,7 +104,6 @@ class SftpChannelFlow implements ChannelFlow {
     this.#wrapRequests();
     this.#wrapReplies();
     this.#watchDrain();
-    this.#unsubscribe = options.budget.onUnder(() => this.#maybeRelease());
     widenReceiveWindow(sftp, log, SFTP_RECEIVE_WINDOW, {
       held: () => this.#held(),
       onRelease: (reopen) => (this.#reopen = reopen),
@@ -163,8 +117,6 @@ class SftpChannelFlow implements ChannelFlow {
   detach(): void {
     if (this.#detached) return;
     this.#detached = true;
-    this.#unsubscribe();
-    this.#o.budget.release(this.#queued);
     this.#queued = 0;
     this.#writes.clear();
     this.#waiting.length = 0;
@@ -184,7 +136,6 @@ class SftpChannelFlow implements ChannelFlow {
     if (this.#repliesBlocked) return 'unread-replies';
     if (this.#waiting.length > 0) return 'queued-requests';
     if (this.#queued > this.#o.maxQueuedWriteBytes) return 'session-writes';
-    if (this.#queued > 0 && this.#o.budget.over) return 'server-budget';
     return undefined;
   }
 
@@ -250,7 +201,6 @@ class SftpChannelFlow implements ChannelFlow {
     if (list) list.push(bytes);
     else this.#writes.set(id, [bytes]);
     this.#queued += bytes;
-    this.#o.budget.add(bytes);
   }
 
   /** Every reply: releases a WRITE's bytes when it is answered, and notices ssh2 buffering. */
@@ -287,7 +237,6 @@ class SftpChannelFlow implements ChannelFlow {
     const bytes = list.shift() ?? 0;
     if (list.length === 0) this.#writes.delete(id);
     this.#queued -= bytes;
-    this.#o.budget.release(bytes);
     this.#maybeRelease();
   }
 

@@ -219,9 +219,9 @@ export class SftpSession {
     if (flags.write) return this.#openWrite(id, path, flags, attrs);
     if (!flags.read) throw new InvalidRequestError('open needs READ or WRITE');
     this.#require('download', path);
-    const info = await this.#storage.stat(path);
-    if (info.isDirectory) throw new WrongTypeError(`${path} is a directory`);
+    // No stat first: the open itself finds a directory or nothing, and learns what FSTAT reports.
     const reader = await this.#storage.openRead(path);
+    const info: FileInfo = { name: basename(path), isDirectory: false, size: reader.size, mtime: reader.mtime };
     this.#sftp.handle(id, this.#handles.add({ kind: 'read', path, info, reader, sent: 0, failed: false, opened: this.#clock() }));
   }
 
@@ -233,14 +233,17 @@ export class SftpSession {
   ): Promise<void> {
     this.#require('upload', path);
     if (path === '/') throw new WrongTypeError('/ is a directory');
-    const existing = await this.#statOrUndefined(path);
-    if (existing?.isDirectory) throw new WrongTypeError(`${path} is a directory`);
-    if (existing && flags.exclusive) throw new AlreadyExistsError(`${path} already exists`);
-    if (existing) this.#require('overwrite', path);
-    if (!existing && !flags.create) throw new NotFoundError(`${path}: no such file`);
+    // Storage looks at the target once (a directory is refused there) and hands us what it found.
+    let existing: FileInfo | undefined;
+    const check = (found: FileInfo | undefined): void => {
+      existing = found;
+      if (found && flags.exclusive) throw new AlreadyExistsError(`${path} already exists`);
+      if (found) this.#require('overwrite', path);
+      if (!found && !flags.create) throw new NotFoundError(`${path}: no such file`);
+    };
     // OpenSSH answers NO_SUCH_FILE for a file in a missing directory; creating
     // the directory implicitly would also bypass the create_dirs permission.
-    const writer = await this.#storage.openWrite(path, { exclusive: flags.exclusive, requireParent: true });
+    const writer = await this.#storage.openWrite(path, { exclusive: flags.exclusive, requireParent: true, check });
     const handle: WriteHandle = {
       kind: 'write',
       path,
@@ -472,10 +475,14 @@ export class SftpSession {
   async #opendir(id: number, rawPath: string): Promise<void> {
     const path = this.#path(rawPath);
     this.#require('list', path);
-    const info = await this.#storage.stat(path);
-    if (!info.isDirectory) throw new WrongTypeError(`${path} is not a directory`);
+    // No stat first: the first page answers "exists and is a directory" (or fails with why not),
+    // and the first READDIR is answered from it.
     const pages = this.#storage.list(path)[Symbol.asyncIterator]();
-    this.#sftp.handle(id, this.#handles.add({ kind: 'dir', path, pages, pending: [], done: false }));
+    const handle: Handle = { kind: 'dir', path, pages, pending: [], done: false };
+    const first = await pages.next();
+    if (first.done) handle.done = true;
+    else handle.pending.push(...first.value);
+    this.#sftp.handle(id, this.#handles.add(handle));
   }
 
   async #readdir(id: number, handle: Handle): Promise<void> {
@@ -527,10 +534,13 @@ export class SftpSession {
     this.#require('rename', to);
     if (from === '/' || to === '/') throw new PermissionDeniedError('the root directory cannot be renamed');
     if (to === from) return this.#status(id, STATUS.OK);
-    // posix-rename (what OpenSSH's `rename` sends) needs `overwrite` only when it replaces something.
-    if (overwrite && (await this.#statOrUndefined(to))) this.#require('overwrite', to);
+    // posix-rename (what OpenSSH's `rename` sends) needs `overwrite` only when it replaces
+    // something: storage says whether it does, from its own lookup of the target.
+    const check = (found: FileInfo | undefined): void => {
+      if (found) this.#require('overwrite', to);
+    };
     if (to.startsWith(from + '/')) throw new InvalidRequestError('cannot move a directory into itself');
-    await this.#audited('rename', from, to, () => this.#storage.rename(from, to, { overwrite }));
+    await this.#audited('rename', from, to, () => this.#storage.rename(from, to, overwrite ? { overwrite, check } : { overwrite }));
     this.#status(id, STATUS.OK);
   }
 

@@ -268,6 +268,7 @@ export class SshServer {
     const closed = new Promise<void>((resolve) => this.#net.close(() => resolve()));
     for (const conn of this.#live) conn.client.end();
     await closed;
+    await this.#verifier.close();
   }
 
   #onConnection(client: Connection, ip: string, port: number): void {

@@ -208,6 +208,7 @@ export class MountedStorage implements Storage {
       if (err instanceof NotFoundError) return undefined;
       throw err;
     });
+    options.check?.(target);
     if (source.isDirectory) return this.#moveDirectory(a, b, from, to, target);
     // As a rename within one storage answers (S3Storage, MemoryStorage).
     if (target?.isDirectory) throw options.overwrite ? new WrongTypeError(`${to} is a directory`) : new AlreadyExistsError(`${to} already exists`);

@@ -228,13 +228,22 @@ export class QuotaStorage implements Storage {
 
   async openWrite(path: string, options?: OpenWriteOptions): Promise<FileWriter> {
     await this.#tracker.ready();
-    const existing = await this.#fileSize(path);
-    if (existing === undefined) this.#tracker.reserveFile(this.#limits);
+    // The inner storage's own lookup of the target says whether this adds a file: no stat of ours.
+    let existing: number | undefined;
+    let reserved = false;
+    const check = (found: FileInfo | undefined): void => {
+      options?.check?.(found);
+      existing = found && !found.uploading ? found.size : undefined;
+      if (existing === undefined) {
+        this.#tracker.reserveFile(this.#limits);
+        reserved = true;
+      }
+    };
     let writer: FileWriter;
     try {
-      writer = await this.#inner.openWrite(path, options);
+      writer = await this.#inner.openWrite(path, { ...options, check });
     } catch (err) {
-      if (existing === undefined) this.#tracker.releaseFile();
+      if (reserved) this.#tracker.releaseFile();
       throw err;
     }
     return new QuotaWriter(writer, this.#tracker, this.#limits, existing);
@@ -255,10 +264,15 @@ export class QuotaStorage implements Storage {
   }
 
   async rename(from: string, to: string, options?: RenameOptions): Promise<void> {
-    // Within one storage a rename keeps the bytes; only a file it replaces is freed.
-    const replaced = options?.overwrite ? await this.#fileSize(to) : undefined;
-    await this.#inner.rename(from, to, options);
-    if (replaced !== undefined) this.#tracker.add({ bytes: -replaced, files: -1 });
+    // Within one storage a rename keeps the bytes; only a file it replaces is freed. What the
+    // target holds comes from the inner storage's own lookup.
+    let replaced: number | undefined;
+    const check = (found: FileInfo | undefined): void => {
+      options?.check?.(found);
+      replaced = found && !found.isDirectory && !found.uploading ? found.size : undefined;
+    };
+    await this.#inner.rename(from, to, { ...options, check });
+    if (options?.overwrite && replaced !== undefined) this.#tracker.add({ bytes: -replaced, files: -1 });
   }
 
   setMtime(path: string, mtime: Date): Promise<void> {

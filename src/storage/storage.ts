@@ -24,6 +24,8 @@ export interface FileInfo {
 /** A file opened for reading. Reads at any offset are allowed. */
 export interface FileReader {
   readonly size: number;
+  /** The file's modification time as stat reports it, learnt while opening (FSTAT needs no request of its own). */
+  readonly mtime: Date;
   /** Up to `length` bytes at `offset`; an empty buffer means end of file. */
   read(offset: number, length: number): Promise<Buffer>;
   close(): Promise<void>;
@@ -69,11 +71,26 @@ export interface OpenWriteOptions {
    * POSIX file system does, instead of creating it implicitly (S3 keys do).
    */
   requireParent?: boolean;
+  /**
+   * Called once the store has looked at the path and before anything is
+   * written, with the file the path holds (undefined: none; a directory is
+   * refused before). An error it throws refuses the open. It lets the caller
+   * apply its rules on replacing or creating (permissions, O_CREAT) without a
+   * lookup of its own. A file still being uploaded through this server counts
+   * as existing, with `uploading` set.
+   */
+  check?(existing: FileInfo | undefined): void;
 }
 
 export interface RenameOptions {
   /** Replace an existing target file (posix-rename@openssh.com). */
   overwrite?: boolean;
+  /**
+   * Called, once the source is found, with what the target holds now (a file, a directory, or
+   * undefined for nothing) before anything is changed; an error it throws refuses the rename. As
+   * OpenWriteOptions.check: the caller's rules (overwrite permission) without a lookup of its own.
+   */
+  check?(existing: FileInfo | undefined): void;
 }
 
 /** The content hashes the checksum commands (md5sum, sha1sum, sha256sum) offer. */

@@ -186,27 +186,54 @@ describe('memory stays bounded under pipelining floods', () => {
     assert.ok(holds >= 1, 's3sftp_sftp_channel_holds_total{reason="session-writes"} did not count the hold');
   });
 
-  test('two sessions flooding WRITEs with S3 stalled and a 16 MiB sftp.uploadMemoryBudget: both wait', async () => {
+  test('eight sessions flooding WRITEs with S3 stalled and a 16 MiB sftp.uploadMemoryBudget: part memory stays within it', async () => {
     const cli = await startCli({ S3SFTP_SFTP_UPLOADMEMORYBUDGET: '16MiB' });
-    const a = await rawChannel(cli.sshPort, 'mallory');
-    const b = await rawChannel(cli.sshPort, 'mallory');
-    const handles = [await openOn(a.channel, '/budget-a.bin', FXF.WRITE | FXF.CREAT | FXF.TRUNC), await openOn(b.channel, '/budget-b.bin', FXF.WRITE | FXF.CREAT | FXF.TRUNC)];
-    a.channel.pause();
-    b.channel.pause();
+    const sessions = [];
+    for (let i = 0; i < 8; i++) {
+      const { channel } = await rawChannel(cli.sshPort, 'mallory');
+      sessions.push({ channel, handle: await openOn(channel, `/budget-${i}.bin`, FXF.WRITE | FXF.CREAT | FXF.TRUNC) });
+    }
+    for (const { channel } of sessions) channel.pause();
     proxy.setRate(1);
     await sleep(500);
     const before = await rssMiB(cli.pid);
     const chunk = Buffer.alloc(255 * 1024, 7);
     const flood = (channel: Duplex, handle: Buffer) => pump(channel, 2000, (i) => packet(T.WRITE, 10 + i, str(handle), u64(i * chunk.length), str(chunk)));
     let sent: number[] = [];
-    const peak = await peakRss(cli.pid, Promise.all([flood(a.channel, handles[0]!), flood(b.channel, handles[1]!)]).then((n) => (sent = n)));
+    const peak = await peakRss(cli.pid, Promise.all(sessions.map((s) => flood(s.channel, s.handle))).then((n) => (sent = n)));
     const metrics = await scrape(cli.metricsPort);
-    const holds = metrics.value('s3sftp_sftp_channel_holds_total', { reason: 'server-budget' });
-    const inUse = metrics.value('s3sftp_upload_memory_bytes') / MiB;
-    console.log(`two-session WRITE flood, 16 MiB budget: ${sent.join(' + ')} WRITEs accepted; RSS ${before} → peak ${peak} MiB (+${(peak - before).toFixed(1)}); holds(server-budget)=${holds}; budget in use ${inUse.toFixed(1)} MiB`);
-    assert.ok(holds >= 1, 's3sftp_sftp_channel_holds_total{reason="server-budget"} did not count a hold');
+    const held = metrics.value('s3sftp_upload_part_memory_bytes') / MiB;
+    const peakHeld = metrics.value('s3sftp_upload_part_memory_peak_bytes') / MiB;
+    const waiting = metrics.value('s3sftp_upload_memory_waiting');
+    const holds = metrics.value('s3sftp_sftp_channel_holds_total', { reason: 'session-writes' });
+    console.log(`eight-session WRITE flood, 16 MiB budget: ${sent.join(' + ')} WRITEs accepted; RSS ${before} → peak ${peak} MiB (+${(peak - before).toFixed(1)}); part memory ${held.toFixed(2)} MiB now, peak ${peakHeld.toFixed(2)} MiB; ${waiting} uploads waiting; holds(session-writes)=${holds}`);
+    // Before the budget was hard: 64 MiB in use under a 16 MiB budget with only two sessions.
+    assert.ok(peakHeld <= 16, `part memory peaked at ${peakHeld} MiB`);
+    assert.ok(peakHeld > 0, 'no part memory was reserved');
+    assert.ok(waiting >= 1, 's3sftp_upload_memory_waiting never showed an upload waiting');
     assert.ok(sent.every((n) => n < 2000), 'a session kept being read');
-    assert.ok(peak - before < 160, `RSS grew by ${peak - before} MiB`);
+    assert.ok(peak - before < 400, `RSS grew by ${peak - before} MiB`);
+  });
+
+  test('eight parallel 24 MiB uploads under a 1 MiB sftp.uploadMemoryBudget all complete (waiting never deadlocks)', async () => {
+    const cli = await startCli({ S3SFTP_SFTP_UPLOADMEMORYBUDGET: '1MiB' });
+    const sessions = [];
+    for (let i = 0; i < 8; i++) {
+      const s = await connectRaw(cli.sshPort, 'mallory', keys.mallory!);
+      clients.add(s);
+      sessions.push(s);
+    }
+    const started = performance.now();
+    await Promise.all(sessions.map((s, i) => putFile(s.sftp, `/tight-${i}.bin`, 24 * MiB)));
+    const seconds = (performance.now() - started) / 1000;
+    for (let i = 0; i < 8; i++) {
+      const attrs = (await sessions[0]!.sftp.stat(`/tight-${i}.bin`)) as { type: string; attrs?: { size?: number } };
+      assert.equal(attrs.attrs?.size, 24 * MiB, `/tight-${i}.bin`);
+    }
+    const metrics = await scrape(cli.metricsPort);
+    const peakHeld = metrics.value('s3sftp_upload_part_memory_peak_bytes') / MiB;
+    console.log(`eight 24 MiB uploads, 1 MiB budget: done in ${seconds.toFixed(1)} s; part memory peak ${peakHeld.toFixed(2)} MiB (one 5 MiB part let through at a time)`);
+    assert.equal(metrics.value('s3sftp_upload_part_memory_bytes'), 0);
   });
 
   test('2,000 × 255 KiB READs whose replies are never read: READs wait for the client', async () => {

@@ -8,6 +8,8 @@
  * FUZZ_PACKETS (default 2000), FUZZ_CONNECTIONS (default 4) and FUZZ_SEED
  * (printed) tune and replay a run; `make fuzz` runs it for longer.
  * FUZZ_SWIFT_LOG=1 prints the tail of Swift's log (non-2xx lines) at the end.
+ * The server runs in this process; its memory (RSS, V8 heap and young generation, external
+ * memory and ArrayBuffers) is sampled every second and printed at ten points of the run.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,7 +17,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setFlagsFromString } from 'node:v8';
+import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import ssh2 from 'ssh2';
 import type { ClientChannel } from 'ssh2';
@@ -97,6 +99,22 @@ function memoryAfterGc(): { rss: number; held: number } {
   return { rss: m.rss, held: m.heapUsed + m.external };
 }
 
+/** One memory sample in MiB: RSS, V8 heap used and committed, the young generation, external, ArrayBuffers. */
+function memorySample(): Record<'rss' | 'heapUsed' | 'heapTotal' | 'young' | 'external' | 'arrayBuffers', number> {
+  const m = process.memoryUsage();
+  const young = getHeapSpaceStatistics()
+    .filter((s) => s.space_name === 'new_space')
+    .reduce((n, s) => n + s.physical_space_size, 0);
+  const mib = (n: number) => Math.round(n / MiB);
+  return { rss: mib(m.rss), heapUsed: mib(m.heapUsed), heapTotal: mib(m.heapTotal), young: mib(young), external: mib(m.external), arrayBuffers: mib(m.arrayBuffers) };
+}
+
+/** Ten samples spread over the run, as "rss/heapUsed/heapTotal/young/external/arrayBuffers". */
+function samplesLine(samples: ReturnType<typeof memorySample>[]): string {
+  const picked = samples.length <= 10 ? samples : Array.from({ length: 10 }, (_, i) => samples[Math.round((i * (samples.length - 1)) / 9)]!);
+  return picked.map((s) => `${s.rss}/${s.heapUsed}/${s.heapTotal}/${s.young}/${s.external}/${s.arrayBuffers}`).join(' ');
+}
+
 async function allKeys(): Promise<string[]> {
   const keys: string[] = [];
   let token: string | undefined;
@@ -123,6 +141,8 @@ test('fuzzed SFTP packets: no crash, the other user is unaffected, memory flat, 
   })();
 
   const startedAt = performance.now();
+  const samples = [memorySample()];
+  const sampler = setInterval(() => samples.push(memorySample()), 1000);
   let connectionsDropped = 0;
   const perConnection = Math.ceil(PACKETS / CONNECTIONS);
   const reports: FuzzReport[] = await Promise.all(
@@ -156,6 +176,8 @@ test('fuzzed SFTP packets: no crash, the other user is unaffected, memory flat, 
     }),
   );
   fuzzing = false;
+  clearInterval(sampler);
+  samples.push(memorySample());
   await bystanderLoop;
   const seconds = (performance.now() - startedAt) / 1000;
   await roundTrip(sftp, ++roundTrips); // still fine afterwards
@@ -176,6 +198,7 @@ test('fuzzed SFTP packets: no crash, the other user is unaffected, memory flat, 
       `seed ${SEED}: ${sum((r) => r.packets)} packets (${sum((r) => r.malformed)} malformed) in ${seconds.toFixed(1)} s over ${sum((r) => r.channels)} channels (${sum((r) => r.closedByServer)} closed by the server)`,
       `replies by type ${JSON.stringify(merge((r) => r.replies))}; statuses ${JSON.stringify(merge((r) => r.statuses))}; unanswered ${sum((r) => r.unanswered)}`,
       `connections the server dropped ${connectionsDropped}; bystander round trips ${roundTrips}, all sha256-equal`,
+      `memory during the run (MiB, rss/heapUsed/heapTotal/young/external/arrayBuffers): ${samplesLine(samples)}; peak RSS ${Math.max(...samples.map((s) => s.rss))} MiB; MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? '-'} NODE_OPTIONS=${process.env.NODE_OPTIONS ?? '-'}`,
       `after GC: RSS ${(memBefore.rss / MiB).toFixed(0)} → ${(memAfter.rss / MiB).toFixed(0)} MiB, heap + buffers ${(memBefore.held / MiB).toFixed(0)} → ${(memAfter.held / MiB).toFixed(0)} MiB; ${keys.length} objects in the bucket, ${escaped.length} outside the users' prefixes`,
     ].join('\n'),
   );

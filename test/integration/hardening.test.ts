@@ -183,20 +183,22 @@ describe('names and handles', () => {
     await writeFile(join(work, 'same.txt'), 'same\n');
     const put = await sftpPassword(srv.port, 'pat', PASSWORD, `put ${join(work, 'same.txt')} same.txt\n`, { timeoutMs: 30_000 });
     assert.equal(put.code, 0, put.stderr);
-    const heads = async () => (await scrape(srv.server.metrics.port)).value('s3sftp_s3_requests_total', { operation: 'HeadObject' });
+    // An OPEN for reading is one GetObject (docs/adr/0018).
+    const gets = async () => (await scrape(srv.server.metrics.port)).value('s3sftp_s3_requests_total', { operation: 'GetObject' });
     const raw = await rawSftp(srv.port);
     try {
-      // What one OPEN costs in HEADs, to count what 300 cost.
-      const start = await heads();
+      // What one OPEN costs in GETs, to count what 300 cost.
+      const start = await gets();
       const one = await raw.request(99, 3, [sshString(Buffer.from('/same.txt')), uint32(0x01), uint32(0)]);
       assert.equal(one.type, 102);
-      const perOpen = (await heads()) - start;
-      const before = await heads();
+      const perOpen = (await gets()) - start;
+      const before = await gets();
       const replies = await Promise.all(Array.from({ length: 300 }, (_, i) => raw.request(100 + i, 3, [sshString(Buffer.from('/same.txt')), uint32(0x01), uint32(0)])));
       const handles = replies.filter((r) => r.type === 102).length;
       const refused = replies.filter((r) => r.type === 101 && /too many open handles/.test(r.message ?? '')).length;
-      const after = await heads();
-      console.log(`# 300 pipelined OPENs with 1 handle open: ${handles} handles, ${refused} refused, ${after - before} HEAD requests (${perOpen} per OPEN)`);
+      const after = await gets();
+      console.log(`# 300 pipelined OPENs with 1 handle open: ${handles} handles, ${refused} refused, ${after - before} GET requests (${perOpen} per OPEN)`);
+      assert.equal(perOpen, 1);
       assert.equal(handles, 255);
       assert.equal(refused, 45);
       assert.equal(after - before, 255 * perOpen, 'the refused OPENs sent no request');

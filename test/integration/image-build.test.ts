@@ -54,6 +54,8 @@ test('the image build steps produce an app that starts and answers /healthz', { 
   const modules = await readdir(join(app, 'node_modules'));
   assert.ok(modules.includes('ssh2'), 'production dependencies are installed');
   assert.ok(!modules.includes('typescript'), 'dev dependencies are not');
+  const ssh2Crypto = await readFile(join(app, 'node_modules/ssh2/lib/protocol/crypto.js'), 'utf8');
+  assert.ok(ssh2Crypto.includes('s3sftp: pooled padding'), "npm ci's postinstall applied the ssh2 patch (scripts/patch-ssh2.mjs)");
 
   // Users are checked against the CRD's schema at run time, so the image must carry crds/.
   assert.ok((await stat(join(app, 'crds/sftpusers.s3sftp.io.yaml'))).isFile(), 'the image has the SftpUser CRD');

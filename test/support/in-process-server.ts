@@ -12,7 +12,7 @@ import ssh2 from 'ssh2';
 import type { ClientChannel, SFTPWrapper } from 'ssh2';
 import type { SetstatMode } from '../../src/config/types.ts';
 import { SshServer, type SshServerEvents } from '../../src/ssh/server.ts';
-import { FlowControl, UploadMemoryBudget } from '../../src/sftp/flow-control.ts';
+import { FlowControl } from '../../src/sftp/flow-control.ts';
 import { generateEd25519 } from '../../src/ssh/keygen.ts';
 import { MemoryBucket, MemoryStorage, type MemoryStorageOptions } from '../../src/storage/memory/memory-storage.ts';
 import { MountedStorage } from '../../src/storage/mounts.ts';
@@ -131,7 +131,7 @@ export async function startInProcessServer(options: InProcessOptions = {}): Prom
     // A drain ends idle connections after this long; the default second only slows tests down.
     drainIdleMs: 50,
     // As the real server runs: every SFTP request passes the memory flow control (sftp/flow-control.ts).
-    flowControl: new FlowControl({ maxQueuedWriteBytes: 32 * 2 ** 20, budget: new UploadMemoryBudget(2 ** 30) }),
+    flowControl: new FlowControl({ maxQueuedWriteBytes: 32 * 2 ** 20 }),
     ...(options.events ? { events: options.events } : {}),
   });
   const { port } = await server.listen(0, '127.0.0.1');

@@ -170,6 +170,75 @@ export function storageConformance(
         assert.equal((await readFile(storage, '/empty')).length, 0);
       });
 
+      test('a reader tells the size and mtime stat reports, for an empty file too', async ({ storage }) => {
+        const mtime = new Date('2003-03-03T03:03:03.000Z');
+        for (const [path, data] of [['/sized', Buffer.from('twelve bytes')], ['/zero', Buffer.alloc(0)]] as const) {
+          const writer = await storage.openWrite(path);
+          await writer.write(0, data);
+          writer.setMtime(mtime);
+          await writer.commit();
+          const reader = await storage.openRead(path);
+          assert.equal(reader.size, data.length, path);
+          assert.equal(reader.mtime.getTime(), (await storage.stat(path)).mtime.getTime(), path);
+          assert.equal(reader.mtime.getTime(), mtime.getTime(), path);
+          assert.deepEqual(await reader.read(0, 100), data, path);
+          await reader.close();
+        }
+        await storage.mkdir('/dir');
+        await assert.rejects(storage.openRead('/dir'), WrongTypeError);
+        await assert.rejects(storage.openRead('/none'), NotFoundError);
+      });
+
+      test('openWrite hands its check what the path holds; a check that throws refuses the open', async ({ storage }) => {
+        const seen: (FileInfo | undefined)[] = [];
+        const check = (found: FileInfo | undefined) => void seen.push(found);
+        const fresh = await storage.openWrite('/checked', { check });
+        await fresh.write(0, Buffer.from('12345'));
+        await fresh.commit();
+        assert.equal(seen.length, 1);
+        assert.equal(seen[0], undefined);
+        const again = await storage.openWrite('/checked', { check });
+        await again.abort();
+        const existing = seen[1];
+        assert.equal(existing?.isDirectory, false);
+        assert.equal(existing?.size, 5);
+        const refusal = new Error('not allowed');
+        await assert.rejects(storage.openWrite('/refused', { check: () => { throw refusal; } }), (err) => err === refusal);
+        await assert.rejects(storage.stat('/refused'), NotFoundError);
+        await storage.mkdir('/a-dir');
+        await assert.rejects(storage.openWrite('/a-dir', { check }), WrongTypeError);
+        assert.equal(seen.length, 2, 'a directory is refused before the check');
+        // A name that only shares a prefix with others is looked at exactly.
+        await writeFile(storage, '/a-dir.txt', Buffer.from('x'));
+        await storage.mkdir('/a-dir/sub');
+        const near = await storage.openWrite('/a-dir.tx', { check });
+        await near.abort();
+        assert.equal(seen[2], undefined);
+        assert.equal(seen.length, 3);
+      });
+
+      test('rename hands its check what the target holds; a check that throws changes nothing', async ({ storage }) => {
+        await writeFile(storage, '/src', Buffer.from('source'));
+        await writeFile(storage, '/dst', Buffer.from('target!'));
+        await storage.mkdir('/folder');
+        const seen: (FileInfo | undefined)[] = [];
+        const refusal = new Error('not allowed');
+        const refuse = (found: FileInfo | undefined) => {
+          seen.push(found);
+          throw refusal;
+        };
+        await assert.rejects(storage.rename('/src', '/dst', { overwrite: true, check: refuse }), (err) => err === refusal);
+        await assert.rejects(storage.rename('/src', '/folder', { overwrite: true, check: refuse }), (err) => err === refusal);
+        assert.deepEqual(await readFile(storage, '/dst'), Buffer.from('target!'));
+        assert.deepEqual(await readFile(storage, '/src'), Buffer.from('source'));
+        assert.deepEqual(seen.map((f) => [f?.isDirectory, f?.size]), [[false, 7], [true, 0]]);
+        const fresh: (FileInfo | undefined)[] = [];
+        await storage.rename('/src', '/moved', { overwrite: true, check: (f) => void fresh.push(f) });
+        assert.equal(fresh.length, 1);
+        assert.equal(fresh[0], undefined);
+        assert.deepEqual(await readFile(storage, '/moved'), Buffer.from('source'));
+      });
+
       test('nothing is visible before commit; overwrite replaces', async ({ storage }) => {
         await writeFile(storage, '/f', Buffer.from('old'));
         const writer = await storage.openWrite('/f');

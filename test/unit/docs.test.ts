@@ -21,7 +21,7 @@ import { describeConfigKeys } from '../../src/config/load.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
 import { hardeningMetrics } from '../../src/metrics/hardening.ts';
 import { limitMetrics } from '../../src/metrics/limits.ts';
-import { UploadMemoryBudget } from '../../src/sftp/flow-control.ts';
+import { UploadBudget } from '../../src/storage/upload-budget.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const read = (...parts: string[]): string => readFileSync(join(...parts), 'utf8');
@@ -251,7 +251,7 @@ describe('docs/metrics.md', () => {
     new Metrics({ registry, perUserLabels: true, processMetrics: false });
     registerQuotaMetrics(registry, new UsageTrackers({ rescanIntervalMs: 0, scanConcurrency: 1 }), true);
     hardeningMetrics(registry, { bannedSources: () => 0, unauthenticatedConnections: () => 0, verifications: () => ({ running: 0, queued: 0 }) });
-    limitMetrics(registry, new UploadMemoryBudget(2 ** 30));
+    limitMetrics(registry, new UploadBudget(2 ** 30));
     return (await registry.getMetricsAsJSON()).map((m) => ({
       name: m.name,
       type: String(m.type),

@@ -1,13 +1,11 @@
 /**
- * The per-session and per-user caps on storage operations (src/storage/s3/request-limiter.ts) and
- * the server-wide upload memory budget (src/sftp/flow-control.ts), over MemoryStorage with a hook
- * that holds operations until released: no timing, only counts.
+ * The per-session and per-user caps on storage operations (src/storage/s3/request-limiter.ts),
+ * over MemoryStorage with a hook that holds operations until released: no timing, only counts.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { MemoryBucket, MemoryStorage } from '../../src/storage/memory/memory-storage.ts';
 import { RequestLimiter, Semaphore } from '../../src/storage/s3/request-limiter.ts';
-import { UploadMemoryBudget } from '../../src/sftp/flow-control.ts';
 import type { Storage } from '../../src/storage/storage.ts';
 
 /** A storage whose stat() waits until release() is called, counting how many are in flight. */
@@ -82,25 +80,5 @@ describe('RequestLimiter', () => {
     sem.release();
     await b;
     assert.deepEqual(order, [1, 2]);
-  });
-});
-
-describe('UploadMemoryBudget', () => {
-  test('wakes its waiters once when usage falls back under the limit', () => {
-    const budget = new UploadMemoryBudget(100);
-    let woken = 0;
-    budget.onUnder(() => woken++);
-    budget.add(80);
-    assert.equal(budget.over, false);
-    budget.add(40);
-    assert.equal(budget.over, true);
-    budget.release(10);
-    assert.equal(woken, 0);
-    budget.release(20);
-    assert.equal(budget.over, false);
-    assert.equal(woken, 1);
-    budget.release(1000);
-    assert.equal(budget.used, 0);
-    assert.equal(woken, 1);
   });
 });

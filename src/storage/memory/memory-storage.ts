@@ -182,7 +182,7 @@ export class MemoryStorage implements Storage {
       if (this.#directory(path)) throw new WrongTypeError(`${path}: is a directory`);
       throw new NotFoundError(`${path}: no such file or directory`);
     }
-    return new MemoryReader(path, object.data, this.#o.beforeRead);
+    return new MemoryReader(path, object.data, object.mtime ?? object.lastModified, this.#o.beforeRead);
   }
 
   async openWrite(path: string, options: OpenWriteOptions = {}): Promise<FileWriter> {
@@ -193,7 +193,15 @@ export class MemoryStorage implements Storage {
     if (options.requireParent && !this.#directory(dirname(path))) throw new NotFoundError(`${dirname(path)}: no such file or directory`);
     if (this.#directory(path) && !existing) throw new WrongTypeError(`${path}: is a directory`);
     const exclusive = options.exclusive === true;
-    if (exclusive && (existing || this.#bucket.upload(key))) throw new AlreadyExistsError(`${path}: file already exists`);
+    const live = this.#bucket.upload(key);
+    if (exclusive && (existing || live)) throw new AlreadyExistsError(`${path}: file already exists`);
+    options.check?.(
+      existing
+        ? fileInfo(basename(path), existing)
+        : live
+          ? { name: basename(path), isDirectory: false, size: live.bytesReceived, mtime: this.#bucket.now(), uploading: true }
+          : undefined,
+    );
     return new MemoryWriter({
       bucket: this.#bucket,
       key,
@@ -243,12 +251,12 @@ export class MemoryStorage implements Storage {
     if (to === '/') throw new AlreadyExistsError('/: already exists');
     if (this.#parentIsFile(to)) throw new WrongTypeError(`${dirname(to)}: not a directory`);
     const source = this.#bucket.get(fromKey);
-    if (source) {
-      if (from === to) return;
-      return this.#renameFile(from, to, fromKey, toKey, source, options);
-    }
-    if (!this.#directory(from)) throw new NotFoundError(`${from}: no such file or directory`);
+    if (!source && !this.#directory(from)) throw new NotFoundError(`${from}: no such file or directory`);
     if (from === to) return;
+    const target = this.#bucket.get(toKey);
+    const directory = target ? undefined : this.#directory(to);
+    options.check?.(target ? fileInfo(basename(to), target) : directory ? this.#directoryInfo(basename(to), directory.markerMtime) : undefined);
+    if (source) return this.#renameFile(from, to, fromKey, toKey, source, options);
     return this.#renameDirectory(from, to);
   }
 
@@ -398,12 +406,14 @@ function compareKeys(a: string, b: string): number {
 class MemoryReader implements FileReader {
   readonly path: string;
   readonly data: Buffer;
+  readonly mtime: Date;
   readonly beforeRead: MemoryStorageOptions['beforeRead'];
   #closed = false;
 
-  constructor(path: string, data: Buffer, beforeRead: MemoryStorageOptions['beforeRead']) {
+  constructor(path: string, data: Buffer, mtime: Date, beforeRead: MemoryStorageOptions['beforeRead']) {
     this.path = path;
     this.data = data;
+    this.mtime = mtime;
     this.beforeRead = beforeRead;
   }
 

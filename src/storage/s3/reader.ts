@@ -7,12 +7,12 @@
  */
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { TransferConfig } from '../../config/types.ts';
-import { BackendError, InvalidRequestError } from '../errors.ts';
+import { BackendError, InvalidRequestError, NotFoundError } from '../errors.ts';
 import type { FileReader } from '../storage.ts';
-import { toStorageError } from './errors.ts';
+import { errorCodeOf, httpStatusOf, toStorageError } from './errors.ts';
 import { deadlineFor, withRetries } from './retry.ts';
 
-/** What an S3Reader needs; size and etag come from the HeadObject done at open. */
+/** What an S3Reader needs; size, etag and mtime come from the first GET (or a HEAD) at open. */
 export interface S3ReaderOptions {
   client: S3Client;
   bucket: string;
@@ -22,7 +22,84 @@ export interface S3ReaderOptions {
   size: number;
   /** Pins every ranged GET to the version opened, so a concurrent overwrite fails the read instead of mixing versions. */
   etag?: string;
+  mtime: Date;
   download: TransferConfig;
+  /** The first chunk, already requested at open (see getFirstChunk). */
+  first?: FirstChunk;
+  /** Aborts the first chunk's body when the reader is closed early. */
+  closer?: AbortController;
+}
+
+/** What the first ranged GET of an object answered: enough to open it without a HEAD. */
+export interface FirstChunk {
+  /** The whole object's size, from Content-Range (or Content-Length when the store sent it whole). */
+  size: number;
+  etag: string | undefined;
+  lastModified: Date | undefined;
+  metadata: Record<string, string> | undefined;
+  /** Bytes [0, end) of the object, still arriving when the open returns. */
+  end: number;
+  data: Promise<Buffer>;
+}
+
+/**
+ * Opens an object with its first ranged GET (bytes 0 to partSize-1): the response headers carry
+ * the size, ETag, Last-Modified and metadata that a HEAD would, so the open costs one request and
+ * the first READs are served from its body. Undefined when there is no such object; "empty" when
+ * the store refuses the range, which is how AWS answers (416) for an object of 0 bytes.
+ */
+export async function getFirstChunk(
+  options: Pick<S3ReaderOptions, 'client' | 'bucket' | 'key' | 'path' | 'download'>,
+  closer: AbortController,
+): Promise<FirstChunk | 'empty' | undefined> {
+  const { client, bucket, key, path, download } = options;
+  const partSize = Math.max(1, download.partSize);
+  try {
+    return await withRetries(
+      async (signal) => {
+        const response = await client.send(
+          new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=0-${partSize - 1}` }),
+          { abortSignal: signal },
+        );
+        const size = wholeSize(response.ContentRange, response.ContentLength);
+        const end = Math.min(size, partSize);
+        const body = response.Body;
+        let data: Promise<Buffer>;
+        if (!body) data = Promise.reject(new BackendError(`read ${path}: empty response from storage`));
+        else if (response.ContentRange === undefined && size > partSize) {
+          // A store that ignored the range: the body is the whole object, too much to hold.
+          (body as { destroy?: () => void }).destroy?.();
+          data = Promise.reject(new BackendError(`read ${path}: storage ignored the range`));
+        } else data = readExactly(body, end, path);
+        data.catch(() => {});
+        return { size, etag: response.ETag, lastModified: response.LastModified, metadata: response.Metadata, end, data };
+      },
+      {
+        attempts: GET_ATTEMPTS,
+        timeoutMs: deadlineFor(download.partMaxTimeMs, partSize, 30_000, 1_000),
+        signal: closer.signal,
+      },
+    );
+  } catch (err) {
+    if (httpStatusOf(err) === 416 || errorCodeOf(err) === 'InvalidRange') return 'empty';
+    const failure = toStorageError(err, `open ${path}`);
+    if (failure instanceof NotFoundError) return undefined;
+    throw failure;
+  }
+}
+
+/** "bytes 0-99/12345" → 12345; without a Content-Range the body is the whole object. */
+function wholeSize(contentRange: string | undefined, contentLength: number | undefined): number {
+  const total = contentRange === undefined ? undefined : /\/(\d+)\s*$/.exec(contentRange)?.[1];
+  return total !== undefined ? Number(total) : (contentLength ?? 0);
+}
+
+async function readExactly(body: { transformToByteArray(): Promise<Uint8Array> }, bytes: number, path: string): Promise<Buffer> {
+  const data = await body.transformToByteArray();
+  if (data.byteLength !== bytes) {
+    throw new BackendError(`read ${path}: storage returned ${data.byteLength} bytes, expected ${bytes}`);
+  }
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
 
 // Our attempts per GET, on top of the SDK's retries of each attempt.
@@ -37,19 +114,32 @@ interface Chunk {
 /** A FileReader over one S3 object. */
 export class S3Reader implements FileReader {
   readonly size: number;
+  readonly mtime: Date;
   #options: S3ReaderOptions;
   #partSize: number;
   #concurrency: number;
   #chunks = new Map<number, Chunk>();
   /** End offset of the previous read; -1 before the first. */
   #lastEnd = -1;
-  #closed = new AbortController();
+  #closed: AbortController;
 
   constructor(options: S3ReaderOptions) {
     this.#options = options;
     this.size = options.size;
+    this.mtime = options.mtime;
+    this.#closed = options.closer ?? new AbortController();
     this.#partSize = Math.max(1, options.download.partSize);
     this.#concurrency = Math.max(1, options.download.concurrency);
+    const first = options.first;
+    if (first && first.end > 0) {
+      // Its body failing is no read error yet: the chunk is fetched again, with retries.
+      const data = first.data.catch(() => this.#fetch(0, first.end));
+      const chunk = { start: 0, end: first.end, data };
+      this.#chunks.set(0, chunk);
+      data.catch(() => {
+        if (this.#chunks.get(0) === chunk) this.#chunks.delete(0);
+      });
+    }
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
@@ -136,11 +226,7 @@ export class S3Reader implements FileReader {
             { abortSignal: signal },
           );
           if (!response.Body) throw new BackendError(`read ${path}: empty response from storage`);
-          const body = await response.Body.transformToByteArray();
-          if (body.byteLength !== bytes) {
-            throw new BackendError(`read ${path}: storage returned ${body.byteLength} bytes, expected ${bytes}`);
-          }
-          return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+          return readExactly(response.Body, bytes, path);
         },
         {
           attempts: GET_ATTEMPTS,

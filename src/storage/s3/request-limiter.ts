@@ -121,6 +121,9 @@ function limitReader(reader: FileReader, gate: Gate): FileReader {
     get size() {
       return reader.size;
     },
+    get mtime() {
+      return reader.mtime;
+    },
     read: (offset, length) => gate(() => reader.read(offset, length)),
     close: () => reader.close(),
   };

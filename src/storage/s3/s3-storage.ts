@@ -32,6 +32,7 @@ import {
 import { createHash } from 'node:crypto';
 import { isHexDigest } from '../content-hashes.ts';
 import { basename, dirname, isWithin, keyUnder, MAX_KEY_BYTES } from '../paths.ts';
+import type { UploadBudget } from '../upload-budget.ts';
 import type {
   FileInfo,
   FileReader,
@@ -47,7 +48,7 @@ import { toStorageError } from './errors.ts';
 import { decodeKey, listPages, type ListedEntry } from './lister.ts';
 import { MtimeCache } from './mtime-cache.ts';
 import { deadlineFor, withRetries } from './retry.ts';
-import { S3Reader } from './reader.ts';
+import { getFirstChunk, S3Reader } from './reader.ts';
 import type { Clock, UploadEvents } from './upload-pipeline.ts';
 import type { UploadRegistry } from './upload-registry.ts';
 import { ConditionalWrites, type DeferredUpload, mtimeMetadata, S3Writer } from './writer.ts';
@@ -87,6 +88,8 @@ export interface S3StorageOptions {
   resume?: boolean;
   /** Uploads through a temporary name (uploads.tempSuffixes), shared across sessions; absent: off. */
   tempUploads?: TempUploads;
+  /** Part memory shared by every upload of the server (sftp.uploadMemoryBudget); absent: unlimited. */
+  uploadBudget?: UploadBudget;
 }
 
 // Metadata requests are small; a minute covers the SDK's own retries.
@@ -97,6 +100,20 @@ const RENAME_PARALLELISM = 8;
 const LISTING_HEAD_PARALLELISM = 32;
 // Entries handed out at once while their lookups finish: one SFTP NAME reply's worth.
 const LISTING_SLICE = 100;
+// How long a directory this session has just seen (listed, created, looked up) is taken to still
+// exist without asking S3 again: long enough for `put *` of a batch, short enough that another
+// session removing it is noticed soon (docs/adr/0018).
+const SEEN_DIRECTORY_MS = 5_000;
+// Names the target lookup reads at once; names sorting before "x/" ("x-1", "x.txt") share its page.
+const LOOKUP_PAGE = 1000;
+
+/** What a name holds, from one listing (see S3Storage.#lookup). */
+interface NameLookup {
+  /** The object of exactly that name, if any; it wins over a directory of the same name. */
+  file?: { size: number; lastModified: Date | undefined };
+  /** Keys under "name/" exist (a marker or children). */
+  directory: boolean;
+}
 
 const systemClock: Clock = { now: () => Date.now() };
 
@@ -110,6 +127,8 @@ export class S3Storage implements Storage {
   #copier: Copier;
   #conditionalWrites: ConditionalWrites;
   #mtimeCache: MtimeCache;
+  /** Directories this session saw lately, with when that stops counting (ms). */
+  #seenDirectories = new Map<string, number>();
 
   constructor(options: S3StorageOptions) {
     if (options.keyPrefix !== '' && !options.keyPrefix.endsWith('/')) {
@@ -152,15 +171,20 @@ export class S3Storage implements Storage {
       };
     }
     const directory = await this.#directory(path, context);
-    if (directory) return this.#directoryInfo(basename(path), directory.markerMtime);
+    if (directory) {
+      this.#sawDirectory(path);
+      return this.#directoryInfo(basename(path), directory.markerMtime);
+    }
     throw new NotFoundError(`${path}: no such file or directory`);
   }
 
   async *list(path: string): AsyncGenerator<FileInfo[]> {
     const key = this.#key(path);
     const context = `list ${path}`;
-    // A file of this name hides the directory, as it does in the parent's listing.
-    const shadowingFile = path === '/' ? Promise.resolve(undefined) : this.#head(key, context);
+    // A file of this name hides the directory, as it does in the parent's listing. A directory
+    // this session has just seen as one is not asked about again.
+    const seen = this.#recentlySeen(path);
+    const shadowingFile = seen ? Promise.resolve(undefined) : this.#head(key, context);
     shadowingFile.catch(() => {});
     const listed = new Set<string>();
     let first = true;
@@ -174,6 +198,7 @@ export class S3Storage implements Storage {
         first = false;
         if (await shadowingFile) throw new WrongTypeError(`${path}: not a directory`);
         if (!page.sawAnything && path !== '/') throw new NotFoundError(`${path}: no such file or directory`);
+        this.#sawDirectory(path);
       }
       for (const entry of page.entries) listed.add(entry.name);
       if (page.entries.length > 0) yield* this.#listedInfos(page.entries, context);
@@ -202,19 +227,28 @@ export class S3Storage implements Storage {
     const key = this.#key(path);
     const context = `open ${path}`;
     await this.#settleParked(key);
-    const head = path === '/' ? undefined : await this.#head(key, context);
-    if (!head) {
+    if (path === '/') throw new WrongTypeError('/: is a directory');
+    const object = { client: this.#client, bucket: this.#bucket, key, path, download: this.#o.config.download };
+    // The first ranged GET is the open: no HEAD before it (docs/adr/0018).
+    const closer = new AbortController();
+    const first = await getFirstChunk(object, closer);
+    // Refused range: an empty object (or one removed meanwhile); a HEAD tells which.
+    const head = first === 'empty' ? await this.#head(key, context) : undefined;
+    if (first === undefined || (first === 'empty' && !head)) {
       if (await this.#directory(path, context)) throw new WrongTypeError(`${path}: is a directory`);
       throw new NotFoundError(`${path}: no such file or directory`);
     }
+    if (first === 'empty') {
+      const info = this.#fileInfo(basename(path), head!);
+      return new S3Reader({ ...object, size: info.size, mtime: info.mtime, ...(head!.ETag ? { etag: head!.ETag } : {}), closer });
+    }
     return new S3Reader({
-      client: this.#client,
-      bucket: this.#bucket,
-      key,
-      path,
-      size: head.ContentLength ?? 0,
-      ...(head.ETag ? { etag: head.ETag } : {}),
-      download: this.#o.config.download,
+      ...object,
+      size: first.size,
+      mtime: parseMtime(first.metadata?.mtime) ?? first.lastModified ?? new Date(this.#clock.now()),
+      ...(first.etag ? { etag: first.etag } : {}),
+      first,
+      closer,
     });
   }
 
@@ -222,23 +256,29 @@ export class S3Storage implements Storage {
     const key = this.#key(path);
     const context = `open ${path}`;
     if (path === '/') throw new WrongTypeError('/: is a directory');
-    // requireParent: a PUT of a/b/c would otherwise create "a/" and "a/b/"
-    // implicitly. One LIST more, alongside the other lookups (no added latency).
+    // One listing tells what the name holds (file, directory, both); the parent is looked at
+    // alongside, unless it is the root or this session has just seen it (docs/adr/0018).
+    // requireParent: a PUT of a/b/c would otherwise create "a/" and "a/b/" implicitly.
     const exclusive = options.exclusive === true;
     const finalPath = exclusive ? undefined : this.#o.tempUploads?.finalName(path);
-    const [head, directory, parentIsFile, parent, finalTaken] = await Promise.all([
-      this.#head(key, context),
-      this.#directory(path, context),
-      this.#parentIsFile(path, context),
-      options.requireParent ? this.#directory(dirname(path), context) : Promise.resolve(true),
+    const [target, parent, finalTaken] = await Promise.all([
+      this.#lookup(path, context),
+      this.#parent(path, context),
       finalPath ? this.#finalTaken(finalPath, context) : Promise.resolve(true),
     ]);
-    if (parentIsFile) throw new WrongTypeError(`${dirname(path)}: not a directory`);
-    if (!parent) throw new NotFoundError(`${dirname(path)}: no such file or directory`);
-    if (directory && !head) throw new WrongTypeError(`${path}: is a directory`);
-    if (exclusive && (head || this.#o.uploads.get(this.#bucket, key))) {
-      throw new AlreadyExistsError(`${path}: file already exists`);
-    }
+    if (parent === 'file') throw new WrongTypeError(`${dirname(path)}: not a directory`);
+    if (parent === 'missing' && options.requireParent) throw new NotFoundError(`${dirname(path)}: no such file or directory`);
+    if (target.directory && !target.file) throw new WrongTypeError(`${path}: is a directory`);
+    const live = this.#o.uploads.get(this.#bucket, key);
+    if (exclusive && (target.file || live)) throw new AlreadyExistsError(`${path}: file already exists`);
+    options.check?.(
+      target.file
+        ? { name: basename(path), isDirectory: false, size: target.file.size, mtime: target.file.lastModified ?? new Date(this.#clock.now()) }
+        : live
+          ? { name: basename(path), isDirectory: false, size: live.bytesReceived, mtime: new Date(this.#clock.now()), uploading: true }
+          : undefined,
+    );
+    this.#forgetDirectories(path);
     return new S3Writer({
       client: this.#client,
       bucket: this.#bucket,
@@ -254,6 +294,7 @@ export class S3Storage implements Storage {
       resume: this.#o.resume ?? true,
       onCommitted: () => this.#mtimeCache.forget(this.#bucket, key),
       ...(this.#o.events ? { events: this.#o.events } : {}),
+      ...(this.#o.uploadBudget ? { budget: this.#o.uploadBudget } : {}),
       ...(this.#o.writeWindowBytes ? { windowBytes: this.#o.writeWindowBytes } : {}),
       clock: this.#clock,
       log: this.#o.log,
@@ -268,7 +309,8 @@ export class S3Storage implements Storage {
   async #finalTaken(finalPath: string, context: string): Promise<boolean> {
     const finalKey = this.#key(finalPath);
     if (this.#o.uploads.get(this.#bucket, finalKey)) return true;
-    return this.#exists(finalPath, context);
+    const found = await this.#lookup(finalPath, context);
+    return found.file !== undefined || found.directory;
   }
 
   #deferred(tempKey: string, finalKey: string, path: string): DeferredUpload {
@@ -297,13 +339,13 @@ export class S3Storage implements Storage {
     const key = this.#key(path);
     const context = `mkdir ${path}`;
     if (path === '/') throw new AlreadyExistsError('/: already exists');
-    const [exists, parentIsFile] = await Promise.all([
-      this.#exists(path, context),
-      this.#parentIsFile(path, context),
-    ]);
-    if (parentIsFile) throw new WrongTypeError(`${dirname(path)}: not a directory`);
-    if (exists) throw new AlreadyExistsError(`${path}: already exists`);
+    const [target, parent] = await Promise.all([this.#lookup(path, context), this.#parent(path, context)]);
+    if (parent === 'file') throw new WrongTypeError(`${dirname(path)}: not a directory`);
+    if (target.file || target.directory || this.#o.uploads.get(this.#bucket, key)) {
+      throw new AlreadyExistsError(`${path}: already exists`);
+    }
     await this.#putMarker(`${key}/`, context);
+    this.#sawDirectory(path);
   }
 
   async remove(path: string): Promise<void> {
@@ -341,6 +383,7 @@ export class S3Storage implements Storage {
     if (keys.some((k) => k !== marker) || (page.CommonPrefixes?.length ?? 0) > 0) {
       throw new NotEmptyError('directory not empty');
     }
+    this.#forgetDirectories(path);
     await this.#delete(marker, context);
     await this.#keepParent(path);
   }
@@ -352,18 +395,27 @@ export class S3Storage implements Storage {
     if (from === '/') throw new PermissionDeniedError('/: cannot rename the root directory');
     if (to === '/') throw new AlreadyExistsError('/: already exists');
     if (await this.#renameParked(fromKey, toKey, to, options)) return;
-    const [source, parentIsFile] = await Promise.all([
+    // The source, the target's parent and the target itself, all at once.
+    const [source, parent, target] = await Promise.all([
       this.#head(fromKey, context),
-      this.#parentIsFile(to, context),
+      this.#parent(to, context),
+      from === to ? Promise.resolve({ directory: false }) : this.#lookup(to, context),
     ]);
-    if (parentIsFile) throw new WrongTypeError(`${dirname(to)}: not a directory`);
-    if (source) {
-      if (from === to) return;
-      return this.#renameFile(from, to, fromKey, toKey, source, options, context);
-    }
-    if (!(await this.#directory(from, context))) throw new NotFoundError(`${from}: no such file or directory`);
+    if (parent === 'file') throw new WrongTypeError(`${dirname(to)}: not a directory`);
+    if (!source && !(await this.#directory(from, context))) throw new NotFoundError(`${from}: no such file or directory`);
     if (from === to) return;
-    return this.#renameDirectory(from, to, context);
+    options.check?.(this.#lookedUpInfo(to, target));
+    this.#forgetDirectories(from);
+    this.#forgetDirectories(to);
+    if (source) return this.#renameFile(from, to, fromKey, toKey, source, target, options, context);
+    return this.#renameDirectory(from, to, target, context);
+  }
+
+  /** A lookup's answer as the FileInfo a check is given (a directory's time is not looked up). */
+  #lookedUpInfo(path: string, found: NameLookup): FileInfo | undefined {
+    const name = basename(path);
+    if (found.file) return { name, isDirectory: false, size: found.file.size, mtime: found.file.lastModified ?? new Date(this.#clock.now()) };
+    return found.directory ? this.#directoryInfo(name, undefined) : undefined;
   }
 
   /**
@@ -372,9 +424,19 @@ export class S3Storage implements Storage {
    * temporary name first, and the ordinary rename follows. True when the rename is done.
    */
   async #renameParked(fromKey: string, toKey: string, to: string, options: RenameOptions): Promise<boolean> {
+    const waiting = this.#o.tempUploads?.peek(this.#bucket, fromKey);
+    if (!waiting) return false;
+    let toFinal = waiting.finalKey === toKey;
+    if (toFinal && (options.check || !options.overwrite)) {
+      const found = await this.#lookup(to, `rename ${to}`);
+      const taken = found.file !== undefined || found.directory || this.#o.uploads.get(this.#bucket, toKey) !== undefined;
+      if (taken && !options.overwrite) toFinal = false;
+      // A refusal leaves the upload parked, as if the rename had not come.
+      else options.check?.(this.#lookedUpInfo(to, found));
+    }
     const parked = this.#o.tempUploads?.take(this.#bucket, fromKey);
     if (!parked) return false;
-    if (parked.finalKey === toKey && (options.overwrite || !(await this.#exists(to, `rename ${to}`)))) {
+    if (toFinal) {
       this.#mtimeCache.forget(this.#bucket, toKey);
       await parked.finish('final');
       return true;
@@ -458,12 +520,12 @@ export class S3Storage implements Storage {
     fromKey: string,
     toKey: string,
     source: HeadObjectCommandOutput,
+    target: NameLookup,
     options: RenameOptions,
     context: string,
   ): Promise<void> {
-    const target = await this.#head(toKey, context);
-    if (target && !options.overwrite) throw new AlreadyExistsError(`${to}: file already exists`);
-    if (!target && (await this.#directory(to, context))) {
+    if (target.file && !options.overwrite) throw new AlreadyExistsError(`${to}: file already exists`);
+    if (!target.file && target.directory) {
       throw options.overwrite
         ? new WrongTypeError(`${to}: is a directory`)
         : new AlreadyExistsError(`${to}: already exists`);
@@ -481,9 +543,11 @@ export class S3Storage implements Storage {
    * the copies made, a failure while deleting leaves some sources in place
    * (the target is complete by then).
    */
-  async #renameDirectory(from: string, to: string, context: string): Promise<void> {
+  async #renameDirectory(from: string, to: string, target: NameLookup, context: string): Promise<void> {
     if (isWithin(to, from)) throw new InvalidRequestError(`${to}: cannot move a directory into itself`);
-    if (await this.#exists(to, context)) throw new AlreadyExistsError(`${to}: already exists`);
+    if (target.file || target.directory || this.#o.uploads.get(this.#bucket, this.#key(to))) {
+      throw new AlreadyExistsError(`${to}: already exists`);
+    }
     const fromPrefix = `${this.#key(from)}/`;
     const toPrefix = `${this.#key(to)}/`;
     const first = await this.#listPrefix(fromPrefix, 2, context);
@@ -612,18 +676,55 @@ export class S3Storage implements Storage {
     return undefined;
   }
 
-  async #exists(path: string, context: string): Promise<boolean> {
+  /**
+   * What a name holds, from one ListObjectsV2 with the name itself as prefix and "/" as
+   * delimiter: the object of that name comes first, and "name/" (marker or children) comes back
+   * as a common prefix. Only names sorting between them ("name-1", "name.txt") can push "name/"
+   * off the page; then one more listing of "name/" decides.
+   */
+  async #lookup(path: string, context: string): Promise<NameLookup> {
+    if (path === '/') return { directory: true };
     const key = this.#key(path);
-    if (path === '/') return true;
-    if (this.#o.uploads.get(this.#bucket, key)) return true;
-    const [head, directory] = await Promise.all([this.#head(key, context), this.#directory(path, context)]);
-    return head !== undefined || directory !== undefined;
+    const page = await this.#listPrefix(key, LOOKUP_PAGE, context);
+    const object = page.Contents?.find((o) => o.Key === key);
+    let directory = (page.CommonPrefixes ?? []).some((p) => p.Prefix === `${key}/`);
+    if (!directory && page.IsTruncated) directory = (await this.#directory(path, context)) !== undefined;
+    return { ...(object ? { file: { size: object.Size ?? 0, lastModified: object.LastModified } } : {}), directory };
   }
 
-  async #parentIsFile(path: string, context: string): Promise<boolean> {
+  /** What holds the parent of `path`: a directory ("ok"), a file, or nothing. */
+  async #parent(path: string, context: string): Promise<'ok' | 'file' | 'missing'> {
     const parent = dirname(path);
-    if (parent === '/') return false;
-    return (await this.#head(this.#key(parent), context)) !== undefined;
+    if (this.#recentlySeen(parent)) return 'ok';
+    const found = await this.#lookup(parent, context);
+    if (found.file) return 'file';
+    if (!found.directory) return 'missing';
+    this.#sawDirectory(parent);
+    return 'ok';
+  }
+
+  /** True for the root and for a directory this session saw within SEEN_DIRECTORY_MS. */
+  #recentlySeen(path: string): boolean {
+    if (path === '/') return true;
+    const until = this.#seenDirectories.get(path);
+    if (until === undefined) return false;
+    if (until > this.#clock.now()) return true;
+    this.#seenDirectories.delete(path);
+    return false;
+  }
+
+  #sawDirectory(path: string): void {
+    if (path === '/') return;
+    const now = this.#clock.now();
+    if (this.#seenDirectories.size >= 1000) {
+      for (const [p, until] of this.#seenDirectories) if (until <= now) this.#seenDirectories.delete(p);
+    }
+    this.#seenDirectories.set(path, now + SEEN_DIRECTORY_MS);
+  }
+
+  /** A directory this session changes (removes, renames, writes a file over) is looked up afresh. */
+  #forgetDirectories(path: string): void {
+    for (const p of this.#seenDirectories.keys()) if (isWithin(p, path)) this.#seenDirectories.delete(p);
   }
 
   async #putMarker(key: string, context: string): Promise<void> {

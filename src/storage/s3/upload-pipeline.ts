@@ -69,8 +69,11 @@ export interface UploadPipelineOptions {
   /** Our attempts per part, each of which the SDK may retry internally. */
   partAttempts?: number;
   events?: UploadEvents;
-  /** A part is stored and its buffer no longer read: the writer may fill it again. */
-  onBufferFree?: (body: Buffer) => void;
+  /**
+   * A submitted part's buffer is no longer read, once per part: `stored` when the part is in S3
+   * (the writer may fill the buffer again), false when it was dropped (failure, abort).
+   */
+  onBufferFree?: (body: Buffer, stored: boolean) => void;
   clock: Clock;
   log: Logger;
   /** Background attempts at an abort that failed; LATER_ABORT unless a test shortens it. */
@@ -132,6 +135,7 @@ export class UploadPipeline {
   submit(partNumber: number, body: Buffer): Promise<void> {
     if (this.#failure || this.#aborted) {
       safely(() => this.#o.events?.onDiscarded?.(body.length));
+      safely(() => this.#o.onBufferFree?.(body, false));
       return Promise.reject(this.#failure ?? new BackendError(`write ${this.#o.path}: upload aborted`));
     }
     this.#uploadId ??= this.#create();
@@ -318,10 +322,11 @@ export class UploadPipeline {
       safely(() => events?.onPartDone?.(body.length, (clock.now() - startedAt) / 1000, true));
       safely(() => events?.onStored?.(body.length));
       // Every attempt has ended (a timed-out one was aborted with its socket), so nothing reads it.
-      safely(() => this.#o.onBufferFree?.(body));
+      safely(() => this.#o.onBufferFree?.(body, true));
     } catch (err) {
       safely(() => events?.onPartDone?.(body.length, (clock.now() - startedAt) / 1000, false));
       safely(() => events?.onDiscarded?.(body.length));
+      safely(() => this.#o.onBufferFree?.(body, false));
       if (!this.#cancel.signal.aborted) this.#fail(err, `write ${path}: part ${partNumber}`);
     }
   }
@@ -374,6 +379,7 @@ export class UploadPipeline {
     for (const part of this.#queue.splice(0)) {
       this.#queuedBytes -= part.body.length;
       safely(() => this.#o.events?.onDiscarded?.(part.body.length));
+      if (!part.copy) safely(() => this.#o.onBufferFree?.(part.body, false));
       part.started.reject(err);
     }
   }

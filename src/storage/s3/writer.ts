@@ -2,14 +2,18 @@
  * Streaming upload of one file. Bytes arrive as SFTP WRITE requests (offset +
  * data, usually in order, sometimes a little out of order when a client
  * pipelines), are gathered into parts and handed to the UploadPipeline. No
- * disk spool: memory per upload is bounded by partSize × (concurrency + 1)
+ * disk spool: memory per upload is bounded by partSize × (concurrency + 2)
  * plus the out-of-order window, and write() waits while parts are in flight.
+ * Every part buffer (and the spare) is reserved from the server's UploadBudget
+ * before it is filled, so all uploads together stay within it; a write that
+ * needs a reservation waits for it, and the writes after it wait in turn.
  * Nothing is visible in S3 until commit() succeeds.
  */
 import { GetObjectCommand, HeadObjectCommand, type HeadObjectCommandOutput, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
 import type { S3Config } from '../../config/types.ts';
 import { ContentHashes } from '../content-hashes.ts';
+import { UploadBudget } from '../upload-budget.ts';
 import { AlreadyExistsError, BackendError, InvalidRequestError, NotFoundError, UnsupportedError } from '../errors.ts';
 import type { FileWriter } from '../storage.ts';
 import { copySource } from './copier.ts';
@@ -22,9 +26,8 @@ import type { ParkedUpload } from './temp-uploads.ts';
 
 /** How far ahead of the contiguous data a client may write (bytes held out of order). */
 export const DEFAULT_WINDOW_BYTES = 16 * 1024 ** 2;
-// Part buffers grow from here as data arrives, so a 1 KiB file does not
-// allocate a whole part, and the part after a queued one is not allocated in
-// full while the writer is held back (memory tracks the bytes buffered).
+// The first part's buffer grows from here as data arrives, so a 1 KiB file
+// neither allocates nor reserves a whole part; past it the whole part is reserved.
 const INITIAL_PART_CAPACITY = 256 * 1024;
 /** Largest range of a resumed prefix copied as one part (S3 allows 5 GiB; smaller ranges copy in parallel). */
 const COPY_PART_BYTES = 1024 ** 3;
@@ -64,6 +67,8 @@ export interface S3WriterOptions {
   /** Called once the object is stored (caches of the key's old version drop it). */
   onCommitted?: () => void;
   events?: UploadEvents;
+  /** The server's part memory; absent: unlimited. */
+  budget?: UploadBudget;
   clock: Clock;
   log: Logger;
   /** Out-of-order window; DEFAULT_WINDOW_BYTES unless a test shrinks it. */
@@ -98,8 +103,20 @@ export class S3Writer implements FileWriter {
   /** The part being filled and its fill level. */
   #part: Buffer | undefined;
   #partFill = 0;
+  /** Bytes reserved from the budget for the part being filled (INITIAL_PART_CAPACITY or the whole part). */
+  #reserved = 0;
   /** A stored part's buffer, kept to be filled again: a fresh 16 MiB buffer per part costs page faults and GC. */
   #spare: Buffer | undefined;
+  /** The spare's reservation, and its registration to be dropped when another upload waits. */
+  #spareReserved = 0;
+  #unholdSpare: (() => void) | undefined;
+  /** Reservations of submitted parts, by their memory, until the pipeline frees them. */
+  #reservedOf = new WeakMap<ArrayBufferLike, number>();
+  #budget: UploadBudget;
+  /** Writes run one after another: a write waiting for a reservation holds back the later ones. */
+  #gate: Promise<void> = Promise.resolve();
+  /** Aborted when the upload is aborted: a reservation still waiting gives up. */
+  #ended = new AbortController();
   #partNumber = 1;
   /** Out-of-order pieces by offset. */
   #pending = new Map<number, Buffer>();
@@ -119,6 +136,7 @@ export class S3Writer implements FileWriter {
 
   constructor(options: S3WriterOptions) {
     this.#o = options;
+    this.#budget = options.budget ?? UploadBudget.unlimited();
     const { config } = options;
     this.#pipeline = new UploadPipeline({
       client: options.client,
@@ -134,7 +152,7 @@ export class S3Writer implements FileWriter {
       concurrency: Math.max(1, config.upload.concurrency),
       partMaxTimeMs: config.upload.partMaxTimeMs,
       ...(options.events ? { events: options.events } : {}),
-      onBufferFree: (body) => this.#keepSpare(body),
+      onBufferFree: (body, stored) => this.#partFree(body, stored),
       clock: options.clock,
       log: options.log,
     });
@@ -168,6 +186,20 @@ export class S3Writer implements FileWriter {
     if (offset + data.length > MAX_OBJECT_SIZE) {
       throw new InvalidRequestError(`write ${this.#o.path}: file larger than the 5 TiB S3 allows`);
     }
+    const accepted = this.#gate.then(() => this.#accept(offset, data));
+    this.#gate = accepted.then(
+      () => {},
+      () => {},
+    );
+    // Wrapped: the gate waits for the bytes to be taken in, not for the part to start uploading.
+    const { room } = await accepted;
+    return room;
+  }
+
+  /** One write, in its turn: the offset is checked against what the writes before it left. */
+  async #accept(offset: number, data: Buffer): Promise<{ room: Promise<void> }> {
+    if (this.#abort) throw new InvalidRequestError(`write ${this.#o.path}: upload was aborted`);
+    if (this.#pipeline.failure) throw this.#pipeline.failure;
     if (offset < this.#next) {
       // Parts already sent cannot be changed (S3 has no partial update), and
       // re-sending bytes is not something SFTP clients do.
@@ -177,11 +209,11 @@ export class S3Writer implements FileWriter {
     }
     if (offset > this.#next) {
       this.#hold(offset, data);
-      return;
+      return { room: Promise.resolve() };
     }
-    this.#appendCounted(data);
-    this.#drainPending();
-    return this.#room;
+    await this.#appendCounted(data);
+    await this.#drainPending();
+    return { room: this.#room };
   }
 
   setMtime(mtime: Date): void {
@@ -207,7 +239,7 @@ export class S3Writer implements FileWriter {
     this.#continued = { etag: head?.ETag };
     if (size < MIN_PART_SIZE) {
       // Too small for a part of its own: read it back and send it as the start of the first part.
-      this.#appendCounted(await this.#readExisting(size, head?.ETag));
+      await this.#appendCounted(await this.#readExisting(size, head?.ETag));
       return;
     }
     // Equal ranges of at most COPY_PART_BYTES: every one is >= 5 MiB since the object is.
@@ -247,6 +279,8 @@ export class S3Writer implements FileWriter {
     const { path } = this.#o;
     this.#state = 'committing';
     try {
+      await this.#gate;
+      this.#dropSpare();
       if (this.#pending.size > 0) throw new InvalidRequestError(`write ${path}: data missing at offset ${this.#next}`);
       if (this.#pipeline.failure) throw this.#pipeline.failure;
       if (this.#pipeline.started) {
@@ -327,7 +361,7 @@ export class S3Writer implements FileWriter {
   }
 
   /** Appends pieces that have become contiguous. */
-  #drainPending(): void {
+  async #drainPending(): Promise<void> {
     while (this.#pending.size > 0) {
       let progressed = false;
       for (const [offset, piece] of this.#pending) {
@@ -337,7 +371,7 @@ export class S3Writer implements FileWriter {
         const before = this.#next;
         try {
           // An overlapping piece contributes only its bytes beyond what is already here.
-          if (offset + piece.length > this.#next) this.#append(piece.subarray(this.#next - offset));
+          if (offset + piece.length > this.#next) await this.#append(piece.subarray(this.#next - offset));
         } finally {
           const dropped = piece.length - (this.#next - before);
           if (dropped > 0) this.#event('onDiscarded', dropped);
@@ -349,10 +383,10 @@ export class S3Writer implements FileWriter {
   }
 
   /** #append for bytes new to this writer: reports what was taken into memory. */
-  #appendCounted(data: Buffer): void {
+  async #appendCounted(data: Buffer): Promise<void> {
     const before = this.#next;
     try {
-      this.#append(data);
+      await this.#append(data);
     } finally {
       if (this.#next > before) this.#event('onBuffered', this.#next - before);
     }
@@ -363,13 +397,14 @@ export class S3Writer implements FileWriter {
   }
 
   /** Copies contiguous data into parts, submitting each part once full. */
-  #append(data: Buffer): void {
+  async #append(data: Buffer): Promise<void> {
     this.#hashes?.update(data);
     let rest = data;
     while (rest.length > 0) {
       const size = partSizeFor(this.#partNumber, this.#o.config.upload.partSize);
-      this.#ensureCapacity(size, rest.length);
       const take = Math.min(size - this.#partFill, rest.length);
+      await this.#cover(size, this.#partFill + take);
+      this.#ensureCapacity(size, rest.length);
       rest.copy(this.#part!, this.#partFill, 0, take);
       this.#partFill += take;
       this.#next += take;
@@ -378,14 +413,39 @@ export class S3Writer implements FileWriter {
     }
   }
 
+  /**
+   * Makes sure `needed` bytes of the current part are reserved before they are filled: a spare
+   * buffer comes with its reservation, anything else waits for the budget.
+   */
+  async #cover(partSize: number, needed: number): Promise<void> {
+    if (this.#reserved >= needed) return;
+    if (this.#partNumber > 1 && !this.#part && this.#spare) {
+      const spare = this.#spare;
+      const reserved = this.#spareReserved;
+      this.#forgetSpare();
+      if (spare.length >= partSize) {
+        this.#part = spare;
+        this.#reserved = reserved;
+        return;
+      }
+      this.#budget.release(this, reserved);
+    }
+    const target = this.#partNumber === 1 && needed <= INITIAL_PART_CAPACITY ? Math.min(INITIAL_PART_CAPACITY, partSize) : partSize;
+    await this.#budget.reserve(this, target - this.#reserved, this.#ended.signal);
+    if (this.#ended.signal.aborted) {
+      // Granted just as the upload was aborted: #doAbort has already given back what it knew of.
+      this.#budget.release(this, target - this.#reserved);
+      throw new InvalidRequestError(`write ${this.#o.path}: upload was aborted`);
+    }
+    this.#reserved = target;
+  }
+
   #ensureCapacity(partSize: number, incoming: number): void {
     const needed = this.#partFill + Math.min(incoming, partSize - this.#partFill);
     if (this.#part && this.#part.length >= needed) return;
     if (this.#partNumber > 1 && !this.#part) {
-      // A multipart upload fills whole parts: take a stored part's buffer, or one of the full size.
-      const spare = this.#spare;
-      this.#spare = undefined;
-      this.#part = spare && spare.length >= partSize ? spare : Buffer.allocUnsafe(partSize);
+      // A multipart upload fills whole parts (a spare buffer was taken in #cover).
+      this.#part = Buffer.allocUnsafe(partSize);
       return;
     }
     let capacity = Math.max(INITIAL_PART_CAPACITY, (this.#part?.length ?? 0) * 2);
@@ -395,10 +455,36 @@ export class S3Writer implements FileWriter {
     this.#part = grown;
   }
 
-  #keepSpare(body: Buffer): void {
-    if (this.#state !== 'open' || body.byteOffset !== 0) return;
-    const whole = Buffer.from(body.buffer, 0, body.buffer.byteLength);
-    if (!this.#spare || whole.length > this.#spare.length) this.#spare = whole;
+  /**
+   * A submitted part's buffer is free: its reservation is released, or kept with the buffer as
+   * the spare when the part was stored, the upload goes on and no other upload waits for memory.
+   */
+  #partFree(body: Buffer, stored: boolean): void {
+    const reserved = this.#reservedOf.get(body.buffer) ?? 0;
+    this.#reservedOf.delete(body.buffer);
+    const keep = stored && this.#state === 'open' && !this.#abort && !this.#spare && body.byteOffset === 0 && this.#budget.waiting === 0;
+    if (!keep) {
+      this.#budget.landed(reserved);
+      return;
+    }
+    this.#spare = Buffer.from(body.buffer, 0, body.buffer.byteLength);
+    this.#spareReserved = reserved;
+    this.#unholdSpare = this.#budget.holdSpare(() => this.#dropSpare());
+    this.#budget.landed(reserved, this);
+  }
+
+  /** Lets the spare buffer go and gives its reservation back. */
+  #dropSpare(): void {
+    const reserved = this.#spareReserved;
+    this.#forgetSpare();
+    this.#budget.release(this, reserved);
+  }
+
+  #forgetSpare(): void {
+    this.#spare = undefined;
+    this.#spareReserved = 0;
+    this.#unholdSpare?.();
+    this.#unholdSpare = undefined;
   }
 
   #submitPart(): void {
@@ -409,6 +495,10 @@ export class S3Writer implements FileWriter {
     const body = this.#part!.subarray(0, this.#partFill);
     this.#part = undefined;
     this.#partFill = 0;
+    // The reservation goes with the buffer; #partFree gives it back.
+    this.#reservedOf.set(body.buffer, this.#reserved);
+    this.#budget.submitted(this, this.#reserved);
+    this.#reserved = 0;
     // Past one part the object is a multipart upload, whose metadata was fixed at its creation:
     // storing hashes would take a copy of the whole object onto itself while the client waits for
     // CLOSE (GUI clients time out after 15-20 s), so hashing stops here and they are read on demand.
@@ -421,10 +511,11 @@ export class S3Writer implements FileWriter {
 
   async #doCommit(): Promise<void> {
     this.#state = 'committing';
-    this.#spare = undefined;
     const { path } = this.#o;
     const commitStartedAt = this.#o.clock.now();
     try {
+      await this.#gate;
+      this.#dropSpare();
       if (this.#pending.size > 0) {
         throw new InvalidRequestError(`write ${path}: data missing at offset ${this.#next}`);
       }
@@ -458,6 +549,9 @@ export class S3Writer implements FileWriter {
     this.#part = undefined;
     this.#partFill = 0;
     this.#singleBytes = body.length;
+    const reserved = this.#reserved;
+    this.#reserved = 0;
+    this.#budget.submitted(this, reserved);
     const headers = this.#headers(this.#digests());
     const put = (ifNoneMatch: boolean) =>
       withRetries(
@@ -489,6 +583,7 @@ export class S3Writer implements FileWriter {
       throw err;
     } finally {
       this.#singleBytes = 0;
+      this.#budget.landed(reserved);
     }
     safely(() => events?.onPartDone?.(body.length, (clock.now() - startedAt) / 1000, true));
     this.#event('onStored', body.length);
@@ -634,7 +729,10 @@ export class S3Writer implements FileWriter {
 
   async #doAbort(): Promise<void> {
     if (this.#state !== 'committing') this.#state = 'aborted';
-    this.#spare = undefined;
+    this.#ended.abort();
+    this.#dropSpare();
+    this.#budget.release(this, this.#reserved);
+    this.#reserved = 0;
     if (this.#partFill + this.#pendingBytes > 0) this.#event('onDiscarded', this.#partFill + this.#pendingBytes);
     this.#part = undefined;
     this.#partFill = 0;
