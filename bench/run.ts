@@ -34,7 +34,7 @@ import { createBucket, s3ClientFor } from '../test/support/harness.ts';
 import { startSwift, type SwiftS3 } from '../dev/swift.ts';
 import { startS3LatencyProxy, countByKind, formatCounts, type S3LatencyProxy } from '../test/support/s3-latency-proxy.ts';
 import { median, percentile, fmt, ratio, markdownTable, mbps } from './lib/stats.ts';
-import { groupCpuSeconds, groupRssBytes, RssSampler } from './lib/procs.ts';
+import { groupCpuSeconds, groupRssBytes, settledRssBytes, RssSampler } from './lib/procs.ts';
 import { startS3sftp, startRclone, startSshd, writeClientKey, type SftpSystem, type ClientKey } from './lib/systems.ts';
 import { runSftp, check, ioChars, storageWrites, openSsh2Sftp, p, type Ssh2Session } from './lib/client.ts';
 
@@ -542,8 +542,11 @@ async function sessions(ctx: Ctx): Promise<void> {
   const logins: number[] = [];
   let failures = 0;
   try {
-    await sleep(500);
-    const idle = groupRssBytes(sys.pid);
+    // One login first, so that the idle figure already holds the code and buffers every session
+    // shares (ssh2, crypto, the SFTP path) and only the per-session cost remains in the difference.
+    const warmUp = await openSsh2Sftp(sys, ctx.privateKey);
+    warmUp.client.end();
+    const idle = await settledRssBytes(sys.pid);
     let next = 0;
     await Promise.all(
       Array.from({ length: 20 }, async () => {
@@ -560,8 +563,7 @@ async function sessions(ctx: Ctx): Promise<void> {
         }
       }),
     );
-    await sleep(1000);
-    const withIdle = groupRssBytes(sys.pid);
+    const withIdle = await settledRssBytes(sys.pid);
     const sampler = new RssSampler(sys.pid, 100);
     const runs = await Promise.all(
       Array.from({ length: CFG.activeSessions }, (_, i) => runSftp(sys, ctx.key, `put active.bin active-${i}.bin\n`, { cwd: ctx.work, workDir: ctx.work })),

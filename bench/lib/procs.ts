@@ -65,6 +65,19 @@ export function groupRssBytes(leader: number): number {
   return total;
 }
 
+/**
+ * The lowest RSS of the process group over `ms`: a process that just did work still holds garbage
+ * its next collection returns, so one sample can sit tens of MiB above what it really keeps.
+ */
+export async function settledRssBytes(leader: number, ms = 3000, everyMs = 100): Promise<number> {
+  let low = groupRssBytes(leader);
+  for (let waited = 0; waited < ms; waited += everyMs) {
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+    low = Math.min(low, groupRssBytes(leader));
+  }
+  return low;
+}
+
 /** Samples RSS every `everyMs` until stopped; keeps the series for the chart and the peak. */
 export class RssSampler {
   readonly series: { t: number; rss: number }[] = [];
