@@ -19,7 +19,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile, chmod, mkdir } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir, loadavg } from 'node:os';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
@@ -28,6 +27,7 @@ import { hashPassword } from '../src/auth/password.ts';
 import { generateEd25519 } from '../src/ssh/keygen.ts';
 import { FakeKubeApiServer } from '../test/support/fake-kube-apiserver.ts';
 import { createBucket } from '../test/support/harness.ts';
+import { freePort } from '../test/support/ports.ts';
 import { fmt, markdownTable, percentile } from './lib/stats.ts';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -69,16 +69,6 @@ interface Result {
   notes: string[];
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function rssMiB(pid: number): number {
   try {

@@ -5,11 +5,12 @@
  * client key.
  */
 import { mkdir, writeFile, chmod } from 'node:fs/promises';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { SwiftS3 } from '../../dev/swift.ts';
 import { userYaml } from '../../test/support/harness.ts';
+import { freePort } from '../../test/support/ports.ts';
 import { generateEd25519 } from '../../src/ssh/keygen.ts';
 import { spawnServer, stopGroup } from './procs.ts';
 
@@ -30,16 +31,6 @@ export interface ClientKey {
   publicLine: string;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Polls until something accepts TCP connections on the port (the server is up). */
 async function waitForPort(port: number, child: ChildProcess, stderr: () => string, what: string): Promise<void> {

@@ -8,12 +8,12 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, rm, stat, readdir } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { SwiftS3 } from '../../dev/swift.ts';
 import { replayDockerfile } from '../support/dockerfile.ts';
 import { createBucket, s3Server } from '../support/harness.ts';
+import { freePort } from '../support/ports.ts';
 
 const ROOT = join(import.meta.dirname, '../..');
 let s3: SwiftS3;
@@ -31,16 +31,6 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
 
 test('the image build steps produce an app that starts and answers /healthz', { timeout: 10 * 60_000 }, async () => {
   const image = await replayDockerfile({

@@ -17,7 +17,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile, chmod } from 'node:fs/promises';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SwiftS3 } from '../../dev/swift.ts';
@@ -25,6 +25,7 @@ import { hashPassword } from '../../src/auth/password.ts';
 import { generateEd25519 } from '../../src/ssh/keygen.ts';
 import { FakeKubeApiServer } from './fake-kube-apiserver.ts';
 import { createBucket, s3Server } from './harness.ts';
+import { freePort } from './ports.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const MAIN = join(ROOT, 'src', 'cli', 'main.ts');
@@ -71,16 +72,6 @@ export interface ReplicaUser {
   password?: string;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function sleep(ms: number): Promise<void> {
   await new Promise((r) => setTimeout(r, ms));
