@@ -34,6 +34,7 @@ let dir: string;
 let client: ssh2.Client;
 let sftp: SftpClient;
 let direct: S3Client;
+let keyFile: string;
 let bucket: string;
 const body = randomBytes(4096);
 /** The storage clock: still unless a test moves it. */
@@ -49,7 +50,7 @@ before(async () => {
   bucket = await createBucket(s3);
   proxy = await startS3LatencyProxy(s3.endpoint, { delayMs: 0 });
   dir = await mkdtemp(join(tmpdir(), 's3sftp-requests-'));
-  const keyFile = await makeClientKey(dir);
+  keyFile = await makeClientKey(dir);
   server = await startTestServer({ s3: { ...s3, endpoint: proxy.endpoint }, bucket, users: [{ username: 'econ', keyFile, keyPrefix: 'econ/' }], storageClock });
   // Directories made straight in S3: the session has never seen them. The same client plays
   // another session (another replica) changing things behind the session's back.
@@ -57,13 +58,18 @@ before(async () => {
   for (const key of ['econ/listed/', 'econ/listed/a/', 'econ/listed/b/', 'econ/batch/']) {
     await direct.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: '' }));
   }
-  client = new ssh2.Client();
-  await new Promise<void>((resolve, reject) => {
-    client.once('ready', () => resolve()).once('error', reject);
-    void readFile(keyFile).then((privateKey) => client.connect({ host: '127.0.0.1', port: server.port, username: 'econ', privateKey, readyTimeout: 10_000 }));
-  });
-  sftp = new SftpClient(await new Promise((resolve, reject) => client.sftp((err, s) => (err ? reject(err) : resolve(s)))));
+  ({ client, sftp } = await connect());
 });
+
+/** One more SSH connection and SFTP session as the same user. */
+async function connect(): Promise<{ client: ssh2.Client; sftp: SftpClient }> {
+  const c = new ssh2.Client();
+  await new Promise<void>((resolve, reject) => {
+    c.once('ready', () => resolve()).once('error', reject);
+    void readFile(keyFile).then((privateKey) => c.connect({ host: '127.0.0.1', port: server.port, username: 'econ', privateKey, readyTimeout: 10_000 }));
+  });
+  return { client: c, sftp: new SftpClient(await new Promise((resolve, reject) => c.sftp((err, s) => (err ? reject(err) : resolve(s))))) };
+}
 
 after(async () => {
   direct?.destroy();
@@ -273,6 +279,31 @@ test('the session sees its own changes at once: an upload, a removal, a new dire
   await sftp.remove('/batch/sub/x.dat');
   await sftp.rmdir('/batch/sub');
   assert.equal((await statusOf(sftp.stat('/batch/sub'))).code, NO_SUCH_FILE);
+});
+
+test('a change made through another session of the same server is seen at once (rclone runs several connections)', async (t) => {
+  const other = await connect();
+  try {
+    await listDir('/batch');
+    // The other session stores a new file and removes a listed one; this one's listing is not
+    // asked about either name any more.
+    await other.sftp.put('/batch/other.dat', body);
+    await other.sftp.remove('/batch/f3.dat');
+    const counts = await counted(async () => {
+      assert.equal((await sftp.stat('/batch/other.dat')).size, body.length);
+      assert.equal((await statusOf(sftp.stat('/batch/f3.dat'))).code, NO_SUCH_FILE);
+      assert.equal((await statusOf(sftp.remove('/batch/f3.dat'))).code, NO_SUCH_FILE);
+    });
+    t.diagnostic(formatCounts(counts));
+    // S3 answers each: a HEAD for the file; a HEAD and the directory check for each refusal.
+    assert.deepEqual(counts, { HeadObject: 3, ListObjectsV2: 2 });
+    // Names nobody changed are still answered from the listing.
+    assert.deepEqual(await counted(() => sftp.stat('/batch/f2.dat')), {});
+    await other.sftp.remove('/batch/other.dat');
+    await upload('/batch/f3.dat');
+  } finally {
+    other.client.end();
+  }
 });
 
 test("a change made behind the server's back (another replica) is seen once the listing held is 5 s old", async (t) => {
