@@ -15,8 +15,10 @@ import { checkBucket } from './storage/s3/client.ts';
 import { ClientPool } from './storage/s3/client-pool.ts';
 import { checkUserAndFolders, folderLocations, type AccessCheck, type AccessUser } from './users/access.ts';
 import { S3Storage } from './storage/s3/s3-storage.ts';
+import type { Clock } from './storage/s3/upload-pipeline.ts';
 import { MountedStorage } from './storage/mounts.ts';
 import { MtimeCache } from './storage/s3/mtime-cache.ts';
+import { ChangeLog } from './storage/s3/directory-memory.ts';
 import { UploadRegistry } from './storage/s3/upload-registry.ts';
 import { TempUploads } from './storage/s3/temp-uploads.ts';
 import { effectiveSse, serverSse, type SseSettings, withEncryption } from './storage/s3/encryption.ts';
@@ -96,17 +98,23 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+/** What tests may inject; production passes nothing. */
+export interface StartOptions {
+  /** The clock of each session's S3 storage (its 5 s memories, docs/adr/0019); default the system clock. */
+  storageClock?: Clock;
+}
+
+export async function startServer(config: Config, log: Logger, options: StartOptions = {}): Promise<RunningServer> {
   const started = new StartedParts();
   try {
-    return await start(config, log, started);
+    return await start(config, log, started, options);
   } catch (err) {
     await started.closeAll(log);
     throw err;
   }
 }
 
-async function start(config: Config, log: Logger, started: StartedParts): Promise<RunningServer> {
+async function start(config: Config, log: Logger, started: StartedParts, options: StartOptions): Promise<RunningServer> {
   const registry = new Registry();
   const metrics = new Metrics({ registry, perUserLabels: config.metrics.perUserLabels, perUserLabelLimit: config.metrics.perUserLabelLimit });
   const state = { bucketChecked: false, users: undefined as UserSource | undefined, draining: false };
@@ -188,6 +196,8 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
       : undefined;
   if (tempUploads) started.add('parked uploads', () => tempUploads.flush());
   const mtimeCache = new MtimeCache();
+  // Changes made through this server, so every session's held directory listings see them (docs/adr/0019).
+  const changeLog = new ChangeLog();
   // Bounded memory and fair S3 access (docs/security.md): every upload's part buffers are reserved from one budget.
   const uploadBudget = new UploadBudget(config.sftp.uploadMemoryBudget);
   const limitsMetrics = limitMetrics(registry, uploadBudget);
@@ -232,7 +242,9 @@ async function start(config: Config, log: Logger, started: StartedParts): Promis
         storeChecksums: config.uploads.checksums,
         listingMtime: config.listing.mtime,
         ...(tempUploads ? { tempUploads } : {}),
+        ...(options.storageClock ? { clock: options.storageClock } : {}),
         mtimeCache,
+        changeLog,
       });
       const home = s3Storage(user);
       const storage = user.folders?.length

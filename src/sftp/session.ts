@@ -198,6 +198,15 @@ export class SftpSession {
     requirePermission(this.#user, permission, path);
   }
 
+  #may(permission: Permission, path: string): boolean {
+    try {
+      this.#require(permission, path);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   #path(raw: string): string {
     // ssh2 checks only a packet's last field: a path whose length runs past the packet arrives undefined.
     if (typeof raw !== 'string') throw new InvalidRequestError('malformed request: bad path');
@@ -243,7 +252,8 @@ export class SftpSession {
     };
     // OpenSSH answers NO_SUCH_FILE for a file in a missing directory; creating
     // the directory implicitly would also bypass the create_dirs permission.
-    const writer = await this.#storage.openWrite(path, { exclusive: flags.exclusive, requireParent: true, check });
+    const createOrReplace = flags.create && flags.truncate && !flags.exclusive && !flags.append && this.#may('overwrite', path);
+    const writer = await this.#storage.openWrite(path, { exclusive: flags.exclusive, requireParent: true, check, createOrReplace });
     const handle: WriteHandle = {
       kind: 'write',
       path,

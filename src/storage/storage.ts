@@ -80,6 +80,13 @@ export interface OpenWriteOptions {
    * as existing, with `uploading` set.
    */
   check?(existing: FileInfo | undefined): void;
+  /**
+   * The open creates the file or replaces it whole (create and truncate, neither exclusive nor
+   * append), and the caller may replace an existing file there. Storage may then take a name that a
+   * directory listing it fetched in the last seconds does not show as free without asking again
+   * (docs/adr/0019): the upload ends the same either way.
+   */
+  createOrReplace?: boolean;
 }
 
 export interface RenameOptions {

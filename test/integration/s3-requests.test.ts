@@ -1,8 +1,11 @@
 /**
- * S3 requests per SFTP operation (issue 10, docs/adr/0018): the server on Swift with the counting
- * proxy in front, one SFTP operation at a time from ssh2's client, and the exact requests it made,
- * by S3 operation. Each request is a round trip of 20-50 ms on real S3 (and a line on the bill), so
- * a lookup that comes back is a regression even when every answer is still right.
+ * S3 requests per SFTP operation (issue 10, docs/adr/0018, docs/adr/0019): the server on Swift with
+ * the counting proxy in front, one SFTP operation at a time from ssh2's client, and the exact
+ * requests it made, by S3 operation. Each request is a round trip of 20-50 ms on real S3 (and a line
+ * on the bill), so a lookup that comes back is a regression even when every answer is still right.
+ *
+ * The sessions' storage runs on a clock the tests move: the 5 s memories (a directory seen, a
+ * directory's listing) last until a test moves it past them, however slow the machine is.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,15 +14,16 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
-import ssh2 from 'ssh2';
+import { DeleteObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import ssh2, { type FileEntryWithStats } from 'ssh2';
 import type { SwiftS3 } from '../../dev/swift.ts';
 import { createBucket, makeClientKey, s3ClientFor, s3Server, startTestServer, type TestServer } from '../support/harness.ts';
 import { countByKind, formatCounts, startS3LatencyProxy, type S3LatencyProxy } from '../support/s3-latency-proxy.ts';
 import { FLAGS, SftpClient, statusOf } from '../support/sftp-client.ts';
 
 const NEW_FILE = FLAGS.WRITE | FLAGS.CREAT | FLAGS.TRUNC;
-/** SSH_FX_NO_SUCH_FILE, SSH_FX_FAILURE. */
+/** SSH_FX_EOF, SSH_FX_NO_SUCH_FILE, SSH_FX_FAILURE. */
+const EOF = 1;
 const NO_SUCH_FILE = 2;
 const FAILURE = 4;
 
@@ -29,30 +33,46 @@ let server: TestServer;
 let dir: string;
 let client: ssh2.Client;
 let sftp: SftpClient;
+let direct: S3Client;
+let keyFile: string;
+let bucket: string;
 const body = randomBytes(4096);
+/** The storage clock: still unless a test moves it. */
+let now = Date.now();
+const storageClock = { now: () => now };
+/** Moves the storage clock past every 5 s memory. */
+const expireMemories = () => {
+  now += 5_001;
+};
 
 before(async () => {
   s3 = await s3Server();
-  const bucket = await createBucket(s3);
+  bucket = await createBucket(s3);
   proxy = await startS3LatencyProxy(s3.endpoint, { delayMs: 0 });
   dir = await mkdtemp(join(tmpdir(), 's3sftp-requests-'));
-  const keyFile = await makeClientKey(dir);
-  server = await startTestServer({ s3: { ...s3, endpoint: proxy.endpoint }, bucket, users: [{ username: 'econ', keyFile, keyPrefix: 'econ/' }] });
-  // Directories made straight in S3: the session has never seen them.
-  const direct = s3ClientFor(s3);
+  keyFile = await makeClientKey(dir);
+  server = await startTestServer({ s3: { ...s3, endpoint: proxy.endpoint }, bucket, users: [{ username: 'econ', keyFile, keyPrefix: 'econ/' }], storageClock });
+  // Directories made straight in S3: the session has never seen them. The same client plays
+  // another session (another replica) changing things behind the session's back.
+  direct = s3ClientFor(s3);
   for (const key of ['econ/listed/', 'econ/listed/a/', 'econ/listed/b/', 'econ/batch/']) {
     await direct.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: '' }));
   }
-  direct.destroy();
-  client = new ssh2.Client();
-  await new Promise<void>((resolve, reject) => {
-    client.once('ready', () => resolve()).once('error', reject);
-    void readFile(keyFile).then((privateKey) => client.connect({ host: '127.0.0.1', port: server.port, username: 'econ', privateKey, readyTimeout: 10_000 }));
-  });
-  sftp = new SftpClient(await new Promise((resolve, reject) => client.sftp((err, s) => (err ? reject(err) : resolve(s)))));
+  ({ client, sftp } = await connect());
 });
 
+/** One more SSH connection and SFTP session as the same user. */
+async function connect(): Promise<{ client: ssh2.Client; sftp: SftpClient }> {
+  const c = new ssh2.Client();
+  await new Promise<void>((resolve, reject) => {
+    c.once('ready', () => resolve()).once('error', reject);
+    void readFile(keyFile).then((privateKey) => c.connect({ host: '127.0.0.1', port: server.port, username: 'econ', privateKey, readyTimeout: 10_000 }));
+  });
+  return { client: c, sftp: new SftpClient(await new Promise((resolve, reject) => c.sftp((err, s) => (err ? reject(err) : resolve(s))))) };
+}
+
 after(async () => {
+  direct?.destroy();
   client?.end();
   await server?.stop();
   await proxy?.close();
@@ -75,13 +95,13 @@ async function upload(path: string): Promise<void> {
   await sftp.close(handle);
 }
 
-test('a new small file: one listing of its name and the PutObject', async (t) => {
+test('a new small file: one listing of its name and one of its directory (at once), and the PutObject', async (t) => {
   const counts = await counted(() => upload('/new.dat'));
   t.diagnostic(formatCounts(counts));
-  assert.deepEqual(counts, { ListObjectsV2: 1, PutObject: 1 });
+  assert.deepEqual(counts, { ListObjectsV2: 2, PutObject: 1 });
 });
 
-test('an overwrite costs the same', async (t) => {
+test('an overwrite of the file the session just wrote: its name is looked up again, and the PutObject', async (t) => {
   const counts = await counted(() => upload('/new.dat'));
   t.diagnostic(formatCounts(counts));
   assert.deepEqual(counts, { ListObjectsV2: 1, PutObject: 1 });
@@ -133,13 +153,13 @@ test('STAT of a file is one HeadObject', async (t) => {
   assert.deepEqual(counts, { HeadObject: 1 });
 });
 
-test('RENAME of a file: source HEAD and target listing at once, then copy and delete', async (t) => {
+test('RENAME of a file: source HEAD and target listing at once (a free target is always S3\'s answer), then copy and delete', async (t) => {
   const counts = await counted(() => sftp.rename('/new.dat', '/renamed.dat'));
   t.diagnostic(formatCounts(counts));
   assert.deepEqual(counts, { HeadObject: 1, ListObjectsV2: 1, CopyObject: 1, DeleteObject: 1 });
 });
 
-test('posix-rename over an existing file: the overwrite permission is decided from the same target listing', async (t) => {
+test('posix-rename over a file the session just wrote: the overwrite permission is decided from the target listing', async (t) => {
   await upload('/over.dat');
   await upload('/under.dat');
   const counts = await counted(() => sftp.posixRename('/over.dat', '/under.dat'));
@@ -167,6 +187,7 @@ test('RMDIR of an empty directory: one listing and the delete', async (t) => {
 });
 
 test('OPENDIR and the first READDIR: the first page, with the file-wins HEAD beside it; again soon after: the page alone', async (t) => {
+  expireMemories();
   const list = async () => {
     const handle = await sftp.opendir('/listed');
     const names = (await sftp.readdir(handle)).map((e) => e.filename).sort();
@@ -181,17 +202,165 @@ test('OPENDIR and the first READDIR: the first page, with the file-wins HEAD bes
   assert.deepEqual(again, { ListObjectsV2: 1 });
 });
 
-test('a batch of uploads into one directory looks its parent up once', async (t) => {
-  const files = 5;
+const BATCH = 5;
+
+test('a batch of uploads into one directory: the first lists its name, the parent and the whole directory at once; the rest are PutObjects alone', async (t) => {
+  // The root's listing (held since the first test) expired with the test before: the parent check
+  // lists the root again.
   const counts = await counted(async () => {
-    for (let i = 0; i < files; i++) await upload(`/batch/f${i}.dat`);
+    for (let i = 0; i < BATCH; i++) await upload(`/batch/f${i}.dat`);
   });
   t.diagnostic(formatCounts(counts));
-  assert.deepEqual(counts, { ListObjectsV2: files + 1, PutObject: files });
+  assert.deepEqual(counts, { ListObjectsV2: 3, PutObject: BATCH });
 });
 
-test('a file in a directory that does not exist: both lookups, NO_SUCH_FILE, nothing stored', async (t) => {
+test('a file in a directory that does not exist: NO_SUCH_FILE, nothing stored', async (t) => {
+  // The name, the parent (a missing parent is S3's answer, never memory's) and the would-be directory.
   const counts = await counted(() => statusOf(upload('/absent/f.dat')).then((s) => assert.equal(s.code, NO_SUCH_FILE)));
   t.diagnostic(formatCounts(counts));
-  assert.deepEqual(counts, { ListObjectsV2: 2 });
+  assert.deepEqual(counts, { ListObjectsV2: 3 });
+  // Once more: the parent is asked again; the name is free by the (empty) listing held.
+  const again = await counted(() => statusOf(upload('/absent/f.dat')).then((s) => assert.equal(s.code, NO_SUCH_FILE)));
+  t.diagnostic(`again: ${formatCounts(again)}`);
+  assert.deepEqual(again, { ListObjectsV2: 1 });
+  expireMemories();
+  assert.equal((await statusOf(upload('/absent/f.dat'))).code, NO_SUCH_FILE);
+});
+
+/** OPENDIR and READDIR to the end: the entries by name. */
+async function listDir(path: string): Promise<Map<string, FileEntryWithStats>> {
+  const handle = await sftp.opendir(path);
+  const entries = new Map<string, FileEntryWithStats>();
+  for (;;) {
+    const page = await sftp.readdir(handle).catch((err: { code?: unknown }) => {
+      if (err.code === EOF) return undefined;
+      throw err;
+    });
+    if (!page) break;
+    for (const e of page) entries.set(e.filename, e);
+  }
+  await sftp.close(handle);
+  return entries;
+}
+
+test('STAT and LSTAT right after READDIR are answered from what the listing found: no request', async (t) => {
+  expireMemories();
+  const listed = await listDir('/batch');
+  assert.equal(listed.size, BATCH);
+  const counts = await counted(async () => {
+    for (const [name, entry] of listed) {
+      const st = await sftp.stat(`/batch/${name}`);
+      const lst = await sftp.lstat(`/batch/${name}`);
+      assert.equal(st.size, body.length);
+      assert.equal(st.mtime, entry.attrs.mtime);
+      assert.equal(lst.mtime, entry.attrs.mtime);
+    }
+  });
+  t.diagnostic(formatCounts(counts));
+  assert.deepEqual(counts, {});
+  // "No such file" is S3's answer, as before: a HEAD and the listing that tells it is no directory.
+  const missing = await counted(async () => assert.equal((await statusOf(sftp.stat('/batch/none.dat'))).code, NO_SUCH_FILE));
+  t.diagnostic(`missing: ${formatCounts(missing)}`);
+  assert.deepEqual(missing, { HeadObject: 1, ListObjectsV2: 1 });
+});
+
+test('the session sees its own changes at once: an upload, a removal, a new directory', async (t) => {
+  await listDir('/batch');
+  await upload('/batch/mine.dat');
+  assert.equal((await sftp.stat('/batch/mine.dat')).size, body.length);
+  await sftp.remove('/batch/mine.dat');
+  assert.equal((await statusOf(sftp.stat('/batch/mine.dat'))).code, NO_SUCH_FILE);
+  await sftp.mkdir('/batch/sub');
+  assert.equal((await sftp.stat('/batch/sub')).isDirectory(), true);
+  // The new directory is known empty: an upload into it is its PutObject alone.
+  const counts = await counted(() => upload('/batch/sub/x.dat'));
+  t.diagnostic(formatCounts(counts));
+  assert.deepEqual(counts, { PutObject: 1 });
+  await sftp.remove('/batch/sub/x.dat');
+  await sftp.rmdir('/batch/sub');
+  assert.equal((await statusOf(sftp.stat('/batch/sub'))).code, NO_SUCH_FILE);
+});
+
+test('a change made through another session of the same server is seen at once (rclone runs several connections)', async (t) => {
+  const other = await connect();
+  try {
+    await listDir('/batch');
+    // The other session stores a new file and removes a listed one; this one's listing is not
+    // asked about either name any more.
+    await other.sftp.put('/batch/other.dat', body);
+    await other.sftp.remove('/batch/f3.dat');
+    const counts = await counted(async () => {
+      assert.equal((await sftp.stat('/batch/other.dat')).size, body.length);
+      assert.equal((await statusOf(sftp.stat('/batch/f3.dat'))).code, NO_SUCH_FILE);
+      assert.equal((await statusOf(sftp.remove('/batch/f3.dat'))).code, NO_SUCH_FILE);
+    });
+    t.diagnostic(formatCounts(counts));
+    // S3 answers each: a HEAD for the file; a HEAD and the directory check for each refusal.
+    assert.deepEqual(counts, { HeadObject: 3, ListObjectsV2: 2 });
+    // Names nobody changed are still answered from the listing.
+    assert.deepEqual(await counted(() => sftp.stat('/batch/f2.dat')), {});
+    await other.sftp.remove('/batch/other.dat');
+    await upload('/batch/f3.dat');
+  } finally {
+    other.client.end();
+  }
+});
+
+test("a change made behind the server's back (another replica) is seen once the listing held is 5 s old", async (t) => {
+  await listDir('/batch');
+  await direct.send(new PutObjectCommand({ Bucket: bucket, Key: 'econ/batch/theirs.dat', Body: body }));
+  await direct.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'econ/batch/f4.dat' }));
+  // Within the 5 s: a name the listing did not hold is asked of S3 (found); a file it held is
+  // answered from it, as it was when listed.
+  const stale = await counted(async () => {
+    assert.equal((await sftp.stat('/batch/theirs.dat')).size, body.length);
+    assert.equal((await sftp.stat('/batch/f4.dat')).size, body.length);
+  });
+  t.diagnostic(`within 5 s: ${formatCounts(stale)}`);
+  assert.deepEqual(stale, { HeadObject: 1 });
+  expireMemories();
+  // After them: the first STAT lists the directory again beside its HEAD; the removed file is then
+  // S3's "no such file" (a HEAD and the listing that tells it is no directory).
+  const fresh = await counted(async () => {
+    assert.equal((await sftp.stat('/batch/theirs.dat')).size, body.length);
+    assert.equal((await statusOf(sftp.stat('/batch/f4.dat'))).code, NO_SUCH_FILE);
+  });
+  t.diagnostic(`after 5 s: ${formatCounts(fresh)}`);
+  assert.deepEqual(fresh, { HeadObject: 2, ListObjectsV2: 2 });
+  await sftp.remove('/batch/theirs.dat');
+  await upload('/batch/f4.dat');
+});
+
+test('an overwrite of a file the listing held: the PutObject alone', async (t) => {
+  expireMemories();
+  await listDir('/batch');
+  const counts = await counted(() => upload('/batch/f0.dat'));
+  t.diagnostic(formatCounts(counts));
+  assert.deepEqual(counts, { PutObject: 1 });
+});
+
+test('REMOVE in a directory the listing held: the DeleteObject alone while other entries keep the directory; the last one lists it', async (t) => {
+  expireMemories();
+  await listDir('/batch');
+  const counts = await counted(async () => {
+    for (let i = 1; i < BATCH; i++) await sftp.remove(`/batch/f${i}.dat`);
+  });
+  t.diagnostic(`all but one: ${formatCounts(counts)}`);
+  assert.deepEqual(counts, { DeleteObject: BATCH - 1 });
+  // No other entry is known to keep the directory: the keep-parent listing (the marker keeps it).
+  const last = await counted(() => sftp.remove('/batch/f0.dat'));
+  t.diagnostic(`the last: ${formatCounts(last)}`);
+  assert.deepEqual(last, { DeleteObject: 1, ListObjectsV2: 1 });
+  assert.deepEqual([...(await listDir('/batch')).keys()], []);
+  // Refusals are S3's answers, from the same request as before: a missing name, a directory.
+  await sftp.mkdir('/batch/d');
+  expireMemories();
+  await listDir('/batch');
+  const refused = await counted(async () => {
+    assert.equal((await statusOf(sftp.remove('/batch/none.dat'))).code, NO_SUCH_FILE);
+    assert.equal((await statusOf(sftp.remove('/batch/d'))).code, FAILURE);
+  });
+  t.diagnostic(`refused: ${formatCounts(refused)}`);
+  assert.deepEqual(refused, { HeadObject: 2, ListObjectsV2: 2 });
+  await sftp.rmdir('/batch/d');
 });

@@ -13,6 +13,7 @@ import { S3Client, CreateBucketCommand } from '@aws-sdk/client-s3';
 import { startSwift, type SwiftS3 } from '../../dev/swift.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
+import type { Clock } from '../../src/storage/s3/upload-pipeline.ts';
 import { hashPassword } from '../../src/auth/password.ts';
 import { generateEd25519 } from '../../src/ssh/keygen.ts';
 
@@ -78,6 +79,8 @@ export interface ServerOptions {
   bucket: string;
   env?: Record<string, string>;
   users?: TestUser[];
+  /** The sessions' storage clock (their 5 s memories); default the system clock. */
+  storageClock?: Clock;
 }
 
 export async function startTestServer(opts: ServerOptions): Promise<TestServer> {
@@ -108,7 +111,7 @@ export async function startTestServer(opts: ServerOptions): Promise<TestServer> 
     await writeFile(join(usersDir, `${user.username}.yaml`), await userYaml(user));
   };
   for (const u of opts.users ?? []) await writeUser(u);
-  const server = await startServer(config, log);
+  const server = await startServer(config, log, opts.storageClock ? { storageClock: opts.storageClock } : {});
   return {
     port: server.ssh.port,
     dir,

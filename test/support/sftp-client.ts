@@ -62,6 +62,10 @@ export class SftpClient {
     return call((cb) => this.sftp.stat(path, cb));
   }
 
+  lstat(path: string): Promise<Stats> {
+    return call((cb) => this.sftp.lstat(path, cb));
+  }
+
   fstat(handle: Buffer): Promise<Stats> {
     return call((cb) => this.sftp.fstat(handle, cb));
   }

@@ -45,6 +45,7 @@ import type {
 import { forEachBounded } from './bounded.ts';
 import { Copier, type CopierOptions } from './copier.ts';
 import { toStorageError } from './errors.ts';
+import { type ChangeLog, DirectoryMemory, type KnownName, type ListedNames } from './directory-memory.ts';
 import { decodeKey, listPages, type ListedEntry } from './lister.ts';
 import { MtimeCache } from './mtime-cache.ts';
 import { deadlineFor, withRetries } from './retry.ts';
@@ -82,6 +83,8 @@ export interface S3StorageOptions {
   listingMtime?: 'metadata' | 'lastModified';
   /** Shared across sessions so a directory listed again costs no HEADs. */
   mtimeCache?: MtimeCache;
+  /** Shared across sessions so each sees the others' changes at once (docs/adr/0019). */
+  changeLog?: ChangeLog;
   /** Store MD5/SHA-1/SHA-256 with uploaded objects (default true). */
   storeChecksums?: boolean;
   /** Allow resumed uploads, FileWriter.continueExisting (default true). */
@@ -113,6 +116,8 @@ interface NameLookup {
   file?: { size: number; lastModified: Date | undefined };
   /** Keys under "name/" exist (a marker or children). */
   directory: boolean;
+  /** Answered from a directory listing held in memory, which counts until then (ms). */
+  until?: number;
 }
 
 const systemClock: Clock = { now: () => Date.now() };
@@ -129,6 +134,10 @@ export class S3Storage implements Storage {
   #mtimeCache: MtimeCache;
   /** Directories this session saw lately, with when that stops counting (ms). */
   #seenDirectories = new Map<string, number>();
+  /** Complete listings of directories this session fetched lately (docs/adr/0019). */
+  #memory: DirectoryMemory;
+  /** Listings of a parent started by an upload and not answered yet, by prefix. */
+  #learning = new Map<string, Promise<void>>();
 
   constructor(options: S3StorageOptions) {
     if (options.keyPrefix !== '' && !options.keyPrefix.endsWith('/')) {
@@ -141,6 +150,12 @@ export class S3Storage implements Storage {
     this.#clock = options.clock ?? systemClock;
     this.#conditionalWrites = options.conditionalWrites ?? new ConditionalWrites();
     this.#mtimeCache = options.mtimeCache ?? new MtimeCache();
+    this.#memory = new DirectoryMemory({
+      now: () => this.#clock.now(),
+      ttlMs: SEEN_DIRECTORY_MS,
+      bucket: options.bucket,
+      ...(options.changeLog ? { log: options.changeLog } : {}),
+    });
     this.#copier = new Copier({
       client: options.client,
       bucket: options.bucket,
@@ -157,7 +172,19 @@ export class S3Storage implements Storage {
     // An upload in progress wins over the object it will replace: an overwrite reports the bytes
     // received so far, as a new file does (and as a disk would after O_TRUNC).
     const live = this.#o.uploads.get(this.#bucket, key);
-    const head = live ? undefined : await this.#head(key, context);
+    // A directory listed within the last 5 s answers without asking S3 (docs/adr/0019); "no such
+    // file" is always S3's answer.
+    const [prefix, name] = splitKey(key);
+    const held = live ? undefined : this.#memory.name(prefix, name);
+    const known = held?.state === 'absent' ? undefined : (held as { state: KnownName } | undefined);
+    // A listing that expired lately is fetched again beside this stat's own lookup: its mtimes need
+    // HEADs that this stat would wait for, the next names in the directory do not (docs/adr/0019).
+    const relisting = !live && !known && this.#memory.stale(prefix) ? this.#learnDirectory(prefix, context) : undefined;
+    const knownFile = known?.state.file;
+    if (knownFile?.statMtime) return { name: basename(path), isDirectory: false, size: knownFile.size, mtime: knownFile.statMtime };
+    // Known to be a directory: the listing of it alone tells its marker's time.
+    const knownDirectory = known !== undefined && !knownFile && known.state.directory;
+    const [head] = await Promise.all([live || knownDirectory ? undefined : this.#head(key, context), relisting]);
     if (head) return this.#fileInfo(basename(path), head);
     if (live) {
       // A closed upload waiting for its rename (temp-uploads.ts) is a whole file to the client: SETSTAT applies to it.
@@ -183,11 +210,18 @@ export class S3Storage implements Storage {
     const context = `list ${path}`;
     // A file of this name hides the directory, as it does in the parent's listing. A directory
     // this session has just seen as one is not asked about again.
-    const seen = this.#recentlySeen(path);
+    const known = path === '/' ? undefined : this.#memory.name(...splitKey(key));
+    const seq = this.#memory.seq;
+    const seen = this.#recentlySeen(path) || (known !== undefined && known.state !== 'absent' && !known.state.file && known.state.directory);
     const shadowingFile = seen ? Promise.resolve(undefined) : this.#head(key, context);
     shadowingFile.catch(() => {});
     const listed = new Set<string>();
     let first = true;
+    const listedAt = this.#clock.now();
+    // Everything the listing said, kept while it fits one page (docs/adr/0019).
+    const names: ListedNames = new Map();
+    const statMtimes = new Map<string, Date>();
+    let pages = 0;
     for await (const page of listPages({
       client: this.#client,
       bucket: this.#bucket,
@@ -200,9 +234,20 @@ export class S3Storage implements Storage {
         if (!page.sawAnything && path !== '/') throw new NotFoundError(`${path}: no such file or directory`);
         this.#sawDirectory(path);
       }
-      for (const entry of page.entries) listed.add(entry.name);
-      if (page.entries.length > 0) yield* this.#listedInfos(page.entries, context);
+      pages++;
+      for (const entry of page.entries) {
+        listed.add(entry.name);
+        if (pages === 1) names.set(entry.name, entry.isDirectory ? { directory: true } : { file: { size: entry.size, lastModified: entry.lastModified }, directory: false });
+      }
+      if (page.entries.length > 0) yield* this.#listedInfos(page.entries, context, statMtimes);
     }
+    if (pages === 1) {
+      for (const [name, mtime] of statMtimes) {
+        const known = names.get(name);
+        if (known !== undefined && known !== 'unknown' && known.file) known.file.statMtime = mtime;
+      }
+      this.#remember(this.#dirPrefix(path), listedAt, seq, names);
+    } else this.#remember(this.#dirPrefix(path), listedAt, seq, undefined);
     const uploading = this.#temporaryUploads(this.#dirPrefix(path), listed);
     if (uploading.length > 0) yield uploading;
   }
@@ -262,9 +307,13 @@ export class S3Storage implements Storage {
     const exclusive = options.exclusive === true;
     const finalPath = exclusive ? undefined : this.#o.tempUploads?.finalName(path);
     const [target, parent, finalTaken] = await Promise.all([
-      this.#lookup(path, context),
+      // Only an open that creates or replaces whole, whose result is the same either way, takes
+      // "free" or "a file" from a held listing; the rest (exclusive, append, refusals) ask S3.
+      this.#lookup(path, context, (known) => options.createOrReplace === true && (known === 'absent' || known.file !== undefined)),
       this.#parent(path, context),
       finalPath ? this.#finalTaken(finalPath, context) : Promise.resolve(true),
+      // The whole parent at once, so the next uploads into it need no lookup (docs/adr/0019).
+      this.#learnDirectory(this.#dirPrefix(dirname(path)), context),
     ]);
     if (parent === 'file') throw new WrongTypeError(`${dirname(path)}: not a directory`);
     if (parent === 'missing' && options.requireParent) throw new NotFoundError(`${dirname(path)}: no such file or directory`);
@@ -279,6 +328,7 @@ export class S3Storage implements Storage {
           : undefined,
     );
     this.#forgetDirectories(path);
+    if (finalPath) this.#memory.changed(this.#key(finalPath));
     return new S3Writer({
       client: this.#client,
       bucket: this.#bucket,
@@ -292,7 +342,11 @@ export class S3Storage implements Storage {
       ...(finalPath && !finalTaken ? { deferred: this.#deferred(key, this.#key(finalPath), path) } : {}),
       storeChecksums: this.#o.storeChecksums ?? true,
       resume: this.#o.resume ?? true,
-      onCommitted: () => this.#mtimeCache.forget(this.#bucket, key),
+      onCommitted: () => {
+        this.#mtimeCache.forget(this.#bucket, key);
+        this.#memory.changed(key);
+        if (finalPath) this.#memory.changed(this.#key(finalPath));
+      },
       ...(this.#o.events ? { events: this.#o.events } : {}),
       ...(this.#o.uploadBudget ? { budget: this.#o.uploadBudget } : {}),
       ...(this.#o.writeWindowBytes ? { windowBytes: this.#o.writeWindowBytes } : {}),
@@ -322,6 +376,8 @@ export class S3Storage implements Storage {
         const head = await this.#head(fromKey, context);
         if (!head) throw new NotFoundError(`${path}: the upload vanished before it could be stored`);
         this.#mtimeCache.forget(this.#bucket, toKey);
+        this.#memory.changed(fromKey);
+        this.#memory.changed(toKey);
         await this.#copier.copy({ key: fromKey, size: head.ContentLength ?? 0, head }, toKey, context, { ...head.Metadata, ...metadata });
         await this.#delete(fromKey, context);
       },
@@ -339,13 +395,18 @@ export class S3Storage implements Storage {
     const key = this.#key(path);
     const context = `mkdir ${path}`;
     if (path === '/') throw new AlreadyExistsError('/: already exists');
+    const lookedAt = this.#clock.now();
     const [target, parent] = await Promise.all([this.#lookup(path, context), this.#parent(path, context)]);
     if (parent === 'file') throw new WrongTypeError(`${dirname(path)}: not a directory`);
     if (target.file || target.directory || this.#o.uploads.get(this.#bucket, key)) {
       throw new AlreadyExistsError(`${path}: already exists`);
     }
+    this.#memory.changed(key);
     await this.#putMarker(`${key}/`, context);
     this.#sawDirectory(path);
+    // Nothing was under the name when it was looked up: the new directory is known to be empty for
+    // the 5 s from that lookup (changes after the marker count against it, as against any listing).
+    this.#memory.remember(`${key}/`, lookedAt, this.#memory.seq, new Map());
   }
 
   async remove(path: string): Promise<void> {
@@ -354,17 +415,25 @@ export class S3Storage implements Storage {
     if (path === '/') throw new WrongTypeError('/: is a directory');
     const parked = this.#o.tempUploads?.take(this.#bucket, key);
     if (parked) {
+      this.#memory.changed(key);
       // Never stored under this name: dropping the upload is the removal (a resumed one's old object goes too).
       await parked.abort();
       if (!(await this.#head(key, context))) return;
     }
-    // DeleteObject succeeds on missing keys, so existence is checked first.
-    const head = await this.#head(key, context);
-    if (!head) {
+    // DeleteObject succeeds on missing keys, so existence is checked first: in a directory listed
+    // within the last 5 s, by that listing (docs/adr/0019); else with a HEAD.
+    // Only "it is a file" is taken from memory; the refusals are S3's answers.
+    const known = await this.#known(key, context);
+    const knownFile = known !== undefined && known.state !== 'absent' && known.state.file !== undefined;
+    if (!knownFile && !(await this.#head(key, context))) {
       if (await this.#directory(path, context)) throw new WrongTypeError(`${path}: is a directory`);
       throw new NotFoundError(`${path}: no such file or directory`);
     }
-    await this.#delete(key, context);
+    try {
+      await this.#delete(key, context);
+    } finally {
+      this.#memory.changed(key);
+    }
     await this.#keepParent(path);
   }
 
@@ -436,6 +505,8 @@ export class S3Storage implements Storage {
     }
     const parked = this.#o.tempUploads?.take(this.#bucket, fromKey);
     if (!parked) return false;
+    this.#memory.changed(fromKey);
+    this.#memory.changed(toKey);
     if (toFinal) {
       this.#mtimeCache.forget(this.#bucket, toKey);
       await parked.finish('final');
@@ -449,6 +520,7 @@ export class S3Storage implements Storage {
     const key = this.#key(path);
     const context = `setstat ${path}`;
     const parked = this.#o.tempUploads?.peek(this.#bucket, key);
+    this.#memory.changed(key);
     if (parked) {
       // WinSCP sets the time between CLOSE and RENAME: it is stored when the upload is.
       parked.setMtime(mtime);
@@ -511,6 +583,7 @@ export class S3Storage implements Storage {
     const head = await this.#head(key, context);
     if (!head || (etag !== undefined && head.ETag !== etag)) return;
     this.#mtimeCache.forget(this.#bucket, key);
+    this.#memory.changed(key);
     await this.#copier.copy({ key, size: head.ContentLength ?? 0, head }, key, context, { ...head.Metadata, ...metadata });
   }
 
@@ -682,9 +755,15 @@ export class S3Storage implements Storage {
    * as a common prefix. Only names sorting between them ("name-1", "name.txt") can push "name/"
    * off the page; then one more listing of "name/" decides.
    */
-  async #lookup(path: string, context: string): Promise<NameLookup> {
+  async #lookup(path: string, context: string, fromMemory?: (known: KnownName | 'absent') => boolean): Promise<NameLookup> {
     if (path === '/') return { directory: true };
     const key = this.#key(path);
+    const known = fromMemory ? await this.#known(key, context) : undefined;
+    if (known && fromMemory!(known.state)) {
+      if (known.state === 'absent') return { directory: false, until: known.until };
+      const { file, directory } = known.state;
+      return { ...(file ? { file: { size: file.size, lastModified: file.lastModified } } : {}), directory, until: known.until };
+    }
     const page = await this.#listPrefix(key, LOOKUP_PAGE, context);
     const object = page.Contents?.find((o) => o.Key === key);
     let directory = (page.CommonPrefixes ?? []).some((p) => p.Prefix === `${key}/`);
@@ -692,11 +771,26 @@ export class S3Storage implements Storage {
     return { ...(object ? { file: { size: object.Size ?? 0, lastModified: object.LastModified } } : {}), directory };
   }
 
+  /**
+   * What a directory listing held in memory says of a key's name; a listing that expired lately
+   * (the session is working in that directory) is fetched again first, one request for the names
+   * that follow. Undefined: ask S3 about the name.
+   */
+  async #known(key: string, context: string): Promise<{ state: KnownName | 'absent'; until: number } | undefined> {
+    const [prefix, name] = splitKey(key);
+    const known = this.#memory.name(prefix, name);
+    if (known || !this.#memory.stale(prefix)) return known;
+    await this.#learnDirectory(prefix, context);
+    return this.#memory.name(prefix, name);
+  }
+
   /** What holds the parent of `path`: a directory ("ok"), a file, or nothing. */
   async #parent(path: string, context: string): Promise<'ok' | 'file' | 'missing'> {
     const parent = dirname(path);
     if (this.#recentlySeen(parent)) return 'ok';
-    const found = await this.#lookup(parent, context);
+    // Only "it is a directory" is taken from memory; the refusals are S3's answers.
+    const found = await this.#lookup(parent, context, (known) => known !== 'absent' && !known.file && known.directory);
+    if (found.until !== undefined) return 'ok';
     if (found.file) return 'file';
     if (!found.directory) return 'missing';
     this.#sawDirectory(parent);
@@ -725,6 +819,62 @@ export class S3Storage implements Storage {
   /** A directory this session changes (removes, renames, writes a file over) is looked up afresh. */
   #forgetDirectories(path: string): void {
     for (const p of this.#seenDirectories.keys()) if (isWithin(p, path)) this.#seenDirectories.delete(p);
+    if (path !== '/') this.#memory.changed(this.#key(path));
+  }
+
+  /**
+   * Keeps a directory's listing for the 5 s (docs/adr/0019); `names` undefined: it did not fit a
+   * page. Names with an upload in progress on this server are left to be asked about.
+   */
+  #remember(prefix: string, listedAt: number, seq: number, names: ListedNames | undefined): void {
+    if (names) {
+      for (const [key] of this.#o.uploads.under(this.#bucket, prefix)) {
+        const name = key.slice(prefix.length);
+        if (name.includes('/')) continue;
+        names.set(name, 'unknown');
+        const final = this.#o.tempUploads?.finalName(`/${name}`);
+        if (final !== undefined) names.set(final.slice(1), 'unknown');
+      }
+    }
+    this.#memory.remember(prefix, listedAt, seq, names);
+  }
+
+  /**
+   * Lists a directory whole, to answer the next lookups in it from memory, unless its listing is
+   * held (or being fetched) already. One page: a bigger directory is remembered as such, and its
+   * names are looked up one by one until that expires. A failure only costs the memory.
+   */
+  #learnDirectory(prefix: string, context: string): Promise<void> {
+    if (this.#memory.directory(prefix) !== undefined) return Promise.resolve();
+    const running = this.#learning.get(prefix);
+    if (running) return running;
+    const listedAt = this.#clock.now();
+    const seq = this.#memory.seq;
+    const learning = this.#listPrefix(prefix, LOOKUP_PAGE, context)
+      .then((page) => {
+        if (page.IsTruncated) return this.#remember(prefix, listedAt, seq, undefined);
+        const names: ListedNames = new Map();
+        for (const object of page.Contents ?? []) {
+          const name = object.Key?.slice(prefix.length);
+          if (!name || name.includes('/')) continue;
+          const { Key: key, ETag: etag, LastModified: lastModified } = object;
+          // The mtime stat reports, where the shared cache holds it for this version (no HEAD here).
+          const cached = etag && lastModified ? this.#mtimeCache.get(this.#bucket, key!, etag, lastModified) : undefined;
+          const file = { size: object.Size ?? 0, lastModified, ...(cached !== undefined ? { statMtime: new Date(cached) } : {}) };
+          names.set(name, { file, directory: false });
+        }
+        for (const common of page.CommonPrefixes ?? []) {
+          const name = common.Prefix?.slice(prefix.length, -1);
+          if (!name || name.includes('/')) continue;
+          const file = names.get(name);
+          names.set(name, file && file !== 'unknown' && file.file ? { file: file.file, directory: true } : { directory: true });
+        }
+        this.#remember(prefix, listedAt, seq, names);
+      })
+      .catch((err: unknown) => this.#o.log.debug({ err, prefix }, 'could not list a directory to remember it'))
+      .finally(() => this.#learning.delete(prefix));
+    this.#learning.set(prefix, learning);
+    return learning;
   }
 
   async #putMarker(key: string, context: string): Promise<void> {
@@ -757,6 +907,10 @@ export class S3Storage implements Storage {
     const parent = dirname(path);
     if (parent === '/') return;
     const context = `keep ${parent}`;
+    // Another entry the directory was listed with in the last 5 s keeps it (docs/adr/0019).
+    const prefix = this.#dirPrefix(parent);
+    if (this.#memory.stale(prefix)) await this.#learnDirectory(prefix, context);
+    if (this.#memory.holdsOtherThan(prefix, basename(path))) return;
     try {
       if (!(await this.#directory(parent, context))) await this.#putMarker(this.#dirPrefix(parent), context);
     } catch (err) {
@@ -785,7 +939,7 @@ export class S3Storage implements Storage {
    * two (rclone, lftp mirror) would see every file as changed, so by default
    * each file's metadata is looked up (cached by version, in parallel).
    */
-  async *#listedInfos(entries: ListedEntry[], context: string): AsyncGenerator<FileInfo[]> {
+  async *#listedInfos(entries: ListedEntry[], context: string, statMtimes?: Map<string, Date>): AsyncGenerator<FileInfo[]> {
     const infos = entries.map((entry) => ({
       name: entry.name,
       isDirectory: entry.isDirectory,
@@ -803,8 +957,11 @@ export class S3Storage implements Storage {
       const entry = entries[i]!;
       try {
         if (entry.isDirectory) return;
-        const stored = await this.#storedMtime(entry, context);
+        let sameVersion = false;
+        const stored = await this.#storedMtime(entry, context, () => (sameVersion = true));
         if (stored !== null) infos[i]!.mtime = new Date(stored);
+        // What STAT would report for the version listed (size and time of one version).
+        if (stored !== null && sameVersion) statMtimes?.set(entry.name, infos[i]!.mtime);
       } finally {
         looked[i]!.resolve();
       }
@@ -819,13 +976,17 @@ export class S3Storage implements Storage {
   /**
    * A listed file's mtime (ms) exactly as stat reports it: the stored one, else
    * HEAD's Last-Modified (which can differ from the listing's by a rounded
-   * second on some stores); null when it cannot be read now.
+   * second on some stores); null when it cannot be read now. `sameVersion` is
+   * called when it is the mtime of the version the listing saw.
    */
-  async #storedMtime(entry: ListedEntry, context: string): Promise<number | null> {
+  async #storedMtime(entry: ListedEntry, context: string, sameVersion?: () => void): Promise<number | null> {
     const { key, etag, lastModified } = entry;
     if (key === undefined || etag === undefined || lastModified === undefined) return null;
     const cached = this.#mtimeCache.get(this.#bucket, key, etag, lastModified);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) {
+      sameVersion?.();
+      return cached;
+    }
     let head: HeadObjectCommandOutput | undefined;
     try {
       head = await this.#head(key, context);
@@ -838,9 +999,18 @@ export class S3Storage implements Storage {
     const mtime = (parseMtime(head.Metadata?.mtime) ?? head.LastModified)?.getTime();
     if (mtime === undefined) return null;
     // Cached only when HEAD saw the version the listing saw.
-    if (head.ETag === etag) this.#mtimeCache.set(this.#bucket, key, etag, lastModified, mtime);
+    if (head.ETag === etag) {
+      this.#mtimeCache.set(this.#bucket, key, etag, lastModified, mtime);
+      sameVersion?.();
+    }
     return mtime;
   }
+}
+
+/** A key as its directory's prefix and its name in it ("a/b/c" → "a/b/", "c"). */
+function splitKey(key: string): [prefix: string, name: string] {
+  const slash = key.lastIndexOf('/');
+  return [key.slice(0, slash + 1), key.slice(slash + 1)];
 }
 
 /** The `mtime` metadata: Unix seconds, possibly fractional (rclone, s3fs and we write it). */
