@@ -31,6 +31,7 @@ import type { FlowControl } from '../sftp/flow-control.ts';
 import { policyChanged, withLivePermissions } from './live-policy.ts';
 import { ChecksumSession, checksumCommandName } from '../exec/checksum.ts';
 import { acceptWithProxyProtocol, TrustedProxies } from './proxy-protocol.ts';
+import { coalesceWrites } from './coalesce-writes.ts';
 import { destroyIfLingering, isKeepaliveTimeout, keepaliveServerOptions, type KeepaliveSettings } from './keepalive.ts';
 
 const { Server } = ssh2;
@@ -153,7 +154,9 @@ export class SshServer {
           onRefused: (s, reason) => opts.log.warn({ remote: `${s.remoteAddress}:${s.remotePort}` }, `connection refused: ${reason}`),
         },
         (ready) => {
-          if (this.#admit(ready)) this.#server.injectSocket(ready);
+          if (!this.#admit(ready)) return;
+          coalesceWrites(ready);
+          this.#server.injectSocket(ready);
         },
       ),
     );

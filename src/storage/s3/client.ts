@@ -7,6 +7,7 @@ import { HeadBucketCommand, S3Client, type S3ClientConfig } from '@aws-sdk/clien
 import type { S3Config } from '../../config/types.ts';
 import { baseCredentials, CredentialsError } from './credentials.ts';
 import { errorCodeOf, httpStatusOf } from './errors.ts';
+import { unsignedPayloadOverTls } from './unsigned-payload.ts';
 
 // Every SFTP session shares these sockets; they must cover several sessions
 // transferring at once, not just one session's parts.
@@ -43,7 +44,7 @@ export function httpHandlerOptions(cfg: S3Config) {
  */
 export function createS3Client(cfg: S3Config, overrides: Partial<S3ClientConfig> = {}): S3Client {
   const checksum = cfg.requestChecksum === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED';
-  return new S3Client({
+  const client = new S3Client({
     region: cfg.region || 'us-east-1',
     ...(cfg.endpoint ? { endpoint: cfg.endpoint } : {}),
     forcePathStyle: cfg.forcePathStyle,
@@ -57,6 +58,9 @@ export function createS3Client(cfg: S3Config, overrides: Partial<S3ClientConfig>
     requestHandler: overrides.requestHandler ?? httpHandlerOptions(cfg),
     ...overrides,
   });
+  // With CRC32 on every body, TLS makes the signature's SHA-256 of the body redundant (unsigned-payload.ts).
+  if (checksum === 'WHEN_SUPPORTED') unsignedPayloadOverTls(client);
+  return client;
 }
 
 /**

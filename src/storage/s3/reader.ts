@@ -5,6 +5,7 @@
  * up to download.concurrency of them in parallel. A random reader gets exactly
  * the bytes it asks for. Memory per reader is bounded by partSize × concurrency.
  */
+import { Readable } from 'node:stream';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { TransferConfig } from '../../config/types.ts';
 import { BackendError, InvalidRequestError, NotFoundError } from '../errors.ts';
@@ -39,7 +40,7 @@ export interface FirstChunk {
   metadata: Record<string, string> | undefined;
   /** Bytes [0, end) of the object, still arriving when the open returns. */
   end: number;
-  data: Promise<Buffer>;
+  data: Promise<Received>;
 }
 
 /**
@@ -64,7 +65,7 @@ export async function getFirstChunk(
         const size = wholeSize(response.ContentRange, response.ContentLength);
         const end = Math.min(size, partSize);
         const body = response.Body;
-        let data: Promise<Buffer>;
+        let data: Promise<Received>;
         if (!body) data = Promise.reject(new BackendError(`read ${path}: empty response from storage`));
         else if (response.ContentRange === undefined && size > partSize) {
           // A store that ignored the range: the body is the whole object, too much to hold.
@@ -94,12 +95,77 @@ function wholeSize(contentRange: string | undefined, contentLength: number | und
   return total !== undefined ? Number(total) : (contentLength ?? 0);
 }
 
-async function readExactly(body: { transformToByteArray(): Promise<Uint8Array> }, bytes: number, path: string): Promise<Buffer> {
-  const data = await body.transformToByteArray();
-  if (data.byteLength !== bytes) {
-    throw new BackendError(`read ${path}: storage returned ${data.byteLength} bytes, expected ${bytes}`);
+/**
+ * Bytes of one ranged GET as the socket delivered them: the body's own buffers, kept as they are.
+ * Collecting them into one buffer (the SDK's transformToByteArray) and copying each READ's bytes
+ * out again cost two copies of every byte and two fresh allocations of its size, which on a big
+ * download was a good part of the server's CPU (GC and page faults included). A READ is answered
+ * with a view of one piece when it lies within one (most do), otherwise with a copy of its bytes;
+ * a view pins only its piece (a socket read, at most 64 KiB), not the whole chunk.
+ */
+export class Received {
+  /** Offset of each piece from the start of the range, ascending. */
+  #starts: number[];
+  #pieces: Buffer[];
+  readonly length: number;
+
+  constructor(pieces: Buffer[]) {
+    this.#pieces = pieces;
+    this.#starts = [];
+    let at = 0;
+    for (const piece of pieces) {
+      this.#starts.push(at);
+      at += piece.length;
+    }
+    this.length = at;
   }
-  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+
+  /** Bytes [from, to) of the range (0 <= from < to <= length). */
+  slice(from: number, to: number): Buffer {
+    let i = this.#pieceAt(from);
+    const first = this.#pieces[i]!;
+    const offset = from - this.#starts[i]!;
+    if (to - from <= first.length - offset) return first.subarray(offset, offset + to - from);
+    const out = Buffer.allocUnsafe(to - from);
+    let filled = first.copy(out, 0, offset);
+    while (filled < out.length) filled += this.#pieces[++i]!.copy(out, filled, 0, out.length - filled);
+    return out;
+  }
+
+  #pieceAt(offset: number): number {
+    let lo = 0;
+    let hi = this.#starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (this.#starts[mid]! <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+}
+
+type Body = { transformToByteArray(): Promise<Uint8Array> };
+
+async function readExactly(body: Body, bytes: number, path: string): Promise<Received> {
+  const pieces: Buffer[] = [];
+  let received = 0;
+  if (body instanceof Readable) {
+    // Iterating ends with an error when the body is cut short or the request is aborted.
+    for await (const chunk of body as AsyncIterable<Buffer | string>) {
+      const piece = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      received += piece.length;
+      if (received > bytes) break;
+      pieces.push(piece);
+    }
+  } else {
+    const data = await body.transformToByteArray();
+    received = data.byteLength;
+    pieces.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+  }
+  if (received !== bytes) {
+    throw new BackendError(`read ${path}: storage returned ${received > bytes ? 'more than' : received} bytes, expected ${bytes}`);
+  }
+  return new Received(pieces);
 }
 
 // Our attempts per GET, on top of the SDK's retries of each attempt.
@@ -108,7 +174,7 @@ const GET_ATTEMPTS = 3;
 interface Chunk {
   start: number;
   end: number;
-  data: Promise<Buffer>;
+  data: Promise<Received>;
 }
 
 /** A FileReader over one S3 object. */
@@ -162,7 +228,7 @@ export class S3Reader implements FileReader {
     const held: Chunk[] = [];
     for (let index = first; index <= last; index++) {
       const chunk = this.#chunks.get(index);
-      if (!chunk) return this.#fetch(offset, end);
+      if (!chunk) return (await this.#fetch(offset, end)).slice(0, end - offset);
       held.push(chunk);
     }
     return this.#fromChunks(offset, end, held);
@@ -198,19 +264,20 @@ export class S3Reader implements FileReader {
 
   /** Serves [offset, end) from chunks captured up front, so window moves meanwhile cannot drop them. */
   async #fromChunks(offset: number, end: number, chunks: Chunk[]): Promise<Buffer> {
+    if (chunks.length === 1) {
+      const chunk = chunks[0]!;
+      return (await chunk.data).slice(offset - chunk.start, end - chunk.start);
+    }
     const pieces: Buffer[] = [];
     for (const chunk of chunks) {
       const data = await chunk.data;
-      const from = Math.max(offset, chunk.start) - chunk.start;
-      const to = Math.min(end, chunk.end) - chunk.start;
-      pieces.push(data.subarray(from, to));
+      pieces.push(data.slice(Math.max(offset, chunk.start) - chunk.start, Math.min(end, chunk.end) - chunk.start));
     }
-    // Copy out of the chunk so a slow consumer does not pin the whole chunk.
-    return pieces.length === 1 ? Buffer.from(pieces[0]!) : Buffer.concat(pieces);
+    return Buffer.concat(pieces);
   }
 
   /** One ranged GET of [start, end), with retries and a deadline per attempt. */
-  async #fetch(start: number, end: number): Promise<Buffer> {
+  async #fetch(start: number, end: number): Promise<Received> {
     const { client, bucket, key, path, etag, download } = this.#options;
     const bytes = end - start;
     try {

@@ -105,10 +105,13 @@ export class S3Writer implements FileWriter {
   #partFill = 0;
   /** Bytes reserved from the budget for the part being filled (INITIAL_PART_CAPACITY or the whole part). */
   #reserved = 0;
-  /** A stored part's buffer, kept to be filled again: a fresh 16 MiB buffer per part costs page faults and GC. */
-  #spare: Buffer | undefined;
-  /** The spare's reservation, and its registration to be dropped when another upload waits. */
-  #spareReserved = 0;
+  /**
+   * Stored parts' buffers, kept to be filled again: a fresh 16 MiB buffer per part costs page
+   * faults and GC. Up to upload.concurrency of them, so an upload whose parts overlap in flight stops
+   * allocating once it reaches its peak; no more buffers exist than that peak needed.
+   */
+  #spares: { buffer: Buffer; reserved: number }[] = [];
+  /** The spares' registration with the budget, to be dropped when another upload waits. */
   #unholdSpare: (() => void) | undefined;
   /** Reservations of submitted parts, by their memory, until the pipeline frees them. */
   #reservedOf = new WeakMap<ArrayBufferLike, number>();
@@ -419,15 +422,15 @@ export class S3Writer implements FileWriter {
    */
   async #cover(partSize: number, needed: number): Promise<void> {
     if (this.#reserved >= needed) return;
-    if (this.#partNumber > 1 && !this.#part && this.#spare) {
-      const spare = this.#spare;
-      const reserved = this.#spareReserved;
-      this.#forgetSpare();
-      if (spare.length >= partSize) {
-        this.#part = spare;
+    while (this.#partNumber > 1 && !this.#part && this.#spares.length > 0) {
+      const { buffer, reserved } = this.#spares.pop()!;
+      if (this.#spares.length === 0) this.#forgetSpares();
+      if (buffer.length >= partSize) {
+        this.#part = buffer;
         this.#reserved = reserved;
         return;
       }
+      // Part sizes only grow: a smaller spare will not fit a later part either.
       this.#budget.release(this, reserved);
     }
     const target = this.#partNumber === 1 && needed <= INITIAL_PART_CAPACITY ? Math.min(INITIAL_PART_CAPACITY, partSize) : partSize;
@@ -462,27 +465,31 @@ export class S3Writer implements FileWriter {
   #partFree(body: Buffer, stored: boolean): void {
     const reserved = this.#reservedOf.get(body.buffer) ?? 0;
     this.#reservedOf.delete(body.buffer);
-    const keep = stored && this.#state === 'open' && !this.#abort && !this.#spare && body.byteOffset === 0 && this.#budget.waiting === 0;
+    const keep =
+      stored &&
+      this.#state === 'open' &&
+      !this.#abort &&
+      this.#spares.length < Math.max(1, this.#o.config.upload.concurrency) &&
+      body.byteOffset === 0 &&
+      this.#budget.waiting === 0;
     if (!keep) {
       this.#budget.landed(reserved);
       return;
     }
-    this.#spare = Buffer.from(body.buffer, 0, body.buffer.byteLength);
-    this.#spareReserved = reserved;
-    this.#unholdSpare = this.#budget.holdSpare(() => this.#dropSpare());
+    this.#spares.push({ buffer: Buffer.from(body.buffer, 0, body.buffer.byteLength), reserved });
+    this.#unholdSpare ??= this.#budget.holdSpare(() => this.#dropSpare());
     this.#budget.landed(reserved, this);
   }
 
-  /** Lets the spare buffer go and gives its reservation back. */
+  /** Lets the spare buffers go and gives their reservations back. */
   #dropSpare(): void {
-    const reserved = this.#spareReserved;
-    this.#forgetSpare();
+    const reserved = this.#spares.reduce((sum, spare) => sum + spare.reserved, 0);
+    this.#spares = [];
+    this.#forgetSpares();
     this.#budget.release(this, reserved);
   }
 
-  #forgetSpare(): void {
-    this.#spare = undefined;
-    this.#spareReserved = 0;
+  #forgetSpares(): void {
     this.#unholdSpare?.();
     this.#unholdSpare = undefined;
   }
