@@ -98,7 +98,9 @@ export async function startS3sftp(o: S3sftpOptions): Promise<SftpSystem & { data
     ...o.env,
   };
   const root = o.root ?? ROOT;
-  const { child, stderr } = spawnServer(NODE, [join(root, 'src/cli/main.ts'), 'serve'], { env, cwd: root });
+  // Node or V8 flags for the server alone (e.g. a GC setting under trial), not for the bench itself.
+  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const { child, stderr } = spawnServer(NODE, [...nodeArgs, join(root, 'src/cli/main.ts'), 'serve'], { env, cwd: root });
   await waitForPort(port, child, stderr, 's3sftp');
   return { name: o.name ?? 's3sftp', port, user: 'bench', remoteDir: '', pid: child.pid!, child, dataDir, stop: () => stopGroup(child) };
 }
