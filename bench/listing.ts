@@ -13,7 +13,7 @@ import { MtimeCache } from '../src/storage/s3/mtime-cache.ts';
 import { S3Storage } from '../src/storage/s3/s3-storage.ts';
 import { UploadRegistry } from '../src/storage/s3/upload-registry.ts';
 import { forEachBounded } from '../src/storage/s3/bounded.ts';
-import { createBucket, s3ClientFor, s3Server } from '../test/support/harness.ts';
+import { createBucket, s3ClientFor, s3Env, s3Server } from '../test/support/harness.ts';
 
 const ENTRIES = Number(process.env.BENCH_ENTRIES ?? 5000);
 
@@ -32,14 +32,7 @@ async function main(): Promise<void> {
     // The cache skips objects younger than 10 s (see mtime-cache.ts); a real directory is older.
     await sleep(Math.max(0, 11_000 - (Date.now() - seeded)));
     const config = loadConfig({
-      env: {
-        S3SFTP_S3_BUCKET: bucket,
-        S3SFTP_S3_ENDPOINT: s3.endpoint,
-        S3SFTP_S3_REGION: s3.region,
-        S3SFTP_S3_FORCEPATHSTYLE: 'true',
-        S3SFTP_S3_CREDENTIALS_ACCESSKEYID: s3.accessKeyId,
-        S3SFTP_S3_CREDENTIALS_SECRETACCESSKEY: s3.secretAccessKey,
-      },
+      env: s3Env(s3, bucket),
     });
     const cache = new MtimeCache();
     const storage = (listingMtime: 'metadata' | 'lastModified') =>

@@ -26,7 +26,7 @@ import { startSwift, type SwiftS3 } from '../dev/swift.ts';
 import { hashPassword } from '../src/auth/password.ts';
 import { generateEd25519 } from '../src/ssh/keygen.ts';
 import { FakeKubeApiServer } from '../test/support/fake-kube-apiserver.ts';
-import { createBucket } from '../test/support/harness.ts';
+import { createBucket, s3Env } from '../test/support/harness.ts';
 import { freePort } from '../test/support/ports.ts';
 import { fmt, markdownTable, percentile } from './lib/stats.ts';
 
@@ -156,12 +156,7 @@ function startServer(root: string, dir: string, s3: SwiftS3, bucket: string, por
       S3SFTP_METRICS_LISTEN: `127.0.0.1:${ports.metrics}`,
       S3SFTP_DATADIR: join(dir, 'data'),
       S3SFTP_HOSTKEYS: hostKey,
-      S3SFTP_S3_BUCKET: bucket,
-      S3SFTP_S3_ENDPOINT: s3.endpoint,
-      S3SFTP_S3_REGION: s3.region,
-      S3SFTP_S3_FORCEPATHSTYLE: 'true',
-      S3SFTP_S3_CREDENTIALS_ACCESSKEYID: s3.accessKeyId,
-      S3SFTP_S3_CREDENTIALS_SECRETACCESSKEY: s3.secretAccessKey,
+      ...s3Env(s3, bucket),
       S3SFTP_USERS_KUBERNETES_ENABLED: 'true',
       S3SFTP_USERS_KUBERNETES_NAMESPACE: NAMESPACE,
       S3SFTP_USERS_KUBERNETES_LEASENAMESPACE: NAMESPACE,

@@ -83,6 +83,18 @@ export interface ServerOptions {
   storageClock?: Clock;
 }
 
+/** The server settings that point it at a test S3 server's bucket (path-style, static keys). */
+export function s3Env(s3: SwiftS3, bucket: string): Record<string, string> {
+  return {
+    S3SFTP_S3_BUCKET: bucket,
+    S3SFTP_S3_ENDPOINT: s3.endpoint,
+    S3SFTP_S3_REGION: s3.region,
+    S3SFTP_S3_FORCEPATHSTYLE: 'true',
+    S3SFTP_S3_CREDENTIALS_ACCESSKEYID: s3.accessKeyId,
+    S3SFTP_S3_CREDENTIALS_SECRETACCESSKEY: s3.secretAccessKey,
+  };
+}
+
 export async function startTestServer(opts: ServerOptions): Promise<TestServer> {
   const dir = await mkdtemp(join(tmpdir(), 's3sftp-test-'));
   const usersDir = join(dir, 'users');
@@ -90,12 +102,7 @@ export async function startTestServer(opts: ServerOptions): Promise<TestServer> 
   const env = {
     S3SFTP_LISTEN: '127.0.0.1:0',
     S3SFTP_DATADIR: join(dir, 'data'),
-    S3SFTP_S3_BUCKET: opts.bucket,
-    S3SFTP_S3_ENDPOINT: opts.s3.endpoint,
-    S3SFTP_S3_REGION: opts.s3.region,
-    S3SFTP_S3_FORCEPATHSTYLE: 'true',
-    S3SFTP_S3_CREDENTIALS_ACCESSKEYID: opts.s3.accessKeyId,
-    S3SFTP_S3_CREDENTIALS_SECRETACCESSKEY: opts.s3.secretAccessKey,
+    ...s3Env(opts.s3, opts.bucket),
     S3SFTP_S3_UPLOAD_PARTSIZE: '5MiB',
     S3SFTP_USERS_DIRECTORY: usersDir,
     S3SFTP_LOG_LEVEL: process.env.S3SFTP_TEST_LOG ?? 'silent',

@@ -24,7 +24,7 @@ import type { SwiftS3 } from '../../dev/swift.ts';
 import { hashPassword } from '../../src/auth/password.ts';
 import { generateEd25519 } from '../../src/ssh/keygen.ts';
 import { FakeKubeApiServer } from './fake-kube-apiserver.ts';
-import { createBucket, s3Server } from './harness.ts';
+import { createBucket, s3Env, s3Server } from './harness.ts';
 import { freePort } from './ports.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -144,12 +144,7 @@ export class ReplicaSet {
     }
     const env: Record<string, string> = {
       S3SFTP_HOSTKEYS: hostKeyFile,
-      S3SFTP_S3_BUCKET: bucket,
-      S3SFTP_S3_ENDPOINT: s3.endpoint,
-      S3SFTP_S3_REGION: s3.region,
-      S3SFTP_S3_FORCEPATHSTYLE: 'true',
-      S3SFTP_S3_CREDENTIALS_ACCESSKEYID: s3.accessKeyId,
-      S3SFTP_S3_CREDENTIALS_SECRETACCESSKEY: s3.secretAccessKey,
+      ...s3Env(s3, bucket),
       S3SFTP_S3_UPLOAD_PARTSIZE: '5MiB',
       S3SFTP_USERS_KUBERNETES_ENABLED: 'true',
       S3SFTP_USERS_KUBERNETES_NAMESPACE: NAMESPACE,
