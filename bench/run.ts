@@ -320,6 +320,7 @@ async function smallFiles(ctx: Ctx): Promise<void> {
   const phases = ['put', 'ls', 'get', 'rm'] as const;
   const rate = new Map<string, Record<(typeof phases)[number], number[]>>();
   const requests: Record<string, number[]> = { session: [], put: [], ls: [], get: [], rm: [] };
+  const kinds: Record<string, string> = {};
   try {
     // What a session costs on its own (login, realpath), subtracted from each phase's requests.
     const mark0 = proxy.requests.length;
@@ -343,9 +344,13 @@ async function smallFiles(ctx: Ctx): Promise<void> {
           const mark = proxy.requests.length;
           const run = check(await runSftp(sys, ctx.key, cmds[phase], { cwd: src, workDir: ctx.work }), `${sys.name} small ${phase}`);
           r[phase].push(n / (run.ms / 1000));
-          if (sys === s3sftp) requests[phase]!.push((proxy.since(mark).length - sessionCost) / n);
+          if (sys === s3sftp) {
+            requests[phase]!.push((proxy.since(mark).length - sessionCost) / n);
+            kinds[phase] = formatCounts(countByKind(proxy.since(mark)));
+          }
         }
         log(`small round ${round + 1}: ${sys.name} ${phases.map((ph) => `${ph} ${fmt(r[ph].at(-1))}`).join(' ')} files/s`);
+        if (sys === s3sftp) log(`small round ${round + 1}: s3sftp S3 requests ${phases.map((ph) => `${ph} [${kinds[ph]}]`).join(' ')}`);
         await rm(dst, { recursive: true, force: true });
       }
     }
@@ -368,6 +373,7 @@ async function smallFiles(ctx: Ctx): Promise<void> {
       ),
       '',
       `An sftp session on its own (login, realpath, \`pwd\`) costs s3sftp ${sessionCost} S3 request(s); subtracted above.`,
+      `S3 requests of the last round by kind (session included): ${phases.map((ph) => `${ph} ${kinds[ph]}`).join('; ')}.`,
       '',
       `### S3 requests per SFTP operation (s3sftp, counted at the proxy, ssh2 SFTP client, ${CFG.latencyMs} ms per request)`,
       '',
