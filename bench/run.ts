@@ -13,7 +13,8 @@
  *   listing   a BENCH_LIST_OBJECTS (100000) object directory — first READDIR reply, total, vs raw ListObjectsV2
  *   sessions  BENCH_IDLE_SESSIONS (500) idle + BENCH_ACTIVE_SESSIONS (20) transferring — RSS, login p50/p99
  * BENCH_ROUNDS (3) rounds for big and small (BENCH_SMALL_ROUNDS for small alone). BENCH_COMPARE_ROOT=/other/checkout adds that s3sftp to the big
- * part (before/after a change, same run); BENCH_SERVER_NODE_ARGS passes Node/V8 flags to every s3sftp server started. Needs dev/system-deps.sh (rclone, openssh-server, gnuplot-nox).
+ * part (before/after a change, same run); BENCH_SERVER_NODE_ARGS passes Node/V8 flags to every s3sftp server started,
+ * and S3SFTP_* variables set for the bench reach every s3sftp server too (a setting under trial). Needs dev/system-deps.sh (rclone, openssh-server, gnuplot-nox).
  */
 import { mkdtemp, mkdir, rm, writeFile, readFile, open } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';

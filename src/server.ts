@@ -18,6 +18,7 @@ import { S3Storage } from './storage/s3/s3-storage.ts';
 import type { Clock } from './storage/s3/upload-pipeline.ts';
 import { MountedStorage } from './storage/mounts.ts';
 import { MtimeCache } from './storage/s3/mtime-cache.ts';
+import { READ_AHEAD_BYTES, ReadAheadBudget } from './storage/s3/read-ahead.ts';
 import { ChangeLog } from './storage/s3/directory-memory.ts';
 import { UploadRegistry } from './storage/s3/upload-registry.ts';
 import { TempUploads } from './storage/s3/temp-uploads.ts';
@@ -198,6 +199,8 @@ async function start(config: Config, log: Logger, started: StartedParts, options
   const mtimeCache = new MtimeCache();
   // Changes made through this server, so every session's held directory listings see them (docs/adr/0019).
   const changeLog = new ChangeLog();
+  // Small files fetched before a session reading a directory in order opens them (docs/adr/0021).
+  const readAheadBudget = new ReadAheadBudget(READ_AHEAD_BYTES);
   // Bounded memory and fair S3 access (docs/security.md): every upload's part buffers are reserved from one budget.
   const uploadBudget = new UploadBudget(config.sftp.uploadMemoryBudget);
   const limitsMetrics = limitMetrics(registry, uploadBudget);
@@ -245,6 +248,7 @@ async function start(config: Config, log: Logger, started: StartedParts, options
         ...(options.storageClock ? { clock: options.storageClock } : {}),
         mtimeCache,
         changeLog,
+        readAheadBudget,
       });
       const home = s3Storage(user);
       const storage = user.folders?.length

@@ -95,6 +95,8 @@ export async function startS3sftp(o: S3sftpOptions): Promise<SftpSystem & { data
     S3SFTP_USERS_DIRECTORY: join(o.dir, 'users'),
     S3SFTP_LOG_LEVEL: process.env.BENCH_SERVER_LOG ?? 'warn',
     S3SFTP_METRICS_LISTEN: '127.0.0.1:0',
+    // Settings under trial (S3SFTP_S3_DOWNLOAD_READAHEADFILES=0 npm run bench) reach every s3sftp started.
+    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('S3SFTP_'))),
     ...o.env,
   };
   const root = o.root ?? ROOT;

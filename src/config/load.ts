@@ -407,6 +407,12 @@ const KEYS: readonly KeySpec[] = deepFreeze([
   ...transferKeys('upload'),
   ...transferKeys('download'),
   {
+    key: 's3.download.readAheadFiles',
+    default: 8,
+    doc: 'Small files (up to 1 MiB) fetched ahead when a session opens the files of a directory one after another in name order (`get dir/*`, mget), so each costs no S3 round trip at OPEN. 0 to 64; 0 turns it off.',
+    parse: int(0, 64),
+  },
+  {
     key: 's3.maxRequestsPerSession',
     default: 16,
     doc: 'Storage operations (stat, listing page, ranged read, rename...) one SFTP/SCP session may have in flight; more wait in that session\'s queue, so one session cannot take the shared S3 socket pool.',
@@ -691,7 +697,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
       },
       requestChecksum: get('s3.requestChecksum'),
       upload: transfer('upload'),
-      download: transfer('download'),
+      download: { ...transfer('download'), readAheadFiles: get<number>('s3.download.readAheadFiles') },
       abandonedUploadAgeMs: get('s3.abandonedUploadAge'),
       maxRequestsPerSession: get('s3.maxRequestsPerSession'),
       maxRequestsPerUser: get('s3.maxRequestsPerUser'),

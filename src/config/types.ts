@@ -37,7 +37,8 @@ export interface S3Config {
   /** Request checksums: AWS's default is when_supported; some S3-compatible stores need when_required. */
   requestChecksum: ChecksumMode;
   upload: TransferConfig;
-  download: TransferConfig;
+  /** readAheadFiles: small files fetched before a session reading a directory in order opens them (storage/s3/read-ahead.ts). */
+  download: TransferConfig & { readAheadFiles: number };
   /** Server-side encryption of new objects (storage/s3/encryption.ts); users may override it. */
   sse?: SseConfig;
 }

@@ -85,7 +85,7 @@ before(async () => {
     // Swift's s3api rejects aws-chunked bodies.
     requestChecksum: 'when_required',
     upload: { partSize: 5 * MiB, concurrency: 2, partMaxTimeMs: 0 },
-    download: { partSize: 4 * MiB, concurrency: 3, partMaxTimeMs: 0 },
+    download: { partSize: 4 * MiB, concurrency: 3, partMaxTimeMs: 0, readAheadFiles: 8 },
   };
   client = createS3Client(config);
   await client.send(new CreateBucketCommand({ Bucket: BUCKET }));

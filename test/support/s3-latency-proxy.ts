@@ -14,6 +14,9 @@ export interface CountedRequest {
   method: string;
   path: string;
   status: number;
+  /** When it arrived and when its answer's headers came back (ms, Date.now); answeredAt 0 until then. */
+  arrivedAt: number;
+  answeredAt: number;
 }
 
 export type S3RequestKind =
@@ -121,11 +124,14 @@ export async function startS3LatencyProxy(upstream: string, opts: { delayMs?: nu
         method: req.method ?? '',
         path: req.url ?? '',
         status: 0,
+        arrivedAt: Date.now(),
+        answeredAt: 0,
       };
       requests.push(record);
       if (delayMs > 0) await sleep(delayMs, undefined, { signal });
       const answer = await forward(req);
       record.status = answer.statusCode ?? 0;
+      record.answeredAt = Date.now();
       relay(answer, res);
     },
   });

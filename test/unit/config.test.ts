@@ -67,7 +67,7 @@ describe('defaults', () => {
         },
         requestChecksum: 'when_required',
         upload: { partSize: 16 * 2 ** 20, concurrency: 4, partMaxTimeMs: 0 },
-        download: { partSize: 8 * 2 ** 20, concurrency: 4, partMaxTimeMs: 0 },
+        download: { partSize: 8 * 2 ** 20, concurrency: 4, partMaxTimeMs: 0, readAheadFiles: 8 },
         abandonedUploadAgeMs: 24 * 3_600_000,
         maxRequestsPerSession: 16,
         maxRequestsPerUser: 32,
@@ -212,6 +212,7 @@ log: { level: debug }
         S3SFTP_S3_DOWNLOAD_PARTSIZE: '512KiB',
         S3SFTP_S3_DOWNLOAD_CONCURRENCY: '2',
         S3SFTP_S3_DOWNLOAD_PARTMAXTIME: '30',
+        S3SFTP_S3_DOWNLOAD_READAHEADFILES: '0',
         S3SFTP_USERS_DIRECTORY: '/users',
         S3SFTP_LOG_LEVEL: 'debug',
       },
@@ -237,7 +238,7 @@ log: { level: debug }
     });
     assert.equal(c.s3.requestChecksum, 'when_supported');
     assert.deepEqual(c.s3.upload, { partSize: 6_000_000, concurrency: 16, partMaxTimeMs: 120_000 });
-    assert.deepEqual(c.s3.download, { partSize: 512 * 1024, concurrency: 2, partMaxTimeMs: 30_000 });
+    assert.deepEqual(c.s3.download, { partSize: 512 * 1024, concurrency: 2, partMaxTimeMs: 30_000, readAheadFiles: 0 });
     assert.equal(c.users.directory, '/users');
     assert.equal(c.log.level, 'debug');
   });
@@ -263,7 +264,7 @@ log: { level: debug }
     assert.equal(byKey.get('s3.bucket')?.required, true);
     assert.equal(byKey.get('s3.bucket')?.default, undefined);
     for (const k of keys) assert.ok(k.doc.length > 10, `${k.key} has a doc`);
-    assert.equal(keys.length, 77);
+    assert.equal(keys.length, 78);
   });
 });
 
@@ -326,6 +327,7 @@ describe('invalid values name the key and what is allowed', () => {
     ['size that is not a size', { S3SFTP_S3_UPLOAD_PARTSIZE: 'big' }, /^s3\.upload\.partSize .*"big" is not a size; use bytes/m],
     ['concurrency out of range', { S3SFTP_S3_UPLOAD_CONCURRENCY: '0' }, /^s3\.upload\.concurrency .*"0" is too small; use at least 1/m],
     ['concurrency too high', { S3SFTP_S3_DOWNLOAD_CONCURRENCY: '65' }, /^s3\.download\.concurrency .*at most 64/m],
+    ['read-ahead negative', { S3SFTP_S3_DOWNLOAD_READAHEADFILES: '-1' }, /^s3\.download\.readAheadFiles .*at least 0/m],
     ['concurrency not a number', { S3SFTP_S3_UPLOAD_CONCURRENCY: 'four' }, /^s3\.upload\.concurrency .*not a whole number; use an integer from 1 to 64/m],
     ['bad duration', { S3SFTP_S3_UPLOAD_PARTMAXTIME: '5 minutes' }, /^s3\.upload\.partMaxTime .*not a duration; use seconds/m],
     ['setstatMode out of range', { S3SFTP_SETSTATMODE: '3' }, /^setstatMode .*"3" is not allowed; use 0 \(.*\), 1 \(.*\) or 2 \(.*\)/m],

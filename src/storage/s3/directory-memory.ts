@@ -160,6 +160,24 @@ export class DirectoryMemory {
     return { state: state ?? 'absent', until: dir.until };
   }
 
+  /** The files of a directory's held listing, in key order; undefined when none is held. */
+  files(prefix: string): { name: string; size: number }[] | undefined {
+    const dir = this.directory(prefix);
+    if (dir === undefined || dir === 'big') return undefined;
+    const files: { name: string; size: number }[] = [];
+    // Listed names come first, in key order; names marked 'unknown' afterwards are uploads.
+    for (const [name, state] of dir.names) if (state !== 'unknown' && state.file) files.push({ name, size: state.file.size });
+    return files;
+  }
+
+  /** Whether `key`, or a directory above it, changed through this server after position `seq`. */
+  changedAfter(key: string, seq: number): boolean {
+    for (let end = key.length; end > 0; end = key.lastIndexOf('/', end - 1)) {
+      if (this.#log.changedAfter(this.#bucket, key.slice(0, end), seq)) return true;
+    }
+    return false;
+  }
+
   /** Whether the directory holds an entry other than `name` that is known to exist. */
   holdsOtherThan(prefix: string, name: string): boolean {
     const dir = this.directory(prefix);

@@ -32,6 +32,8 @@ export interface ListRequest {
   context: string;
   /** Page size; S3 caps it at 1000. */
   maxKeys?: number;
+  /** Only keys after this one (a whole key). */
+  startAfter?: string;
   signal?: AbortSignal;
 }
 
@@ -60,6 +62,7 @@ export async function* listPages(request: ListRequest): AsyncGenerator<ListedPag
           EncodingType: 'url',
           MaxKeys: request.maxKeys ?? 1000,
           ContinuationToken: token,
+          ...(token === undefined && request.startAfter !== undefined ? { StartAfter: request.startAfter } : {}),
         }),
         request.signal ? { abortSignal: request.signal } : {},
       );

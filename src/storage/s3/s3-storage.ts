@@ -48,8 +48,9 @@ import { toStorageError } from './errors.ts';
 import { type ChangeLog, DirectoryMemory, type KnownName, type ListedNames } from './directory-memory.ts';
 import { decodeKey, listPages, type ListedEntry } from './lister.ts';
 import { MtimeCache } from './mtime-cache.ts';
+import { READ_AHEAD_BYTES, ReadAhead, ReadAheadBudget, type ListedFile } from './read-ahead.ts';
 import { deadlineFor, withRetries } from './retry.ts';
-import { getFirstChunk, S3Reader } from './reader.ts';
+import { getFirstChunk, S3Reader, type FirstChunk } from './reader.ts';
 import type { Clock, UploadEvents } from './upload-pipeline.ts';
 import type { UploadRegistry } from './upload-registry.ts';
 import { ConditionalWrites, type DeferredUpload, mtimeMetadata, S3Writer } from './writer.ts';
@@ -93,6 +94,8 @@ export interface S3StorageOptions {
   tempUploads?: TempUploads;
   /** Part memory shared by every upload of the server (sftp.uploadMemoryBudget); absent: unlimited. */
   uploadBudget?: UploadBudget;
+  /** Bytes of small files read ahead, shared by every session (docs/adr/0021); absent: this storage's own. */
+  readAheadBudget?: ReadAheadBudget;
 }
 
 // Metadata requests are small; a minute covers the SDK's own retries.
@@ -107,6 +110,8 @@ const LISTING_SLICE = 100;
 // exist without asking S3 again: long enough for `put *` of a batch, short enough that another
 // session removing it is noticed soon (docs/adr/0018).
 const SEEN_DIRECTORY_MS = 5_000;
+// Files of at most this size are read ahead when a session reads a directory in name order (docs/adr/0021).
+const READ_AHEAD_FILE_BYTES = 1024 * 1024;
 // Names the target lookup reads at once; names sorting before "x/" ("x-1", "x.txt") share its page.
 const LOOKUP_PAGE = 1000;
 
@@ -138,6 +143,8 @@ export class S3Storage implements Storage {
   #memory: DirectoryMemory;
   /** Listings of a parent started by an upload and not answered yet, by prefix. */
   #learning = new Map<string, Promise<void>>();
+  /** Small files fetched before the session opens them (docs/adr/0021). */
+  #readAhead: ReadAhead;
 
   constructor(options: S3StorageOptions) {
     if (options.keyPrefix !== '' && !options.keyPrefix.endsWith('/')) {
@@ -163,6 +170,18 @@ export class S3Storage implements Storage {
       log: options.log,
       ...options.copy,
     });
+    this.#readAhead = new ReadAhead(
+      {
+        heldFiles: (prefix) => this.#memory.files(prefix),
+        filesAfter: (prefix, startAfter, max) => this.#filesAfter(prefix, startAfter, max),
+        firstChunk: (key, closer) => getFirstChunk(this.#readerOptions(key), closer),
+        seq: () => this.#memory.seq,
+        changedAfter: (key, seq) => this.#memory.changedAfter(key, seq),
+        now: () => this.#clock.now(),
+      },
+      { maxFiles: options.config.download.readAheadFiles ?? 0, maxFileBytes: READ_AHEAD_FILE_BYTES, ttlMs: SEEN_DIRECTORY_MS },
+      options.readAheadBudget ?? new ReadAheadBudget(READ_AHEAD_BYTES),
+    );
   }
 
   async stat(path: string): Promise<FileInfo> {
@@ -177,6 +196,9 @@ export class S3Storage implements Storage {
     const [prefix, name] = splitKey(key);
     const held = live ? undefined : this.#memory.name(prefix, name);
     const known = held?.state === 'absent' ? undefined : (held as { state: KnownName } | undefined);
+    // A file read ahead (docs/adr/0021) carries what a HEAD would tell.
+    const ahead = live || known?.state.file?.statMtime ? undefined : await this.#readAhead.peek(key);
+    if (ahead) return { name: basename(path), isDirectory: false, size: ahead.size, mtime: this.#firstChunkMtime(ahead) };
     // A listing that expired lately is fetched again beside this stat's own lookup: its mtimes need
     // HEADs that this stat would wait for, the next names in the directory do not (docs/adr/0019).
     const relisting = !live && !known && this.#memory.stale(prefix) ? this.#learnDirectory(prefix, context) : undefined;
@@ -273,16 +295,19 @@ export class S3Storage implements Storage {
     const context = `open ${path}`;
     await this.#settleParked(key);
     if (path === '/') throw new WrongTypeError('/: is a directory');
-    const object = { client: this.#client, bucket: this.#bucket, key, path, download: this.#o.config.download };
-    // The first ranged GET is the open: no HEAD before it (docs/adr/0018).
-    const closer = new AbortController();
-    const first = await getFirstChunk(object, closer);
+    const object = this.#readerOptions(key, path);
+    // The first ranged GET is the open: no HEAD before it (docs/adr/0018), and none at all for a
+    // file read ahead (docs/adr/0021).
+    const ahead = this.#o.uploads.get(this.#bucket, key) ? undefined : await this.#readAhead.take(key);
+    const closer = ahead?.closer ?? new AbortController();
+    const first = ahead?.first ?? (await getFirstChunk(object, closer));
     // Refused range: an empty object (or one removed meanwhile); a HEAD tells which.
     const head = first === 'empty' ? await this.#head(key, context) : undefined;
     if (first === undefined || (first === 'empty' && !head)) {
       if (await this.#directory(path, context)) throw new WrongTypeError(`${path}: is a directory`);
       throw new NotFoundError(`${path}: no such file or directory`);
     }
+    this.#readAhead.opened(key);
     if (first === 'empty') {
       const info = this.#fileInfo(basename(path), head!);
       return new S3Reader({ ...object, size: info.size, mtime: info.mtime, ...(head!.ETag ? { etag: head!.ETag } : {}), closer });
@@ -290,11 +315,29 @@ export class S3Storage implements Storage {
     return new S3Reader({
       ...object,
       size: first.size,
-      mtime: parseMtime(first.metadata?.mtime) ?? first.lastModified ?? new Date(this.#clock.now()),
+      mtime: this.#firstChunkMtime(first),
       ...(first.etag ? { etag: first.etag } : {}),
       first,
       closer,
     });
+  }
+
+  #readerOptions(key: string, path = `/${key.slice(this.#prefix.length)}`) {
+    return { client: this.#client, bucket: this.#bucket, key, path, download: this.#o.config.download };
+  }
+
+  /** The mtime stat reports, from a GET's headers: the stored one, else Last-Modified. */
+  #firstChunkMtime(first: FirstChunk): Date {
+    return parseMtime(first.metadata?.mtime) ?? first.lastModified ?? new Date(this.#clock.now());
+  }
+
+  /** Files after `startAfter` in a directory, for reading ahead: one listing request. */
+  async #filesAfter(prefix: string, startAfter: string, max: number): Promise<ListedFile[]> {
+    const pages = listPages({ client: this.#client, bucket: this.#bucket, prefix, context: `list ${prefix}`, maxKeys: max, startAfter: prefix + startAfter });
+    const first = await pages.next();
+    await pages.return(undefined);
+    if (first.done) return [];
+    return first.value.entries.filter((e) => !e.isDirectory).map((e) => ({ name: e.name, size: e.size }));
   }
 
   async openWrite(path: string, options: OpenWriteOptions = {}): Promise<FileWriter> {

@@ -1,0 +1,146 @@
+/**
+ * ReadAhead (storage/s3/read-ahead.ts) against a fake directory: what it fetches before the session
+ * opens it, when it stops, and when a fetched file may no longer answer.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setImmediate as tick } from 'node:timers/promises';
+import { ReadAhead, ReadAheadBudget, type ListedFile, type ReadAheadSource } from '../../src/storage/s3/read-ahead.ts';
+import type { FirstChunk } from '../../src/storage/s3/reader.ts';
+
+interface Fake {
+  ahead: ReadAhead;
+  fetched: string[];
+  listings: string[];
+  changed: Set<string>;
+  clock: { now: number };
+  budget: ReadAheadBudget;
+}
+
+function chunk(key: string, size: number): FirstChunk {
+  return { size, etag: `"${key}"`, lastModified: new Date(0), metadata: { mtime: '1600000000' }, end: size, data: Promise.resolve({} as never) };
+}
+
+function fake(files: ListedFile[], options: { held?: boolean; maxFiles?: number; budgetBytes?: number } = {}): Fake {
+  const fetched: string[] = [];
+  const listings: string[] = [];
+  const changed = new Set<string>();
+  const clock = { now: 0 };
+  let seq = 0;
+  const source: ReadAheadSource = {
+    heldFiles: () => (options.held ? files : undefined),
+    filesAfter: async (prefix, startAfter, max) => {
+      listings.push(startAfter);
+      return files.filter((f) => f.name > startAfter).slice(0, max);
+    },
+    firstChunk: async (key) => {
+      fetched.push(key);
+      const file = files.find((f) => `d/${f.name}` === key);
+      return file ? chunk(key, file.size) : undefined;
+    },
+    seq: () => seq++,
+    changedAfter: (key) => changed.has(key),
+    now: () => clock.now,
+  };
+  const budget = new ReadAheadBudget(options.budgetBytes ?? 1 << 20);
+  const ahead = new ReadAhead(source, { maxFiles: options.maxFiles ?? 8, maxFileBytes: 64 * 1024, ttlMs: 5_000 }, budget);
+  return { ahead, fetched, listings, changed, clock, budget };
+}
+
+const names = (n: number, size = 100): ListedFile[] => Array.from({ length: n }, (_, i) => ({ name: `f${String(i).padStart(2, '0')}`, size }));
+
+/** Opens a file as S3Storage does: take what was fetched ahead, then report the open. */
+async function open(f: Fake, name: string): Promise<boolean> {
+  const got = await f.ahead.take(`d/${name}`);
+  f.ahead.opened(`d/${name}`);
+  await tick();
+  return got !== undefined;
+}
+
+test('two files opened in name order: the next ones are fetched, from the held listing without a request', async () => {
+  const f = fake(names(20), { held: true });
+  assert.equal(await open(f, 'f00'), false);
+  assert.deepEqual(f.fetched, [], 'one open says nothing about the next');
+  assert.equal(await open(f, 'f01'), false);
+  assert.deepEqual(f.fetched, ['d/f02', 'd/f03', 'd/f04', 'd/f05']);
+  assert.deepEqual(f.listings, []);
+  // Each hit widens the window up to maxFiles; a file fetched ahead answers the OPEN once.
+  for (let i = 2; i < 12; i++) assert.equal(await open(f, `f${String(i).padStart(2, '0')}`), true, `f${i}`);
+  assert.equal(new Set(f.fetched).size, f.fetched.length, 'no file fetched twice');
+  assert.ok(f.fetched.length <= 12 + 8);
+  assert.equal(await f.ahead.take('d/f05'), undefined, 'handed over once');
+});
+
+test('without a held listing the next names come from one listing after the last opened', async () => {
+  const f = fake(names(5));
+  await open(f, 'f00');
+  await open(f, 'f01');
+  await tick();
+  assert.deepEqual(f.listings, ['f01']);
+  assert.deepEqual(f.fetched, ['d/f02', 'd/f03', 'd/f04']);
+});
+
+test('files opened against name order, or in another directory each time, fetch nothing ahead', async () => {
+  const f = fake(names(20), { held: true });
+  for (const name of ['f09', 'f07', 'f05', 'f02', 'f01']) await open(f, name);
+  for (const key of ['e/f04', 'd/f05', 'e/f06', 'd/f07']) {
+    await f.ahead.take(key);
+    f.ahead.opened(key);
+  }
+  await tick();
+  assert.deepEqual(f.fetched, []);
+});
+
+test('empty files and files above the size limit are left to their OPEN', async () => {
+  const files = [...names(3), { name: 'g-big', size: 1 << 20 }, { name: 'h-empty', size: 0 }, { name: 'i', size: 10 }];
+  const f = fake(files, { held: true });
+  await open(f, 'f00');
+  await open(f, 'f01');
+  assert.deepEqual(f.fetched, ['d/f02', 'd/i']);
+});
+
+test('a file changed through the server, or fetched more than ttl ago, does not answer', async () => {
+  const f = fake(names(10), { held: true });
+  await open(f, 'f00');
+  await open(f, 'f01');
+  f.changed.add('d/f02');
+  assert.equal(await f.ahead.peek('d/f02'), undefined);
+  assert.equal(await open(f, 'f02'), false);
+  f.clock.now += 5_001;
+  assert.equal(await f.ahead.peek('d/f03'), undefined);
+  assert.equal(await open(f, 'f03'), false);
+});
+
+test('STAT may look at a fetched file without taking it from the OPEN', async () => {
+  const f = fake(names(10), { held: true });
+  await open(f, 'f00');
+  await open(f, 'f01');
+  assert.equal((await f.ahead.peek('d/f02'))?.size, 100);
+  assert.equal(await open(f, 'f02'), true);
+});
+
+test('skipping fetched files shrinks the window; the budget caps what is held', async () => {
+  const f = fake(names(40), { held: true });
+  await open(f, 'f00');
+  await open(f, 'f01');
+  const before = f.fetched.length;
+  await open(f, 'f20'); // skips everything fetched
+  // Window halved from 4 to 2 files ahead of f20.
+  assert.deepEqual(f.fetched.slice(before), ['d/f21', 'd/f22']);
+
+  const tight = fake(names(20, 100), { held: true, budgetBytes: 250 });
+  await open(tight, 'f00');
+  await open(tight, 'f01');
+  assert.deepEqual(tight.fetched, ['d/f02', 'd/f03']);
+  assert.equal(tight.budget.usedBytes, 200);
+  await open(tight, 'f02');
+  assert.equal(tight.budget.usedBytes, 200, 'a taken file gives its bytes back, the next takes them');
+  tight.ahead.clear();
+  assert.equal(tight.budget.usedBytes, 0);
+});
+
+test('maxFiles 0 turns it off', async () => {
+  const f = fake(names(10), { held: true, maxFiles: 0 });
+  for (let i = 0; i < 5; i++) await open(f, `f0${i}`);
+  assert.deepEqual(f.fetched, []);
+});
