@@ -95,3 +95,23 @@ test('the root prefix "" works like any other', () => {
   m.changed('top');
   assert.equal(m.name('', 'top'), undefined);
 });
+
+test('a directory seen counts for 5 s, until it or one above it changes through the server, by any session', () => {
+  const log = new ChangeLog();
+  const { memory: mine, clock } = memory(log);
+  const { memory: theirs } = memory(log);
+  mine.sawDirectory('home/a/b');
+  mine.sawDirectory('home/c');
+  mine.sawDirectory('home/d');
+  assert.equal(mine.seenDirectory('home/a/b'), true);
+  assert.equal(mine.seenDirectory('home/a'), false, 'only what was seen');
+  // A file written inside it does not make it doubtful; removing a directory above it does.
+  theirs.changed('home/a/b/file');
+  assert.equal(mine.seenDirectory('home/a/b'), true);
+  theirs.changed('home/a');
+  assert.equal(mine.seenDirectory('home/a/b'), false);
+  mine.changed('home/c');
+  assert.equal(mine.seenDirectory('home/c'), false);
+  clock.now += 5_000;
+  assert.equal(mine.seenDirectory('home/d'), false, 'expired');
+});

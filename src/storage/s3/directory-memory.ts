@@ -78,6 +78,8 @@ interface Directory {
 
 /** Directories remembered at once; the oldest go first. */
 const MAX_DIRECTORIES = 64;
+/** Directories remembered as seen (a name each); the oldest go first. */
+const MAX_SEEN = 1000;
 /**
  * How long an expired listing is kept to say "this directory was small and in use": a lookup in it
  * then lists it again (one request) rather than asking about the one name.
@@ -86,6 +88,8 @@ const STALE_KEEP_MS = 60_000;
 
 export class DirectoryMemory {
   #dirs = new Map<string, Directory>();
+  /** Directories seen to exist (listed, made, looked up; ADR 0018), by key: until when, and the log's position then. */
+  #seen = new Map<string, { until: number; seq: number }>();
   #now: () => number;
   #ttlMs: number;
   #bucket: string;
@@ -168,6 +172,29 @@ export class DirectoryMemory {
     // Listed names come first, in key order; names marked 'unknown' afterwards are uploads.
     for (const [name, state] of dir.names) if (state !== 'unknown' && state.file) files.push({ name, size: state.file.size });
     return files;
+  }
+
+  /**
+   * The directory `key` ("home/a/b", no trailing slash) was seen to exist: for the next `ttlMs` it is
+   * taken to still exist (docs/adr/0018), unless it or a directory above it changes through this server.
+   */
+  sawDirectory(key: string): void {
+    const now = this.#now();
+    if (this.#seen.size >= MAX_SEEN) {
+      for (const [k, seen] of this.#seen) if (seen.until <= now) this.#seen.delete(k);
+      while (this.#seen.size >= MAX_SEEN) this.#seen.delete(this.#seen.keys().next().value as string);
+    }
+    this.#seen.delete(key);
+    this.#seen.set(key, { until: now + this.#ttlMs, seq: this.#log.seq });
+  }
+
+  /** Whether the directory `key` was seen within `ttlMs` and has not changed through this server since. */
+  seenDirectory(key: string): boolean {
+    const seen = this.#seen.get(key);
+    if (!seen) return false;
+    if (seen.until > this.#now() && !this.changedAfter(key, seen.seq)) return true;
+    this.#seen.delete(key);
+    return false;
   }
 
   /** Whether `key`, or a directory above it, changed through this server after position `seq`. */

@@ -137,8 +137,6 @@ export class S3Storage implements Storage {
   #copier: Copier;
   #conditionalWrites: ConditionalWrites;
   #mtimeCache: MtimeCache;
-  /** Directories this session saw lately, with when that stops counting (ms). */
-  #seenDirectories = new Map<string, number>();
   /** Complete listings of directories this session fetched lately (docs/adr/0019). */
   #memory: DirectoryMemory;
   /** Listings of a parent started by an upload and not answered yet, by prefix. */
@@ -840,28 +838,17 @@ export class S3Storage implements Storage {
     return 'ok';
   }
 
-  /** True for the root and for a directory this session saw within SEEN_DIRECTORY_MS. */
+  /** True for the root and for a directory this session saw within SEEN_DIRECTORY_MS, unchanged since. */
   #recentlySeen(path: string): boolean {
-    if (path === '/') return true;
-    const until = this.#seenDirectories.get(path);
-    if (until === undefined) return false;
-    if (until > this.#clock.now()) return true;
-    this.#seenDirectories.delete(path);
-    return false;
+    return path === '/' || this.#memory.seenDirectory(this.#key(path));
   }
 
   #sawDirectory(path: string): void {
-    if (path === '/') return;
-    const now = this.#clock.now();
-    if (this.#seenDirectories.size >= 1000) {
-      for (const [p, until] of this.#seenDirectories) if (until <= now) this.#seenDirectories.delete(p);
-    }
-    this.#seenDirectories.set(path, now + SEEN_DIRECTORY_MS);
+    if (path !== '/') this.#memory.sawDirectory(this.#key(path));
   }
 
   /** A directory this session changes (removes, renames, writes a file over) is looked up afresh. */
   #forgetDirectories(path: string): void {
-    for (const p of this.#seenDirectories.keys()) if (isWithin(p, path)) this.#seenDirectories.delete(p);
     if (path !== '/') this.#memory.changed(this.#key(path));
   }
 
