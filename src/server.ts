@@ -18,6 +18,7 @@ import { S3Storage } from './storage/s3/s3-storage.ts';
 import type { Clock } from './storage/s3/upload-pipeline.ts';
 import { MountedStorage } from './storage/mounts.ts';
 import { MtimeCache } from './storage/s3/mtime-cache.ts';
+import { ListingIndexStore } from './storage/s3/listing-index.ts';
 import { ChangeLog } from './storage/s3/directory-memory.ts';
 import { UploadRegistry } from './storage/s3/upload-registry.ts';
 import { TempUploads } from './storage/s3/temp-uploads.ts';
@@ -196,6 +197,8 @@ async function start(config: Config, log: Logger, started: StartedParts, options
       : undefined;
   if (tempUploads) started.add('parked uploads', () => tempUploads.flush());
   const mtimeCache = new MtimeCache();
+  // Stored mtimes of listed directories, kept in the bucket for every replica (docs/adr/0020).
+  const listingIndex = config.listing.index ? new ListingIndexStore({ log: log.child({ component: 'listing-index' }) }) : undefined;
   // Changes made through this server, so every session's held directory listings see them (docs/adr/0019).
   const changeLog = new ChangeLog();
   // Bounded memory and fair S3 access (docs/security.md): every upload's part buffers are reserved from one budget.
@@ -245,6 +248,7 @@ async function start(config: Config, log: Logger, started: StartedParts, options
         ...(options.storageClock ? { clock: options.storageClock } : {}),
         mtimeCache,
         changeLog,
+        ...(listingIndex ? { listingIndex } : {}),
       });
       const home = s3Storage(user);
       const storage = user.folders?.length
