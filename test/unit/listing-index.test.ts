@@ -11,6 +11,7 @@ import {
   ListingIndex,
   ListingIndexBuilder,
   LISTING_INDEX_MIN_HEADS,
+  shouldReadIndex,
   shouldWriteIndex,
 } from '../../src/storage/s3/listing-index.ts';
 import { isReservedKey } from '../../src/storage/s3/reserved-keys.ts';
@@ -105,6 +106,12 @@ test('an index is written after a complete listing that HEADed enough files', ()
   assert.equal(shouldWriteIndex({ complete: false, heads: 1000, builder }), false, 'a partial listing would drop what the old index held');
   assert.equal(shouldWriteIndex({ complete: true, heads: 1000, builder: undefined }), false, 'no Date header: no coveredAt');
   assert.equal(shouldWriteIndex({ complete: true, heads: 1000, builder: new ListingIndexBuilder(COVERED) }), false, 'nothing learned');
+});
+
+test('an index is read once the memory cache leaves as many files unanswered as would make one worth writing', () => {
+  assert.equal(shouldReadIndex(0), false, 'a directory held in memory costs no request');
+  assert.equal(shouldReadIndex(LISTING_INDEX_MIN_HEADS - 1), false, 'fewer HEADs than one parallel round');
+  assert.equal(shouldReadIndex(LISTING_INDEX_MIN_HEADS), true);
 });
 
 test('an index that is malformed, of another version or of another directory is not used', () => {

@@ -201,6 +201,16 @@ export class ListingIndexBuilder {
   }
 }
 
+/**
+ * Whether a listing reads its directory's index, given the files so far the memory cache did not
+ * answer. Fewer than LISTING_INDEX_MIN_HEADS are HEADed in one parallel round, no longer than the
+ * GET of the index would take, and a directory that small never had an index written for it
+ * unless it shrank; so, like the write, the read is left to directories where it saves requests.
+ */
+export function shouldReadIndex(unanswered: number): boolean {
+  return unanswered >= LISTING_INDEX_MIN_HEADS;
+}
+
 /** Whether a finished listing writes its index: it was complete, HEADed enough files, and fits. */
 export function shouldWriteIndex(listing: { complete: boolean; heads: number; builder: ListingIndexBuilder | undefined }): boolean {
   return listing.complete && listing.heads >= LISTING_INDEX_MIN_HEADS && listing.builder !== undefined && !listing.builder.overflowed && listing.builder.size > 0;

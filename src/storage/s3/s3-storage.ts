@@ -52,6 +52,7 @@ import {
   type ListingIndex,
   ListingIndexBuilder,
   type ListingIndexStore,
+  shouldReadIndex,
   shouldWriteIndex,
 } from './listing-index.ts';
 import { MtimeCache } from './mtime-cache.ts';
@@ -139,6 +140,8 @@ interface IndexRun {
   builder?: ListingIndexBuilder;
   /** Files HEADed. */
   heads: number;
+  /** Files so far that the memory cache did not answer. */
+  unanswered: number;
 }
 
 const systemClock: Clock = { now: () => Date.now() };
@@ -244,7 +247,7 @@ export class S3Storage implements Storage {
     const statMtimes = new Map<string, Date>();
     let pages = 0;
     const index: IndexRun | undefined =
-      this.#o.listingIndex && (this.#o.listingMtime ?? 'metadata') === 'metadata' ? { prefix: this.#dirPrefix(path), heads: 0 } : undefined;
+      this.#o.listingIndex && (this.#o.listingMtime ?? 'metadata') === 'metadata' ? { prefix: this.#dirPrefix(path), heads: 0, unanswered: 0 } : undefined;
     for await (const page of listPages({
       client: this.#client,
       bucket: this.#bucket,
@@ -980,11 +983,12 @@ export class S3Storage implements Storage {
       yield infos;
       return;
     }
-    // The directory's index is read once per listing, and only when the memory cache leaves a file
-    // unanswered: a directory held in memory costs no extra request (docs/adr/0020).
+    // The directory's index is read once per listing, once the memory cache has left enough files
+    // unanswered to be worth it: a directory held in memory costs no extra request (docs/adr/0020).
     let index: ListingIndex | undefined;
-    if (run && entries.some((e) => !e.isDirectory && this.#cachedMtime(e) === undefined)) {
-      run.index ??= this.#o.listingIndex!.read(this.#client, this.#bucket, run.prefix);
+    if (run) {
+      run.unanswered += entries.filter((e) => !e.isDirectory && this.#cachedMtime(e) === undefined).length;
+      if (shouldReadIndex(run.unanswered)) run.index ??= this.#o.listingIndex!.read(this.#client, this.#bucket, run.prefix);
       index = await run.index;
     }
     // Lookups run in list order, and the page is handed out in slices as they
