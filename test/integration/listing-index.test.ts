@@ -23,6 +23,7 @@ import { indexKey, ListingIndexStore } from '../../src/storage/s3/listing-index.
 import { MtimeCache } from '../../src/storage/s3/mtime-cache.ts';
 import { S3Storage } from '../../src/storage/s3/s3-storage.ts';
 import { UploadRegistry } from '../../src/storage/s3/upload-registry.ts';
+import { scanPrefixUsage } from '../../src/storage/s3/usage.ts';
 import { createBucket, makeClientKey, s3ClientFor, s3Env, s3Server, startTestServer, type TestServer } from '../support/harness.ts';
 import { countByKind, formatCounts, startS3LatencyProxy, type S3LatencyProxy } from '../support/s3-latency-proxy.ts';
 import { SftpClient, statusOf } from '../support/sftp-client.ts';
@@ -211,6 +212,8 @@ test('the reserved .s3sftp prefix is invisible and refused to a user whose prefi
   // Still there, and nothing was written beside it.
   await direct.send(new HeadObjectCommand({ Bucket: bucket, Key: indexKey('big/') }));
   assert.ok((await sftp.stat(`/big/${plainName(1)}`)).isFile(), 'the refused rename left its source');
+  // A quota counts the user's files, not the server's index.
+  assert.equal((await scanPrefixUsage(direct, bucket, '')).files, STORED + PLAIN);
 });
 
 test('a bucket whose index cannot be read or written still lists correctly, warning once', async () => {
