@@ -1,14 +1,18 @@
 /**
  * `node bench/listing.ts`: how fast a large directory lists through S3Storage
  * with listing.mtime "lastModified" (ListObjectsV2 only), "metadata" on a
- * cold cache (a HeadObject per file) and "metadata" again (cache hits), on
- * the Swift S3 server. BENCH_ENTRIES sets the number of files (default 5000).
+ * cold cache with no listing index yet (a HeadObject per file; it writes the
+ * index, docs/adr/0020), "metadata" with a cold memory cache and the index
+ * present (a restarted pod, another replica), and "metadata" again (memory
+ * cache hits), on the Swift S3 server, with the S3 requests each listing made.
+ * BENCH_ENTRIES sets the number of files (default 5000).
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { pino } from 'pino';
 import { loadConfig } from '../src/config/load.ts';
+import { indexKey, ListingIndexStore } from '../src/storage/s3/listing-index.ts';
 import { MtimeCache } from '../src/storage/s3/mtime-cache.ts';
 import { S3Storage } from '../src/storage/s3/s3-storage.ts';
 import { UploadRegistry } from '../src/storage/s3/upload-registry.ts';
@@ -21,6 +25,15 @@ async function main(): Promise<void> {
   const s3 = await s3Server();
   const bucket = await createBucket(s3);
   const client = s3ClientFor(s3);
+  // S3 requests by operation, to report what each listing cost.
+  const requests = new Map<string, number>();
+  client.middlewareStack.add(
+    (next, context) => (args) => {
+      requests.set(context.commandName ?? '?', (requests.get(context.commandName ?? '?') ?? 0) + 1);
+      return next(args);
+    },
+    { step: 'initialize', name: 'benchCount' },
+  );
   const prefix = `list-${randomUUID().slice(0, 8)}/`;
   try {
     const names = Array.from({ length: ENTRIES }, (_, i) => `file-${String(i).padStart(6, '0')}.txt`);
@@ -35,7 +48,8 @@ async function main(): Promise<void> {
       env: s3Env(s3, bucket),
     });
     const cache = new MtimeCache();
-    const storage = (listingMtime: 'metadata' | 'lastModified') =>
+    const listingIndex = new ListingIndexStore({ log: pino({ level: 'silent' }) });
+    const storage = (listingMtime: 'metadata' | 'lastModified', mtimeCache = cache) =>
       new S3Storage({
         client,
         bucket,
@@ -46,19 +60,34 @@ async function main(): Promise<void> {
         uploads: new UploadRegistry(),
         log: pino({ level: 'silent' }),
         listingMtime,
-        mtimeCache: cache,
+        mtimeCache,
+        listingIndex,
       });
+    let raw = 0;
     const rate = async (label: string, s: S3Storage) => {
+      requests.clear();
       const started = process.hrtime.bigint();
       let n = 0;
       for await (const page of s.list('/dir')) n += page.length;
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       if (n !== ENTRIES) throw new Error(`listed ${n} of ${ENTRIES}`);
-      process.stdout.write(`${label.padEnd(28)}${seconds.toFixed(2).padStart(8)} s${(n / seconds).toFixed(0).padStart(10)} entries/s\n`);
+      const perSecond = n / seconds;
+      raw ||= perSecond;
+      const counts = [...requests].sort().map(([k, v]) => `${k.replace(/Command$/, '')} ${v}`).join(', ');
+      process.stdout.write(
+        `${label.padEnd(40)}${seconds.toFixed(2).padStart(8)} s${perSecond.toFixed(0).padStart(10)} entries/s${(perSecond / raw).toFixed(2).padStart(7)}x   ${counts}\n`,
+      );
     };
-    process.stdout.write(`\nlisting ${ENTRIES} files (Swift S3 on 127.0.0.1)\n`);
+    process.stdout.write(`\nlisting ${ENTRIES} files (Swift S3 on 127.0.0.1); x: of the lastModified rate; S3 requests (the index write follows the listing)\n`);
     await rate('lastModified', storage('lastModified'));
-    await rate('metadata, cold cache', storage('metadata'));
+    await rate('metadata, cold cache, no index', storage('metadata'));
+    // The index is written after the listing; wait for it as another replica would find it.
+    for (let i = 0; i < 100; i++) {
+      const found = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: indexKey(`${prefix}dir/`) })).then(() => true, () => false);
+      if (found) break;
+      await sleep(100);
+    }
+    await rate('metadata, cold memory, index present', storage('metadata', new MtimeCache()));
     await rate('metadata, warm cache', storage('metadata'));
   } finally {
     client.destroy();

@@ -19,6 +19,7 @@ import type { Clock } from './storage/s3/upload-pipeline.ts';
 import { MountedStorage } from './storage/mounts.ts';
 import { MtimeCache } from './storage/s3/mtime-cache.ts';
 import { READ_AHEAD_BYTES, ReadAheadBudget } from './storage/s3/read-ahead.ts';
+import { ListingIndexStore } from './storage/s3/listing-index.ts';
 import { ChangeLog } from './storage/s3/directory-memory.ts';
 import { UploadRegistry } from './storage/s3/upload-registry.ts';
 import { TempUploads } from './storage/s3/temp-uploads.ts';
@@ -197,6 +198,8 @@ async function start(config: Config, log: Logger, started: StartedParts, options
       : undefined;
   if (tempUploads) started.add('parked uploads', () => tempUploads.flush());
   const mtimeCache = new MtimeCache();
+  // Stored mtimes of listed directories, kept in the bucket for every replica (docs/adr/0020).
+  const listingIndex = config.listing.index ? new ListingIndexStore({ log: log.child({ component: 'listing-index' }) }) : undefined;
   // Changes made through this server, so every session's held directory listings see them (docs/adr/0019).
   const changeLog = new ChangeLog();
   // Small files fetched before a session reading a directory in order opens them (docs/adr/0021).
@@ -249,6 +252,7 @@ async function start(config: Config, log: Logger, started: StartedParts, options
         mtimeCache,
         changeLog,
         readAheadBudget,
+        ...(listingIndex ? { listingIndex } : {}),
       });
       const home = s3Storage(user);
       const storage = user.folders?.length

@@ -467,6 +467,12 @@ const KEYS: readonly KeySpec[] = deepFreeze([
     doc: 'Modification time in directory listings: metadata reports the stored mtime, as stat does (one HeadObject per file, cached); lastModified reports S3\'s LastModified with no extra requests, which makes sync tools see stored times as changes.',
     parse: choice(['metadata', 'lastModified']),
   },
+  {
+    key: 'listing.index',
+    default: true,
+    doc: 'Keep a small index per listed directory in the bucket (under .s3sftp/listing-index/, hidden from users) recording the stored mtimes a listing found, so the next listing of that directory, on any replica or after a restart, needs one GetObject instead of a HeadObject per file. Only with listing.mtime metadata; written after a complete listing that HEADed 32 files or more.',
+    parse: bool,
+  },
   // Quotas and bandwidth limits (spec.quota, spec.bandwidth; docs/sftpuser.md).
   {
     key: 'quota.rescanInterval',
@@ -744,7 +750,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
       tempSuffixes: get('uploads.tempSuffixes'),
       tempRenameWindowMs: get('uploads.tempRenameWindow'),
     },
-    listing: { mtime: get('listing.mtime') },
+    listing: { mtime: get('listing.mtime'), index: get('listing.index') },
     quota: { rescanIntervalMs: get('quota.rescanInterval'), scanConcurrency: get('quota.scanConcurrency') },
     bandwidth: { uploadKiBps: get('bandwidth.uploadKiBps'), downloadKiBps: get('bandwidth.downloadKiBps') },
         metrics: { listen: get('metrics.listen'), perUserLabels: get('metrics.perUserLabels'), perUserLabelLimit: get('metrics.perUserLabelLimit') },

@@ -91,8 +91,8 @@ export interface Config {
   uploads: { resume: boolean; checksums: boolean; tempSuffixes?: string[]; tempRenameWindowMs?: number };
   /** Bounded memory per SFTP session and per server (sftp/flow-control.ts). */
   sftp: { maxQueuedWriteBytes: number; uploadMemoryBudget: number };
-  /** What directory listings report as a file's mtime. */
-  listing: { mtime: 'metadata' | 'lastModified' };
+  /** What directory listings report as a file's mtime; whether per-directory indexes of stored mtimes are kept in the bucket (docs/adr/0020). */
+  listing: { mtime: 'metadata' | 'lastModified'; index: boolean };
   /** quota.*: how usage for spec.quota is counted. */
   quota: { rescanIntervalMs: number; scanConcurrency: number };
   /** bandwidth.*: server-wide caps in KiB/s; 0 is unlimited. */

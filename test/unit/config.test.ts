@@ -76,7 +76,7 @@ describe('defaults', () => {
       sftp: { maxQueuedWriteBytes: 32 * 2 ** 20, uploadMemoryBudget: 2 ** 30 },
       users: { directory: '', kubernetes: { enabled: false, namespace: '', kubeconfig: '', leaseNamespace: '', leaseDurationMs: 15_000, leaseRenewIntervalMs: 5000 } },
       uploads: { resume: true, checksums: true, tempSuffixes: ['.filepart'], tempRenameWindowMs: 2000 },
-      listing: { mtime: 'metadata' },
+      listing: { mtime: 'metadata', index: true },
       quota: { rescanIntervalMs: 600_000, scanConcurrency: 4 },
       bandwidth: { uploadKiBps: 0, downloadKiBps: 0 },
       metrics: { listen: { host: '0.0.0.0', port: 9090 }, perUserLabels: false, perUserLabelLimit: 100 },
@@ -264,7 +264,7 @@ log: { level: debug }
     assert.equal(byKey.get('s3.bucket')?.required, true);
     assert.equal(byKey.get('s3.bucket')?.default, undefined);
     for (const k of keys) assert.ok(k.doc.length > 10, `${k.key} has a doc`);
-    assert.equal(keys.length, 78);
+    assert.equal(keys.length, 79);
   });
 });
 

@@ -10,6 +10,7 @@
  */
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { toStorageError } from './errors.ts';
+import { isReservedKey } from './reserved-keys.ts';
 
 /** One name in a directory, before it becomes a FileInfo. */
 export interface ListedEntry {
@@ -42,6 +43,8 @@ export interface ListedPage {
   /** Anything exists under the prefix, including the directory's own marker. */
   sawAnything: boolean;
   entries: ListedEntry[];
+  /** The response's `Date` header: S3's clock when it answered (whole seconds). */
+  date?: Date;
 }
 
 /** Yields the directory's entries page by page, each name at most once. */
@@ -51,21 +54,31 @@ export async function* listPages(request: ListRequest): AsyncGenerator<ListedPag
   let token: string | undefined;
   do {
     let page;
+    let date: Date | undefined;
     try {
-      page = await client.send(
-        new ListObjectsV2Command({
-          Bucket: bucket,
-          Prefix: prefix,
-          Delimiter: '/',
-          // Without it, one key holding a character XML cannot carry (U+0001, U+FFFF)
-          // breaks the listing of its whole range (Swift answers 500).
-          EncodingType: 'url',
-          MaxKeys: request.maxKeys ?? 1000,
-          ContinuationToken: token,
-          ...(token === undefined && request.startAfter !== undefined ? { StartAfter: request.startAfter } : {}),
-        }),
-        request.signal ? { abortSignal: request.signal } : {},
+      const command = new ListObjectsV2Command({
+        Bucket: bucket,
+        Prefix: prefix,
+        Delimiter: '/',
+        // Without it, one key holding a character XML cannot carry (U+0001, U+FFFF)
+        // breaks the listing of its whole range (Swift answers 500).
+        EncodingType: 'url',
+        MaxKeys: request.maxKeys ?? 1000,
+        ContinuationToken: token,
+        ...(token === undefined && request.startAfter !== undefined ? { StartAfter: request.startAfter } : {}),
+      });
+      // The listing index (listing-index.ts) dates what a listing saw by S3's clock, not ours.
+      command.middlewareStack.add(
+        (next) => async (args) => {
+          const result = await next(args);
+          const header = (result.response as { headers?: Record<string, string> }).headers?.date;
+          const parsed = header ? new Date(header) : undefined;
+          if (parsed && !Number.isNaN(parsed.getTime())) date = parsed;
+          return result;
+        },
+        { step: 'deserialize', name: 'listingDate' },
       );
+      page = await client.send(command, request.signal ? { abortSignal: request.signal } : {});
     } catch (err) {
       throw toStorageError(err, context);
     }
@@ -76,7 +89,7 @@ export async function* listPages(request: ListRequest): AsyncGenerator<ListedPag
       const name = key.slice(prefix.length);
       raw.push({
         key,
-        entry: visibleName(name)
+        entry: visibleName(name) && !isReservedKey(key)
           ? {
               name,
               isDirectory: false,
@@ -94,7 +107,7 @@ export async function* listPages(request: ListRequest): AsyncGenerator<ListedPag
       const name = key.slice(prefix.length, -1);
       raw.push({
         key,
-        entry: visibleName(name) ? { name, isDirectory: true, size: 0, lastModified: undefined } : undefined,
+        entry: visibleName(name) && !isReservedKey(key) ? { name, isDirectory: true, size: 0, lastModified: undefined } : undefined,
       });
     }
     // Contents and CommonPrefixes are each sorted; the chain needs them merged.
@@ -103,7 +116,7 @@ export async function* listPages(request: ListRequest): AsyncGenerator<ListedPag
     for (const { entry } of raw) {
       if (entry && chain.admit(entry.name, entry.isDirectory)) entries.push(entry);
     }
-    yield { sawAnything: raw.length > 0, entries };
+    yield { sawAnything: raw.length > 0, entries, ...(date ? { date } : {}) };
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
 }

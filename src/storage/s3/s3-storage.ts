@@ -47,8 +47,17 @@ import { Copier, type CopierOptions } from './copier.ts';
 import { toStorageError } from './errors.ts';
 import { type ChangeLog, DirectoryMemory, type KnownName, type ListedNames } from './directory-memory.ts';
 import { decodeKey, listPages, type ListedEntry } from './lister.ts';
+import {
+  coveredAtFrom,
+  type ListingIndex,
+  ListingIndexBuilder,
+  type ListingIndexStore,
+  shouldReadIndex,
+  shouldWriteIndex,
+} from './listing-index.ts';
 import { MtimeCache } from './mtime-cache.ts';
 import { READ_AHEAD_BYTES, ReadAhead, ReadAheadBudget, type ListedFile } from './read-ahead.ts';
+import { isReservedKey } from './reserved-keys.ts';
 import { deadlineFor, withRetries } from './retry.ts';
 import { getFirstChunk, S3Reader, type FirstChunk } from './reader.ts';
 import type { Clock, UploadEvents } from './upload-pipeline.ts';
@@ -86,6 +95,8 @@ export interface S3StorageOptions {
   mtimeCache?: MtimeCache;
   /** Shared across sessions so each sees the others' changes at once (docs/adr/0019). */
   changeLog?: ChangeLog;
+  /** Per-directory indexes of stored mtimes kept in the bucket (docs/adr/0020); absent: off. */
+  listingIndex?: ListingIndexStore;
   /** Store MD5/SHA-1/SHA-256 with uploaded objects (default true). */
   storeChecksums?: boolean;
   /** Allow resumed uploads, FileWriter.continueExisting (default true). */
@@ -123,6 +134,19 @@ interface NameLookup {
   directory: boolean;
   /** Answered from a directory listing held in memory, which counts until then (ms). */
   until?: number;
+}
+
+/** One listing's use of the listing index (docs/adr/0020). */
+interface IndexRun {
+  prefix: string;
+  /** The stored index, read once, at the first file the memory cache does not answer. */
+  index?: Promise<ListingIndex | undefined>;
+  /** What this listing learned, for the index it writes when complete; from the first page's Date. */
+  builder?: ListingIndexBuilder;
+  /** Files HEADed. */
+  heads: number;
+  /** Files so far that the memory cache did not answer. */
+  unanswered: number;
 }
 
 const systemClock: Clock = { now: () => Date.now() };
@@ -242,6 +266,8 @@ export class S3Storage implements Storage {
     const names: ListedNames = new Map();
     const statMtimes = new Map<string, Date>();
     let pages = 0;
+    const index: IndexRun | undefined =
+      this.#o.listingIndex && (this.#o.listingMtime ?? 'metadata') === 'metadata' ? { prefix: this.#dirPrefix(path), heads: 0, unanswered: 0 } : undefined;
     for await (const page of listPages({
       client: this.#client,
       bucket: this.#bucket,
@@ -253,13 +279,18 @@ export class S3Storage implements Storage {
         if (await shadowingFile) throw new WrongTypeError(`${path}: not a directory`);
         if (!page.sawAnything && path !== '/') throw new NotFoundError(`${path}: no such file or directory`);
         this.#sawDirectory(path);
+        if (index && page.date) index.builder = new ListingIndexBuilder(coveredAtFrom(page.date));
       }
       pages++;
       for (const entry of page.entries) {
         listed.add(entry.name);
         if (pages === 1) names.set(entry.name, entry.isDirectory ? { directory: true } : { file: { size: entry.size, lastModified: entry.lastModified }, directory: false });
       }
-      if (page.entries.length > 0) yield* this.#listedInfos(page.entries, context, statMtimes);
+      if (page.entries.length > 0) yield* this.#listedInfos(page.entries, context, statMtimes, index);
+    }
+    // Complete: every page was read, so the index written now loses nothing the old one held.
+    if (index && shouldWriteIndex({ complete: true, heads: index.heads, builder: index.builder })) {
+      void this.#o.listingIndex!.write(this.#client, this.#bucket, index.prefix, index.builder!);
     }
     if (pages === 1) {
       for (const [name, mtime] of statMtimes) {
@@ -728,9 +759,11 @@ export class S3Storage implements Storage {
     return objects;
   }
 
-  /** Validates a path and maps it to its key. */
+  /** Validates a path and maps it to its key; the server's own keys (reserved-keys.ts) are refused. */
   #key(path: string): string {
-    return keyUnder(this.#prefix, path);
+    const key = keyUnder(this.#prefix, path);
+    if (isReservedKey(key)) throw new PermissionDeniedError(`${path}: reserved for the server's own data`);
+    return key;
   }
 
   /** The prefix of a directory's children. */
@@ -886,7 +919,7 @@ export class S3Storage implements Storage {
         const names: ListedNames = new Map();
         for (const object of page.Contents ?? []) {
           const name = object.Key?.slice(prefix.length);
-          if (!name || name.includes('/')) continue;
+          if (!name || name.includes('/') || isReservedKey(object.Key!)) continue;
           const { Key: key, ETag: etag, LastModified: lastModified } = object;
           // The mtime stat reports, where the shared cache holds it for this version (no HEAD here).
           const cached = etag && lastModified ? this.#mtimeCache.get(this.#bucket, key!, etag, lastModified) : undefined;
@@ -895,7 +928,7 @@ export class S3Storage implements Storage {
         }
         for (const common of page.CommonPrefixes ?? []) {
           const name = common.Prefix?.slice(prefix.length, -1);
-          if (!name || name.includes('/')) continue;
+          if (!name || name.includes('/') || isReservedKey(common.Prefix!)) continue;
           const file = names.get(name);
           names.set(name, file && file !== 'unknown' && file.file ? { file: file.file, directory: true } : { directory: true });
         }
@@ -969,7 +1002,7 @@ export class S3Storage implements Storage {
    * two (rclone, lftp mirror) would see every file as changed, so by default
    * each file's metadata is looked up (cached by version, in parallel).
    */
-  async *#listedInfos(entries: ListedEntry[], context: string, statMtimes?: Map<string, Date>): AsyncGenerator<FileInfo[]> {
+  async *#listedInfos(entries: ListedEntry[], context: string, statMtimes?: Map<string, Date>, run?: IndexRun): AsyncGenerator<FileInfo[]> {
     const infos = entries.map((entry) => ({
       name: entry.name,
       isDirectory: entry.isDirectory,
@@ -980,6 +1013,14 @@ export class S3Storage implements Storage {
       yield infos;
       return;
     }
+    // The directory's index is read once per listing, once the memory cache has left enough files
+    // unanswered to be worth it: a directory held in memory costs no extra request (docs/adr/0020).
+    let index: ListingIndex | undefined;
+    if (run) {
+      run.unanswered += entries.filter((e) => !e.isDirectory && this.#cachedMtime(e) === undefined).length;
+      if (shouldReadIndex(run.unanswered)) run.index ??= this.#o.listingIndex!.read(this.#client, this.#bucket, run.prefix);
+      index = await run.index;
+    }
     // Lookups run in list order, and the page is handed out in slices as they
     // finish, so the first READDIR reply does not wait for a whole page of HEADs.
     const looked = entries.map(() => Promise.withResolvers<void>());
@@ -988,7 +1029,7 @@ export class S3Storage implements Storage {
       try {
         if (entry.isDirectory) return;
         let sameVersion = false;
-        const stored = await this.#storedMtime(entry, context, () => (sameVersion = true));
+        const stored = await this.#storedMtime(entry, context, () => (sameVersion = true), index, run);
         if (stored !== null) infos[i]!.mtime = new Date(stored);
         // What STAT would report for the version listed (size and time of one version).
         if (stored !== null && sameVersion) statMtimes?.set(entry.name, infos[i]!.mtime);
@@ -1009,14 +1050,30 @@ export class S3Storage implements Storage {
    * second on some stores); null when it cannot be read now. `sameVersion` is
    * called when it is the mtime of the version the listing saw.
    */
-  async #storedMtime(entry: ListedEntry, context: string, sameVersion?: () => void): Promise<number | null> {
+  async #storedMtime(
+    entry: ListedEntry,
+    context: string,
+    sameVersion?: () => void,
+    index?: ListingIndex,
+    run?: IndexRun,
+  ): Promise<number | null> {
     const { key, etag, lastModified } = entry;
     if (key === undefined || etag === undefined || lastModified === undefined) return null;
+    const version = { name: entry.name, etag, lastModifiedMs: lastModified.getTime() };
     const cached = this.#mtimeCache.get(this.#bucket, key, etag, lastModified);
     if (cached !== undefined) {
       sameVersion?.();
+      run?.builder?.add(version, cached);
       return cached;
     }
+    const indexed = index?.mtime(version);
+    if (indexed !== undefined) {
+      this.#mtimeCache.set(this.#bucket, key, etag, lastModified, indexed);
+      sameVersion?.();
+      run?.builder?.add(version, indexed);
+      return indexed;
+    }
+    if (run) run.heads++;
     let head: HeadObjectCommandOutput | undefined;
     try {
       head = await this.#head(key, context);
@@ -1032,8 +1089,18 @@ export class S3Storage implements Storage {
     if (head.ETag === etag) {
       this.#mtimeCache.set(this.#bucket, key, etag, lastModified, mtime);
       sameVersion?.();
+      // A copy between the listing and this HEAD keeps the ETag but not the second.
+      const headLastModified = head.LastModified?.getTime();
+      if (headLastModified !== undefined && Math.abs(headLastModified - version.lastModifiedMs) < 1000) run?.builder?.add(version, mtime);
     }
     return mtime;
+  }
+
+  /** The memory cache's mtime of a listed file's version, if it holds it. */
+  #cachedMtime(entry: ListedEntry): number | undefined {
+    const { key, etag, lastModified } = entry;
+    if (key === undefined || etag === undefined || lastModified === undefined) return undefined;
+    return this.#mtimeCache.get(this.#bucket, key, etag, lastModified);
   }
 }
 

@@ -6,6 +6,8 @@
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { Usage } from '../quota.ts';
 import { toStorageError } from './errors.ts';
+import { decodeKey } from './lister.ts';
+import { isReservedKey } from './reserved-keys.ts';
 
 export async function scanPrefixUsage(client: S3Client, bucket: string, prefix: string): Promise<Usage> {
   const usage: Usage = { bytes: 0, files: 0 };
@@ -18,7 +20,8 @@ export async function scanPrefixUsage(client: S3Client, bucket: string, prefix: 
       throw toStorageError(err, `count usage of ${prefix || 'the bucket'}`);
     }
     for (const object of page.Contents ?? []) {
-      if (object.Key?.endsWith('/')) continue;
+      // The server's own keys (a bucket-root user's prefix holds them) are not the user's files.
+      if (object.Key === undefined || object.Key.endsWith('/') || isReservedKey(decodeKey(object.Key))) continue;
       usage.bytes += object.Size ?? 0;
       usage.files++;
     }
