@@ -28,8 +28,7 @@ import { createBucket, makeClientKey, s3ClientFor, s3Env, s3Server, startTestSer
 import { countByKind, formatCounts, startS3LatencyProxy, type S3LatencyProxy } from '../support/s3-latency-proxy.ts';
 import { SftpClient, statusOf } from '../support/sftp-client.ts';
 
-/** SSH_FX_EOF, SSH_FX_PERMISSION_DENIED. */
-const EOF = 1;
+/** SSH_FX_PERMISSION_DENIED. */
 const PERMISSION_DENIED = 3;
 /** Files with a stored mtime and files without one: together more than the index's 32 HEADs. */
 const STORED = 40;
@@ -95,22 +94,6 @@ async function restart(): Promise<SftpClient> {
   return sftp;
 }
 
-/** OPENDIR and READDIR to the end: the entries by name. */
-async function listDir(sftp: SftpClient, path: string): Promise<Map<string, FileEntryWithStats>> {
-  const handle = await sftp.opendir(path);
-  const entries = new Map<string, FileEntryWithStats>();
-  for (;;) {
-    const page = await sftp.readdir(handle).catch((err: { code?: unknown }) => {
-      if (err.code === EOF) return undefined;
-      throw err;
-    });
-    if (!page) break;
-    for (const e of page) entries.set(e.filename, e);
-  }
-  await sftp.close(handle);
-  return entries;
-}
-
 /** The requests `work` made, with their paths; requests sent after its last reply count too. */
 async function counted(work: () => Promise<unknown>) {
   await sleep(50);
@@ -142,7 +125,7 @@ const indexWrites = (requests: readonly { kind: string; path: string; status: nu
 test('a cold listing HEADs each file once and leaves an index; after a restart the listing needs no HEAD of a file', async (t) => {
   let sftp = await restart();
   const cold = await counted(async () => {
-    const listed = await listDir(sftp, '/big');
+    const listed = await sftp.entries('/big');
     assert.equal(listed.size, STORED + PLAIN);
   });
   t.diagnostic(`cold: ${formatCounts(cold.counts)}`);
@@ -157,7 +140,7 @@ test('a cold listing HEADs each file once and leaves an index; after a restart t
   sftp = await restart();
   let listed = new Map<string, FileEntryWithStats>();
   const warm = await counted(async () => {
-    listed = await listDir(sftp, '/big');
+    listed = await sftp.entries('/big');
   });
   t.diagnostic(`restarted, index present: ${formatCounts(warm.counts)}`);
   // One page, the index, and the file-wins HEAD of the directory's own name (no file under it).
@@ -176,7 +159,7 @@ test('a file overwritten and one whose mtime was set after the index was written
   sftp = await restart();
   let listed = new Map<string, FileEntryWithStats>();
   const again = await counted(async () => {
-    listed = await listDir(sftp, '/big');
+    listed = await sftp.entries('/big');
   });
   t.diagnostic(formatCounts(again.counts));
   assert.deepEqual(
@@ -190,7 +173,7 @@ test('a file overwritten and one whose mtime was set after the index was written
 
 test('the reserved .s3sftp prefix is invisible and refused to a user whose prefix is the bucket root', async () => {
   const sftp = await restart();
-  const root = await listDir(sftp, '/');
+  const root = await sftp.entries('/');
   assert.deepEqual([...root.keys()].sort(), ['big']);
   const inside = `/${indexKey('big/')}`;
   const refused = [

@@ -15,15 +15,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeleteObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import ssh2, { type FileEntryWithStats } from 'ssh2';
+import ssh2 from 'ssh2';
 import type { SwiftS3 } from '../../dev/swift.ts';
 import { createBucket, makeClientKey, s3ClientFor, s3Server, startTestServer, type TestServer } from '../support/harness.ts';
 import { countByKind, formatCounts, startS3LatencyProxy, type S3LatencyProxy } from '../support/s3-latency-proxy.ts';
 import { FLAGS, SftpClient, statusOf } from '../support/sftp-client.ts';
 
 const NEW_FILE = FLAGS.WRITE | FLAGS.CREAT | FLAGS.TRUNC;
-/** SSH_FX_EOF, SSH_FX_NO_SUCH_FILE, SSH_FX_FAILURE. */
-const EOF = 1;
+/** SSH_FX_NO_SUCH_FILE, SSH_FX_FAILURE. */
 const NO_SUCH_FILE = 2;
 const FAILURE = 4;
 
@@ -227,25 +226,9 @@ test('a file in a directory that does not exist: NO_SUCH_FILE, nothing stored', 
   assert.equal((await statusOf(upload('/absent/f.dat'))).code, NO_SUCH_FILE);
 });
 
-/** OPENDIR and READDIR to the end: the entries by name. */
-async function listDir(path: string): Promise<Map<string, FileEntryWithStats>> {
-  const handle = await sftp.opendir(path);
-  const entries = new Map<string, FileEntryWithStats>();
-  for (;;) {
-    const page = await sftp.readdir(handle).catch((err: { code?: unknown }) => {
-      if (err.code === EOF) return undefined;
-      throw err;
-    });
-    if (!page) break;
-    for (const e of page) entries.set(e.filename, e);
-  }
-  await sftp.close(handle);
-  return entries;
-}
-
 test('STAT and LSTAT right after READDIR are answered from what the listing found: no request', async (t) => {
   expireMemories();
-  const listed = await listDir('/batch');
+  const listed = await sftp.entries('/batch');
   assert.equal(listed.size, BATCH);
   const counts = await counted(async () => {
     for (const [name, entry] of listed) {
@@ -265,7 +248,7 @@ test('STAT and LSTAT right after READDIR are answered from what the listing foun
 });
 
 test('the session sees its own changes at once: an upload, a removal, a new directory', async (t) => {
-  await listDir('/batch');
+  await sftp.entries('/batch');
   await upload('/batch/mine.dat');
   assert.equal((await sftp.stat('/batch/mine.dat')).size, body.length);
   await sftp.remove('/batch/mine.dat');
@@ -284,7 +267,7 @@ test('the session sees its own changes at once: an upload, a removal, a new dire
 test('a change made through another session of the same server is seen at once (rclone runs several connections)', async (t) => {
   const other = await connect();
   try {
-    await listDir('/batch');
+    await sftp.entries('/batch');
     // The other session stores a new file and removes a listed one; this one's listing is not
     // asked about either name any more.
     await other.sftp.put('/batch/other.dat', body);
@@ -307,7 +290,7 @@ test('a change made through another session of the same server is seen at once (
 });
 
 test("a change made behind the server's back (another replica) is seen once the listing held is 5 s old", async (t) => {
-  await listDir('/batch');
+  await sftp.entries('/batch');
   await direct.send(new PutObjectCommand({ Bucket: bucket, Key: 'econ/batch/theirs.dat', Body: body }));
   await direct.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'econ/batch/f4.dat' }));
   // Within the 5 s: a name the listing did not hold is asked of S3 (found); a file it held is
@@ -333,7 +316,7 @@ test("a change made behind the server's back (another replica) is seen once the 
 
 test('an overwrite of a file the listing held: the PutObject alone', async (t) => {
   expireMemories();
-  await listDir('/batch');
+  await sftp.entries('/batch');
   const counts = await counted(() => upload('/batch/f0.dat'));
   t.diagnostic(formatCounts(counts));
   assert.deepEqual(counts, { PutObject: 1 });
@@ -341,7 +324,7 @@ test('an overwrite of a file the listing held: the PutObject alone', async (t) =
 
 test('REMOVE in a directory the listing held: the DeleteObject alone while other entries keep the directory; the last one lists it', async (t) => {
   expireMemories();
-  await listDir('/batch');
+  await sftp.entries('/batch');
   const counts = await counted(async () => {
     for (let i = 1; i < BATCH; i++) await sftp.remove(`/batch/f${i}.dat`);
   });
@@ -351,11 +334,11 @@ test('REMOVE in a directory the listing held: the DeleteObject alone while other
   const last = await counted(() => sftp.remove('/batch/f0.dat'));
   t.diagnostic(`the last: ${formatCounts(last)}`);
   assert.deepEqual(last, { DeleteObject: 1, ListObjectsV2: 1 });
-  assert.deepEqual([...(await listDir('/batch')).keys()], []);
+  assert.deepEqual([...(await sftp.entries('/batch')).keys()], []);
   // Refusals are S3's answers, from the same request as before: a missing name, a directory.
   await sftp.mkdir('/batch/d');
   expireMemories();
-  await listDir('/batch');
+  await sftp.entries('/batch');
   const refused = await counted(async () => {
     assert.equal((await statusOf(sftp.remove('/batch/none.dat'))).code, NO_SUCH_FILE);
     assert.equal((await statusOf(sftp.remove('/batch/d'))).code, FAILURE);

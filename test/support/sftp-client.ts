@@ -141,6 +141,22 @@ export class SftpClient {
   }
 
   /** Downloads a whole file with sequential READs. */
+  /** OPENDIR and READDIR to the end: the entries by name. */
+  async entries(path: string): Promise<Map<string, FileEntryWithStats>> {
+    const handle = await this.opendir(path);
+    const entries = new Map<string, FileEntryWithStats>();
+    for (;;) {
+      const page = await this.readdir(handle).catch((err: { code?: unknown }) => {
+        if (err.code === 1) return undefined; // SSH_FX_EOF
+        throw err;
+      });
+      if (!page) break;
+      for (const e of page) entries.set(e.filename, e);
+    }
+    await this.close(handle);
+    return entries;
+  }
+
   async get(path: string): Promise<Buffer> {
     const handle = await this.open(path, FLAGS.READ);
     const pieces: Buffer[] = [];
