@@ -144,3 +144,14 @@ test('maxFiles 0 turns it off', async () => {
   for (let i = 0; i < 5; i++) await open(f, `f0${i}`);
   assert.deepEqual(f.fetched, []);
 });
+
+test('a large directory of large files is listed once per 100 names the client passes, not ahead of it', async () => {
+  const f = fake(names(300, 1 << 20).map((file, i) => ({ ...file, name: `f${String(i).padStart(3, '0')}` })));
+  for (let i = 0; i < 50; i++) await open(f, `f${String(i).padStart(3, '0')}`);
+  await tick();
+  assert.deepEqual(f.fetched, []);
+  assert.equal(f.listings.length, 1);
+  for (let i = 50; i < 102; i++) await open(f, `f${String(i).padStart(3, '0')}`);
+  await tick();
+  assert.equal(f.listings.length, 2);
+});

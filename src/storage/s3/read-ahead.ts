@@ -100,6 +100,9 @@ export class ReadAhead {
   #queue: ListedFile[] = [];
   #listedAll = false;
   #listing = false;
+  /** The last name the latest listing returned, and whether any file of that listing was fetched. */
+  #listedUpTo = '';
+  #batchFetched = false;
   #window: number;
   /** Bumped on every change of directory, so late answers for an old one are dropped. */
   #generation = 0;
@@ -193,6 +196,8 @@ export class ReadAhead {
     this.#queue = [];
     this.#listedAll = false;
     this.#listing = false;
+    this.#listedUpTo = '';
+    this.#batchFetched = false;
     this.#window = Math.min(2, this.#limits.maxFiles);
   }
 
@@ -210,7 +215,9 @@ export class ReadAhead {
     while (this.#fetched.size < this.#window) {
       const next = this.#queue.shift();
       if (!next) {
-        this.#listMore();
+        // A listing that gave nothing to fetch (large files only) is not followed by the next one
+        // until the client reaches its end: a directory of large files costs one listing per 100 OPENs.
+        if (this.#batchFetched || compareKeys(this.#lastName, this.#listedUpTo) >= 0) this.#listMore();
         return;
       }
       if (next.size === 0 || next.size > this.#limits.maxFileBytes || this.#fetched.has(next.name)) continue;
@@ -228,12 +235,18 @@ export class ReadAhead {
     this.#listing = true;
     const generation = this.#generation;
     const prefix = this.#prefix;
-    const after = this.#lastFetchedName();
+    const after = this.#listFrom();
+    const previous = this.#listedUpTo;
     this.#source.filesAfter(prefix, after, NAMES_PER_LISTING).then(
       (files) => {
         if (generation !== this.#generation) return;
         this.#listing = false;
         if (files.length < NAMES_PER_LISTING) this.#listedAll = true;
+        const last = files.at(-1)?.name;
+        // No progress (a store that ignored StartAfter): stop rather than list the same names again.
+        if (last === undefined || compareKeys(last, previous) <= 0) this.#listedAll = true;
+        else this.#listedUpTo = last;
+        this.#batchFetched = false;
         this.#queue.push(...files.filter((f) => compareKeys(f.name, this.#lastName) > 0));
         if (files.length > 0) this.#fill();
       },
@@ -246,13 +259,15 @@ export class ReadAhead {
     );
   }
 
-  #lastFetchedName(): string {
-    let last = this.#lastName;
+  /** Where the next listing starts: after every name listed, fetched or opened so far. */
+  #listFrom(): string {
+    let last = compareKeys(this.#listedUpTo, this.#lastName) > 0 ? this.#listedUpTo : this.#lastName;
     for (const name of this.#fetched.keys()) if (compareKeys(name, last) > 0) last = name;
     return last;
   }
 
   #fetch(file: ListedFile): void {
+    this.#batchFetched = true;
     const key = this.#prefix + file.name;
     const closer = new AbortController();
     const seq = this.#source.seq();
