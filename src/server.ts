@@ -206,7 +206,7 @@ async function start(config: Config, log: Logger, started: StartedParts, options
   const readAheadBudget = new ReadAheadBudget(READ_AHEAD_BYTES);
   // Bounded memory and fair S3 access (docs/security.md): every upload's part buffers are reserved from one budget.
   const uploadBudget = new UploadBudget(config.sftp.uploadMemoryBudget);
-  const limitsMetrics = limitMetrics(registry, uploadBudget);
+  const limitsMetrics = limitMetrics(registry, uploadBudget, readAheadBudget);
   const flowControl = new FlowControl({ maxQueuedWriteBytes: config.sftp.maxQueuedWriteBytes, events: limitsMetrics.flow });
   const requestLimiter = new RequestLimiter({
     perSession: config.s3.maxRequestsPerSession,

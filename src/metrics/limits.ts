@@ -7,6 +7,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { FlowEvents, HoldReason } from '../sftp/flow-control.ts';
 import type { UploadBudgetStats } from '../storage/upload-budget.ts';
 import type { LimitScope } from '../storage/s3/request-limiter.ts';
+import type { ReadAheadBudget } from '../storage/s3/read-ahead.ts';
 
 const HOLD_REASONS: readonly HoldReason[] = ['session-writes', 'unread-replies', 'queued-requests'];
 const SCOPES: readonly LimitScope[] = ['session', 'user'];
@@ -16,8 +17,9 @@ export interface LimitMetrics {
   requestWaited(scope: LimitScope): void;
 }
 
-export function limitMetrics(registry: Registry, budget: UploadBudgetStats): LimitMetrics {
+export function limitMetrics(registry: Registry, budget: UploadBudgetStats, readAhead: ReadAheadBudget): LimitMetrics {
   const registers = [registry];
+  readAheadMetrics(registers, readAhead);
   const held = new Counter({
     name: 's3sftp_sftp_channel_holds_total',
     help: 'Times an SFTP session started waiting (stopped reading its channel (SSH window held closed)), by reason: session-writes (sftp.maxQueuedWriteBytes), unread-replies (the client does not read replies), queued-requests (requests wait behind READs in flight).',
@@ -68,4 +70,27 @@ export function limitMetrics(registry: Registry, budget: UploadBudgetStats): Lim
     flow: { held: (reason) => held.inc({ reason }) },
     requestWaited: (scope) => waited.inc({ scope }),
   };
+}
+
+/** Small files fetched ahead of their OPEN (docs/adr/0021): what they hold, and how many were used. */
+function readAheadMetrics(registers: Registry[], readAhead: ReadAheadBudget): void {
+  new Gauge({
+    name: 's3sftp_read_ahead_bytes',
+    help: 'Bytes of small files fetched ahead of their OPEN and not yet opened (at most 16 MiB per server).',
+    registers,
+    collect() {
+      this.set(readAhead.usedBytes);
+    },
+  });
+  new Counter({
+    name: 's3sftp_read_ahead_files_total',
+    help: 'Small files fetched ahead of their OPEN, by result: used (an OPEN took it) or unused (skipped, expired, changed, or the session moved on).',
+    labelNames: ['result'],
+    registers,
+    collect() {
+      this.reset();
+      this.inc({ result: 'used' }, readAhead.usedFiles);
+      this.inc({ result: 'unused' }, readAhead.unusedFiles);
+    },
+  });
 }

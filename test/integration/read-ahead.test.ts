@@ -15,6 +15,7 @@ import ssh2 from 'ssh2';
 import type { SwiftS3 } from '../../dev/swift.ts';
 import { createBucket, makeClientKey, s3ClientFor, s3Server, sftpBatch, startTestServer, type TestServer } from '../support/harness.ts';
 import { countByKind, startS3LatencyProxy, type CountedRequest, type S3LatencyProxy } from '../support/s3-latency-proxy.ts';
+import { scrape } from '../support/prometheus.ts';
 import { SftpClient } from '../support/sftp-client.ts';
 
 let s3: SwiftS3;
@@ -88,6 +89,11 @@ test('get dir/* with OpenSSH sftp: every file arrives intact, each fetched once,
   assert.equal(new Set(gets.map((g) => g.path)).size, 40);
   // With one GET per OPEN, one after another, no GET would start before the last was answered.
   assert.ok(overlapping(gets) >= 20, `only ${overlapping(gets)} of 40 GETs were made ahead`);
+  // What an operator sees: files fetched ahead and taken by their OPEN, none left over.
+  const metrics = await scrape(server.server.metrics.port);
+  assert.ok(metrics.value('s3sftp_read_ahead_files_total', { result: 'used' }) >= 20);
+  assert.equal(metrics.value('s3sftp_read_ahead_files_total', { result: 'unused' }), 0);
+  assert.equal(metrics.value('s3sftp_read_ahead_bytes'), 0);
 });
 
 test('a client that reads two files and stops costs at most four GETs it did not ask for; STAT of a fetched file costs none', async () => {

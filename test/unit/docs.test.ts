@@ -9,6 +9,7 @@
  * the inline form [text](target).
  */
 
+import { ReadAheadBudget } from '../../src/storage/s3/read-ahead.ts';
 import { registerQuotaMetrics } from '../../src/metrics/quota.ts';
 import { UsageTrackers } from '../../src/storage/quota.ts';
 import { test, describe } from 'node:test';
@@ -251,7 +252,7 @@ describe('docs/metrics.md', () => {
     new Metrics({ registry, perUserLabels: true, processMetrics: false });
     registerQuotaMetrics(registry, new UsageTrackers({ rescanIntervalMs: 0, scanConcurrency: 1 }), true);
     hardeningMetrics(registry, { bannedSources: () => 0, unauthenticatedConnections: () => 0, verifications: () => ({ running: 0, queued: 0 }) });
-    limitMetrics(registry, new UploadBudget(2 ** 30));
+    limitMetrics(registry, new UploadBudget(2 ** 30), new ReadAheadBudget(1));
     return (await registry.getMetricsAsJSON()).map((m) => ({
       name: m.name,
       type: String(m.type),

@@ -61,13 +61,20 @@ export class ReadAheadBudget {
     return true;
   }
 
-  give(bytes: number): void {
+  /** Gives back a fetched file's bytes: `used` when an OPEN took the file, else it went unopened. */
+  give(bytes: number, used = false): void {
     this.#free = Math.min(this.maxBytes, this.#free + bytes);
+    if (used) this.usedFiles++;
+    else this.unusedFiles++;
   }
 
   get usedBytes(): number {
     return this.maxBytes - this.#free;
   }
+
+  /** Files fetched ahead that an OPEN took, and that were dropped unopened (the metrics). */
+  usedFiles = 0;
+  unusedFiles = 0;
 }
 
 /** Names listed at once to find the next files. */
@@ -205,7 +212,7 @@ export class ReadAhead {
     if (this.#fetched.get(entry.name) !== entry) return;
     this.#fetched.delete(entry.name);
     clearTimeout(entry.expiry);
-    this.#budget.give(entry.bytes);
+    this.#budget.give(entry.bytes, !abort);
     if (abort) entry.closer.abort();
   }
 
