@@ -24,6 +24,7 @@
 import type { SFTPWrapper } from 'ssh2';
 import type { Logger } from 'pino';
 import { SFTP_RECEIVE_WINDOW, widenReceiveWindow } from '../ssh/ssh2-window.ts';
+import { type WriteData, writeDataLength } from './write-requests.ts';
 
 /** Why a session stopped reading from its channel, for the metric. */
 export type HoldReason = 'session-writes' | 'unread-replies' | 'queued-requests';
@@ -157,8 +158,8 @@ class SftpChannelFlow implements ChannelFlow {
     s.emit = (event: string | symbol, ...args: unknown[]): boolean => {
       if (typeof event !== 'string' || !REQUEST_EVENT.test(event) || this.#detached) return emit(event, ...args);
       if (event === 'WRITE') {
-        const [id, , , data] = args as [number, Buffer, number, Buffer];
-        this.#count(id, data.length);
+        const [id, , , data] = args as [number, Buffer, number, WriteData];
+        this.#count(id, writeDataLength(data));
       }
       if (this.#waiting.length > 0 || !this.#mayPass(event)) {
         this.#waiting.push([event, ...args]);
