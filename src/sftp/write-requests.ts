@@ -26,14 +26,6 @@ const MAX_HEAD = 4 + 1 + 4 + 4 + MAX_HANDLE + 8 + 4;
 /** WRITE data as the session receives it: whole, or in the pieces it arrived in. */
 export type WriteData = Buffer | Buffer[];
 
-/** Bytes of WRITE data however it arrived. */
-export function writeDataLength(data: WriteData): number {
-  if (!Array.isArray(data)) return data.length;
-  let n = 0;
-  for (const piece of data) n += piece.length;
-  return n;
-}
-
 interface Internals {
   push?(data: Buffer | null): unknown;
   /** -1 until INIT; ssh2 refuses anything else first. */
