@@ -6,8 +6,9 @@
  * replies) makes the server hold every request in memory. Two bounds stop that:
  *
  * - **Queued WRITE bytes per session** (`sftp.maxQueuedWriteBytes`): data of WRITE requests
- *   received and not yet answered, counted as the incoming buffers it keeps alive. Above it the channel window is held closed (no
- *   WINDOW_ADJUST), so the client stops sending: SSH's own flow control, no request refused.
+ *   received and not yet answered, counted as the incoming buffers it keeps alive. Above it the
+ *   channel window is held closed (no WINDOW_ADJUST), so the client stops sending: SSH's own flow
+ *   control, no request refused.
  * - **Replies the client does not read**: when a reply does not fit the client's window, ssh2
  *   keeps the packet in its own buffer (its reply methods return nothing in 1.17.0, so the buffer
  *   is looked at); READs are then held back (not served) and the window is
