@@ -5,6 +5,7 @@ import { loadConfig, ConfigError } from '../config/load.ts';
 import { startServer, StartupError } from '../server.ts';
 import { hashPasswordCommand } from './hash-password.ts';
 import { createLogger } from './logger.ts';
+import { setHeapGrowth } from './heap-growth.ts';
 
 const USAGE = `usage:
   s3sftp serve [--config FILE]     run the SFTP server (every setting can also come from S3SFTP_* variables)
@@ -15,6 +16,7 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
   switch (command) {
     case 'serve':
+      setHeapGrowth();
       return serve(args);
     case 'hash-password':
       return hashPasswordCommand(process.stdin, process.stdout, args);

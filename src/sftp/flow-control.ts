@@ -6,8 +6,9 @@
  * replies) makes the server hold every request in memory. Two bounds stop that:
  *
  * - **Queued WRITE bytes per session** (`sftp.maxQueuedWriteBytes`): data of WRITE requests
- *   received and not yet answered. Above it the channel window is held closed (no
- *   WINDOW_ADJUST), so the client stops sending: SSH's own flow control, no request refused.
+ *   received and not yet answered, counted as the incoming buffers it keeps alive. Above it the
+ *   channel window is held closed (no WINDOW_ADJUST), so the client stops sending: SSH's own flow
+ *   control, no request refused.
  * - **Replies the client does not read**: when a reply does not fit the client's window, ssh2
  *   keeps the packet in its own buffer (its reply methods return nothing in 1.17.0, so the buffer
  *   is looked at); READs are then held back (not served) and the window is
@@ -24,6 +25,7 @@
 import type { SFTPWrapper } from 'ssh2';
 import type { Logger } from 'pino';
 import { SFTP_RECEIVE_WINDOW, widenReceiveWindow } from '../ssh/ssh2-window.ts';
+import type { WriteData } from './write-requests.ts';
 
 /** Why a session stopped reading from its channel, for the metric. */
 export type HoldReason = 'session-writes' | 'unread-replies' | 'queued-requests';
@@ -83,8 +85,10 @@ export class FlowControl {
 class SftpChannelFlow implements ChannelFlow {
   readonly #s: SftpInternals;
   readonly #o: FlowControlOptions;
-  /** Bytes of each unanswered WRITE, by request id (a client may reuse an id: a list each). */
-  readonly #writes = new Map<number, number[]>();
+  /** The memory each unanswered WRITE holds, by request id (a client may reuse an id: a list each). */
+  readonly #writes = new Map<number, ArrayBufferLike[][]>();
+  /** Unanswered WRITEs holding each piece of memory: it counts once, however many share it. */
+  readonly #holders = new Map<ArrayBufferLike, number>();
   #queued = 0;
   /** ssh2 holds replies the client has not taken: no request is passed on meanwhile. */
   #repliesBlocked = false;
@@ -119,6 +123,7 @@ class SftpChannelFlow implements ChannelFlow {
     this.#detached = true;
     this.#queued = 0;
     this.#writes.clear();
+    this.#holders.clear();
     this.#waiting.length = 0;
     this.#readsInFlight.clear();
   }
@@ -157,8 +162,8 @@ class SftpChannelFlow implements ChannelFlow {
     s.emit = (event: string | symbol, ...args: unknown[]): boolean => {
       if (typeof event !== 'string' || !REQUEST_EVENT.test(event) || this.#detached) return emit(event, ...args);
       if (event === 'WRITE') {
-        const [id, , , data] = args as [number, Buffer, number, Buffer];
-        this.#count(id, data.length);
+        const [id, , , data] = args as [number, Buffer, number, WriteData];
+        this.#count(id, data);
       }
       if (this.#waiting.length > 0 || !this.#mayPass(event)) {
         this.#waiting.push([event, ...args]);
@@ -196,11 +201,23 @@ class SftpChannelFlow implements ChannelFlow {
     this.#maybeRelease();
   }
 
-  #count(id: number, bytes: number): void {
+  /**
+   * Counts a WRITE by the memory its data keeps alive: the buffers it is a view of (write-requests.ts
+   * hands out views of the incoming chunks), each once while any unanswered WRITE holds it. A chunk
+   * shared by two WRITEs counts once; one that also held bytes of a packet ssh2 copied counts whole.
+   */
+  #count(id: number, data: WriteData): void {
+    const memory: ArrayBufferLike[] = [];
+    for (const piece of Array.isArray(data) ? data : [data]) {
+      if (memory.includes(piece.buffer)) continue;
+      memory.push(piece.buffer);
+      const holders = this.#holders.get(piece.buffer) ?? 0;
+      if (holders === 0) this.#queued += piece.buffer.byteLength;
+      this.#holders.set(piece.buffer, holders + 1);
+    }
     const list = this.#writes.get(id);
-    if (list) list.push(bytes);
-    else this.#writes.set(id, [bytes]);
-    this.#queued += bytes;
+    if (list) list.push(memory);
+    else this.#writes.set(id, [memory]);
   }
 
   /** Every reply: releases a WRITE's bytes when it is answered, and notices ssh2 buffering. */
@@ -234,9 +251,16 @@ class SftpChannelFlow implements ChannelFlow {
   #answered(id: number): void {
     const list = this.#writes.get(id);
     if (!list) return;
-    const bytes = list.shift() ?? 0;
+    const memory = list.shift() ?? [];
     if (list.length === 0) this.#writes.delete(id);
-    this.#queued -= bytes;
+    for (const buffer of memory) {
+      const holders = (this.#holders.get(buffer) ?? 1) - 1;
+      if (holders > 0) this.#holders.set(buffer, holders);
+      else {
+        this.#holders.delete(buffer);
+        this.#queued -= buffer.byteLength;
+      }
+    }
     this.#maybeRelease();
   }
 

@@ -27,6 +27,7 @@ import { decodeOpenFlags } from './open-flags.ts';
 import { HandleTable, type Handle, type ReadHandle, type WriteHandle } from './handles.ts';
 import { STATUS, toStatus } from './status.ts';
 import { RequestOrder, type OrderKey } from './request-order.ts';
+import type { WriteData } from './write-requests.ts';
 
 /** Largest READ we answer; OpenSSH clients accept 256 KiB packets, minus headers. */
 const MAX_READ_BYTES = 255 * 1024;
@@ -101,7 +102,7 @@ export class SftpSession {
     const tree = (...paths: string[]): OrderKey => ({ paths: paths.flatMap((p) => this.#orderPaths(p)), tree: true });
     s.on('OPEN', (id: number, path: string, flags: number, attrs: Attributes) => this.#run(id, at(path), () => this.#handles.opening(() => this.#open(id, path, flags, attrs))));
     s.on('READ', (id: number, h: Buffer, offset: number, len: number) => this.#onHandle(id, h, (handle) => this.#read(id, handle, offset, len)));
-    s.on('WRITE', (id: number, h: Buffer, offset: number, data: Buffer) => this.#onHandle(id, h, (handle) => this.#write(id, handle, offset, data)));
+    s.on('WRITE', (id: number, h: Buffer, offset: number, data: WriteData) => this.#onHandle(id, h, (handle) => this.#write(id, handle, offset, data)));
     s.on('CLOSE', (id: number, h: Buffer) => this.#run(id, this.#handleKey(h), () => this.#close(id, h)));
     s.on('FSTAT', (id: number, h: Buffer) => this.#onHandle(id, h, (handle) => this.#fstat(id, handle)));
     s.on('FSETSTAT', (id: number, h: Buffer, attrs: Attributes) => this.#onHandle(id, h, (handle) => this.#fsetstat(id, handle, attrs)));
@@ -326,7 +327,7 @@ export class SftpSession {
     throw new UnsupportedError('reading back a file that is still being uploaded is not supported on S3 storage; close it first');
   }
 
-  async #write(id: number, handle: Handle, offset: number, data: Buffer): Promise<void> {
+  async #write(id: number, handle: Handle, offset: number, data: WriteData): Promise<void> {
     if (handle.kind !== 'write') throw new InvalidRequestError('handle is not open for writing');
     try {
       if (handle.resumeRisk && offset > 0 && handle.writer.bytesReceived === 0) {
@@ -336,7 +337,8 @@ export class SftpSession {
         }
         await handle.writer.continueExisting(offset);
       }
-      await handle.writer.write(offset, data);
+      if (!Array.isArray(data)) await handle.writer.write(offset, data);
+      else await writePieces(handle.writer, offset, data);
       handle.written = true;
     } catch (err) {
       // A refused or failed WRITE must not be followed by a CLOSE that stores a damaged file.
@@ -581,6 +583,18 @@ export class SftpSession {
 function notADirectory(err: unknown): never {
   if (err instanceof WrongTypeError) throw new NotFoundError(err.message, { cause: err });
   throw err;
+}
+
+/**
+ * A WRITE that arrived in pieces (write-requests.ts), passed on piece by piece, each after the
+ * one before it was taken: no piece is copied to join them.
+ */
+async function writePieces(writer: FileWriter, offset: number, pieces: Buffer[]): Promise<void> {
+  let at = offset;
+  for (const piece of pieces) {
+    await writer.write(at, piece);
+    at += piece.length;
+  }
 }
 
 /** Reads `count` SSH strings (uint32 length + UTF-8 bytes) from an extension payload. */

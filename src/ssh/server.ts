@@ -26,6 +26,7 @@ import { auditEvents, combineEvents } from '../session/audit.ts';
 import { advertiseExtensions, containParserErrors, sendExitStatus } from '../sftp/channel-quirks.ts';
 import { widenReceiveWindow } from './ssh2-window.ts';
 import { refuseNonUtf8Paths } from '../sftp/utf8-paths.ts';
+import { frameWriteRequests } from '../sftp/write-requests.ts';
 import { ScpSession } from '../scp/session.ts';
 import type { FlowControl } from '../sftp/flow-control.ts';
 import { policyChanged, withLivePermissions } from './live-policy.ts';
@@ -455,6 +456,8 @@ export class SshServer {
       sftp.on('error', (err: Error) => log.info({ err: err.message, user: user.username }, 'sftp protocol error: closing the channel'));
       advertiseExtensions(sftp, { 'posix-rename@openssh.com': '1' });
       refuseNonUtf8Paths(sftp, () => log.info({ user: user.username }, 'refused a request with a file name that is not valid UTF-8'));
+      // In front of the name check: WRITEs are taken out whole, without ssh2's copy (write-requests.ts).
+      frameWriteRequests(sftp);
       // Contains a throw anywhere in the parser chain below it: this channel closes, not the connection.
       containParserErrors(sftp);
       // Before any data can arrive (all of this runs synchronously): uploads are window-bound with
