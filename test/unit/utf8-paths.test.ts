@@ -8,20 +8,8 @@ import assert from 'node:assert/strict';
 import type { SFTPWrapper } from 'ssh2';
 import { nonUtf8Request, refuseNonUtf8Paths, NON_UTF8_MESSAGE } from '../../src/sftp/utf8-paths.ts';
 import { PATCHED_SSH2_VERSION, installedSsh2Version, userauthPatchApplies } from '../../src/ssh/ssh2-userauth.ts';
+import { u32, str, packet } from '../support/sftp-wire.ts';
 
-const u32 = (n: number) => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n);
-  return b;
-};
-const str = (b: Buffer | string) => {
-  const s = typeof b === 'string' ? Buffer.from(b) : b;
-  return Buffer.concat([u32(s.length), s]);
-};
-const packet = (type: number, ...parts: Buffer[]) => {
-  const body = Buffer.concat([Buffer.from([type]), ...parts]);
-  return Buffer.concat([u32(body.length), body]);
-};
 const BAD = Buffer.from('caf\xe9', 'latin1');
 
 /** A stand-in for ssh2's SFTP object: records what reaches the parser and the statuses sent. */

@@ -8,25 +8,8 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import type { SFTPWrapper } from 'ssh2';
 import { frameWriteRequests, type WriteData } from '../../src/sftp/write-requests.ts';
+import { u32, u64, str, packet } from '../support/sftp-wire.ts';
 
-const u32 = (n: number) => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n);
-  return b;
-};
-const u64 = (n: number) => {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64BE(BigInt(n));
-  return b;
-};
-const str = (b: Buffer | string) => {
-  const s = typeof b === 'string' ? Buffer.from(b) : b;
-  return Buffer.concat([u32(s.length), s]);
-};
-const packet = (type: number, ...parts: Buffer[]) => {
-  const body = Buffer.concat([Buffer.from([type]), ...parts]);
-  return Buffer.concat([u32(body.length), body]);
-};
 const write = (id: number, handle: string, offset: number, data: Buffer) => packet(6, u32(id), str(handle), u64(offset), str(data));
 
 /** A stand-in for ssh2's SFTP object: records what reaches its parser and the WRITEs emitted. */
