@@ -73,7 +73,7 @@ function overlapping(gets: CountedRequest[]): number {
   return n;
 }
 
-test('get dir/* with OpenSSH sftp: every file arrives intact, each fetched once, most ahead of their OPEN', async (t) => {
+test('get dir/* with OpenSSH sftp: every file arrives intact, each fetched once, all but the first two before their OPEN', async (t) => {
   const dst = join(dir, 'dst');
   await mkdir(dst);
   const mark = proxy.requests.length;
@@ -87,11 +87,11 @@ test('get dir/* with OpenSSH sftp: every file arrives intact, each fetched once,
   t.diagnostic(`${JSON.stringify(countByKind(requests))}; GETs started before the previous one was answered: ${overlapping(gets)}`);
   assert.equal(gets.length, 40, 'one GET per file: none fetched twice, none wasted');
   assert.equal(new Set(gets.map((g) => g.path)).size, 40);
-  // With one GET per OPEN, one after another, no GET would start before the last was answered.
-  assert.ok(overlapping(gets) >= 20, `only ${overlapping(gets)} of 40 GETs were made ahead`);
-  // What an operator sees: files fetched ahead and taken by their OPEN, none left over.
+  // Every file after the first two was fetched before its OPEN asked (the window is filled when
+  // the previous OPEN is answered, from the listing the glob left), and none was left over. How
+  // many GETs overlapped depends on how fast the client is; it is only reported.
   const metrics = await scrape(server.server.metrics.port);
-  assert.ok(metrics.value('s3sftp_read_ahead_files_total', { result: 'used' }) >= 20);
+  assert.equal(metrics.value('s3sftp_read_ahead_files_total', { result: 'used' }), 38);
   assert.equal(metrics.value('s3sftp_read_ahead_files_total', { result: 'unused' }), 0);
   assert.equal(metrics.value('s3sftp_read_ahead_bytes'), 0);
 });
