@@ -8,14 +8,15 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { pino } from 'pino';
-import ssh2, { type FileEntryWithStats } from 'ssh2';
+import type ssh2 from 'ssh2';
+import type { FileEntryWithStats } from 'ssh2';
 import type { SwiftS3 } from '../../dev/swift.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { forEachBounded } from '../../src/storage/s3/bounded.ts';
@@ -26,7 +27,7 @@ import { UploadRegistry } from '../../src/storage/s3/upload-registry.ts';
 import { scanPrefixUsage } from '../../src/storage/s3/usage.ts';
 import { createBucket, makeClientKey, s3ClientFor, s3Env, s3Server, startTestServer, type TestServer } from '../support/harness.ts';
 import { countByKind, formatCounts, startS3LatencyProxy, type S3LatencyProxy } from '../support/s3-latency-proxy.ts';
-import { SftpClient, statusOf } from '../support/sftp-client.ts';
+import { openSftp, type SftpClient, statusOf } from '../support/sftp-client.ts';
 
 /** SSH_FX_PERMISSION_DENIED. */
 const PERMISSION_DENIED = 3;
@@ -83,14 +84,8 @@ async function restart(): Promise<SftpClient> {
   session?.client.end();
   await server?.stop();
   server = await startTestServer({ s3: { ...s3, endpoint: proxy.endpoint }, bucket, users: [{ username: 'root', keyFile, keyPrefix: '' }] });
-  const c = new ssh2.Client();
-  const port = server.port;
-  await new Promise<void>((resolve, reject) => {
-    c.once('ready', () => resolve()).once('error', reject);
-    void readFile(keyFile).then((privateKey) => c.connect({ host: '127.0.0.1', port, username: 'root', privateKey, readyTimeout: 20_000 }));
-  });
-  const sftp = new SftpClient(await new Promise((resolve, reject) => c.sftp((err, s) => (err ? reject(err) : resolve(s)))));
-  session = { client: c, sftp };
+  session = await openSftp(server.port, 'root', keyFile, 20_000);
+  const sftp = session.sftp;
   return sftp;
 }
 

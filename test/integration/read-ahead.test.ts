@@ -11,12 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import ssh2 from 'ssh2';
+import type ssh2 from 'ssh2';
 import type { SwiftS3 } from '../../dev/swift.ts';
 import { createBucket, makeClientKey, s3ClientFor, s3Server, sftpBatch, startTestServer, type TestServer } from '../support/harness.ts';
 import { countByKind, startS3LatencyProxy, type CountedRequest, type S3LatencyProxy } from '../support/s3-latency-proxy.ts';
 import { scrape } from '../support/prometheus.ts';
-import { SftpClient } from '../support/sftp-client.ts';
+import { openSftp, type SftpClient } from '../support/sftp-client.ts';
 
 let s3: SwiftS3;
 let proxy: S3LatencyProxy;
@@ -57,13 +57,9 @@ after(async () => {
 });
 
 async function connect(): Promise<SftpClient> {
-  const c = new ssh2.Client();
-  clients.push(c);
-  await new Promise<void>((resolve, reject) => {
-    c.once('ready', () => resolve()).once('error', reject);
-    void readFile(keyFile).then((privateKey) => c.connect({ host: '127.0.0.1', port: server.port, username: 'ra', privateKey, readyTimeout: 10_000 }));
-  });
-  return new SftpClient(await new Promise((resolve, reject) => c.sftp((err, s) => (err ? reject(err) : resolve(s)))));
+  const { client, sftp } = await openSftp(server.port, 'ra', keyFile);
+  clients.push(client);
+  return sftp;
 }
 
 /** GETs that started before the previous GET was answered: work done ahead of the client. */

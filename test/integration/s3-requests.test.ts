@@ -10,16 +10,16 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeleteObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import ssh2 from 'ssh2';
+import type ssh2 from 'ssh2';
 import type { SwiftS3 } from '../../dev/swift.ts';
 import { createBucket, makeClientKey, s3ClientFor, s3Server, startTestServer, type TestServer } from '../support/harness.ts';
 import { countByKind, formatCounts, startS3LatencyProxy, type S3LatencyProxy } from '../support/s3-latency-proxy.ts';
-import { FLAGS, SftpClient, statusOf } from '../support/sftp-client.ts';
+import { FLAGS, openSftp, SftpClient, statusOf } from '../support/sftp-client.ts';
 
 const NEW_FILE = FLAGS.WRITE | FLAGS.CREAT | FLAGS.TRUNC;
 /** SSH_FX_NO_SUCH_FILE, SSH_FX_FAILURE. */
@@ -61,14 +61,7 @@ before(async () => {
 });
 
 /** One more SSH connection and SFTP session as the same user. */
-async function connect(): Promise<{ client: ssh2.Client; sftp: SftpClient }> {
-  const c = new ssh2.Client();
-  await new Promise<void>((resolve, reject) => {
-    c.once('ready', () => resolve()).once('error', reject);
-    void readFile(keyFile).then((privateKey) => c.connect({ host: '127.0.0.1', port: server.port, username: 'econ', privateKey, readyTimeout: 10_000 }));
-  });
-  return { client: c, sftp: new SftpClient(await new Promise((resolve, reject) => c.sftp((err, s) => (err ? reject(err) : resolve(s))))) };
-}
+const connect = () => openSftp(server.port, 'econ', keyFile);
 
 after(async () => {
   direct?.destroy();

@@ -3,7 +3,8 @@
  * Each call sends one request and resolves with its reply; a status other
  * than OK rejects with ssh2's error, whose `code` is the SSH_FX_* status.
  */
-import type { FileEntryWithStats, InputAttributes, SFTPWrapper, Stats } from 'ssh2';
+import { readFile } from 'node:fs/promises';
+import ssh2, { type FileEntryWithStats, type InputAttributes, type SFTPWrapper, type Stats } from 'ssh2';
 
 /** SSH_FXF_* open flags (draft-ietf-secsh-filexfer-02). */
 export const FLAGS = { READ: 1, WRITE: 2, APPEND: 4, CREAT: 8, TRUNC: 16, EXCL: 32 } as const;
@@ -169,4 +170,16 @@ export class SftpClient {
     await this.close(handle);
     return Buffer.concat(pieces);
   }
+}
+
+/** An SSH connection to 127.0.0.1:`port` with a key, and an SFTP session on it (end `client` when done). */
+export async function openSftp(port: number, username: string, keyFile: string, readyTimeout = 10_000): Promise<{ client: ssh2.Client; sftp: SftpClient }> {
+  const client = new ssh2.Client();
+  const privateKey = await readFile(keyFile);
+  await new Promise<void>((resolve, reject) => {
+    client.once('ready', () => resolve()).once('error', reject);
+    client.connect({ host: '127.0.0.1', port, username, privateKey, readyTimeout });
+  });
+  const sftp = await new Promise<SFTPWrapper>((resolve, reject) => client.sftp((err, s) => (err ? reject(err) : resolve(s))));
+  return { client, sftp: new SftpClient(sftp) };
 }
