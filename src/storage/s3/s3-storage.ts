@@ -201,7 +201,7 @@ export class S3Storage implements Storage {
         changedAfter: (key, seq) => this.#memory.changedAfter(key, seq),
         now: () => this.#clock.now(),
       },
-      { maxFiles: options.config.download.readAheadFiles ?? 0, maxFileBytes: READ_AHEAD_FILE_BYTES, ttlMs: SEEN_DIRECTORY_MS },
+      { maxFiles: options.config.download.readAheadFiles, maxFileBytes: READ_AHEAD_FILE_BYTES, ttlMs: SEEN_DIRECTORY_MS },
       options.readAheadBudget ?? new ReadAheadBudget(READ_AHEAD_BYTES),
     );
   }
@@ -327,7 +327,8 @@ export class S3Storage implements Storage {
     const object = this.#readerOptions(key, path);
     // The first ranged GET is the open: no HEAD before it (docs/adr/0018), and none at all for a
     // file read ahead (docs/adr/0021).
-    const ahead = this.#o.uploads.get(this.#bucket, key) ? undefined : await this.#readAhead.take(key);
+    // An upload to the key, here or in another session, is in the change log: it is not taken then.
+    const ahead = await this.#readAhead.take(key);
     const closer = ahead?.closer ?? new AbortController();
     const first = ahead?.first ?? (await getFirstChunk(object, closer));
     // Refused range: an empty object (or one removed meanwhile); a HEAD tells which.
