@@ -14,7 +14,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DeleteObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type ssh2 from 'ssh2';
 import type { SwiftS3 } from '../../dev/swift.ts';
 import { createBucket, makeClientKey, s3ClientFor, s3Server, startTestServer, type TestServer } from '../support/harness.ts';
@@ -238,6 +238,41 @@ test('STAT and LSTAT right after READDIR are answered from what the listing foun
   const missing = await counted(async () => assert.equal((await statusOf(sftp.stat('/batch/none.dat'))).code, NO_SUCH_FILE));
   t.diagnostic(`missing: ${formatCounts(missing)}`);
   assert.deepEqual(missing, { HeadObject: 1, ListObjectsV2: 1 });
+});
+
+test('READDIR of files this server just stored: the listing alone, with the times a HEAD reports (docs/adr/0022)', async (t) => {
+  await sftp.mkdir('/fresh');
+  for (let i = 0; i < 3; i++) await upload(`/fresh/plain${i}.dat`);
+  // `put -p`: the client's time goes with the PutObject.
+  const handle = await sftp.open('/fresh/timed.dat', NEW_FILE);
+  await sftp.write(handle, 0, body);
+  await sftp.fsetstat(handle, { atime: 1_500_000_000, mtime: 1_500_000_000 });
+  await sftp.close(handle);
+  // rclone's order: the time is set after CLOSE, a copy of the object onto itself.
+  await upload('/fresh/set-later.dat');
+  await sftp.setstat('/fresh/set-later.dat', { atime: 1_400_000_000, mtime: 1_400_000_000 });
+  expireMemories();
+  let listed = new Map<string, number>();
+  const counts = await counted(async () => {
+    listed = new Map([...(await sftp.entries('/fresh'))].map(([name, e]) => [name, e.attrs.mtime]));
+  });
+  t.diagnostic(formatCounts(counts));
+  // The file given its time by a copy is asked about: the server did not store that version with a PutObject.
+  assert.deepEqual(counts, { ListObjectsV2: 1, HeadObject: 2 }, 'the file-wins HEAD of the directory, and the copied file');
+  assert.equal(listed.get('timed.dat'), 1_500_000_000);
+  assert.equal(listed.get('set-later.dat'), 1_400_000_000);
+  // The times are the ones STAT reports: S3's Last-Modified for a file stored without one.
+  for (let i = 0; i < 3; i++) {
+    const head = await direct.send(new HeadObjectCommand({ Bucket: bucket, Key: `econ/fresh/plain${i}.dat` }));
+    assert.equal(listed.get(`plain${i}.dat`), Math.floor(head.LastModified!.getTime() / 1000));
+  }
+  // Another replica storing other bytes under the name is seen: the ETag no longer matches.
+  await direct.send(new PutObjectCommand({ Bucket: bucket, Key: 'econ/fresh/plain0.dat', Body: 'elsewhere', Metadata: { mtime: '1300000000' } }));
+  expireMemories();
+  const after = await sftp.entries('/fresh');
+  assert.equal(after.get('plain0.dat')?.attrs.mtime, 1_300_000_000);
+  for (const name of after.keys()) await sftp.remove(`/fresh/${name}`);
+  await sftp.rmdir('/fresh');
 });
 
 test('the session sees its own changes at once: an upload, a removal, a new directory', async (t) => {

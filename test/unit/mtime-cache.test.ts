@@ -32,3 +32,48 @@ test('the least recently used entries go first', () => {
   assert.equal(cache.get('b', 'a', '"e"', OLD), 1);
   assert.equal(cache.get('b', 'c', '"e"', OLD), 3);
 });
+
+/** An object this server stored at NOW with one PutObject, answered at NOW by S3's clock. */
+function wroteAt(cache: MtimeCache, key: string, storedMtimeMs?: number): void {
+  cache.wrote('b', key, { etag: '"e1"', storedMtimeMs, lastModifiedFromMs: NOW - 2_000, lastModifiedToMs: NOW + 2_000 });
+}
+
+test('what this server just stored answers a listing of that version without a HEAD', () => {
+  let now = NOW;
+  const cache = new MtimeCache({ now: () => now });
+  wroteAt(cache, 'timed', 1_000_000);
+  wroteAt(cache, 'plain');
+  const listedAt = new Date(NOW - 400);
+  assert.equal(cache.written('b', 'timed', 'e1', listedAt), 1_000_000, 'the stored mtime (quotes do not matter)');
+  assert.equal(cache.written('b', 'plain', '"e1"', listedAt), Math.floor(listedAt.getTime() / 1000) * 1000, 'HEAD reports the listed second');
+  assert.equal(cache.known('b', 'plain', '"e1"', listedAt), Math.floor(listedAt.getTime() / 1000) * 1000);
+  assert.equal(cache.get('b', 'plain', '"e1"', listedAt), undefined, 'not a HEAD it read');
+  assert.equal(cache.written('b', 'timed', '"e2"', listedAt), undefined, 'other bytes: written by someone else');
+  assert.equal(cache.written('b', 'timed', '"e1"', new Date(NOW + 5_000)), undefined, 'same bytes stored again later (a copy elsewhere)');
+  assert.equal(cache.written('b', 'timed', '"e1"', new Date(NOW - 5_000)), undefined, 'dated before the PUT was sent');
+  cache.forget('b', 'timed');
+  assert.equal(cache.written('b', 'timed', '"e1"', listedAt), undefined, 'changed here since');
+  now = NOW + 60_000;
+  assert.equal(cache.written('b', 'plain', '"e1"', listedAt), undefined, 'a minute later a HEAD decides again');
+});
+
+test('a store whose HEAD does not report the listed second gets no answers for files written without a time', () => {
+  const cache = new MtimeCache({ now: () => NOW });
+  wroteAt(cache, 'plain');
+  wroteAt(cache, 'timed', 7_000);
+  const listed = new Date(NOW - 1_400);
+  // Same second: what every store seen so far does.
+  cache.sawHeadOfListed(new Date(NOW - 60_400), new Date(NOW - 61_000));
+  assert.notEqual(cache.written('b', 'plain', '"e1"', listed), undefined);
+  // A store that rounds up.
+  cache.sawHeadOfListed(new Date(NOW - 60_400), new Date(NOW - 60_000));
+  assert.equal(cache.written('b', 'plain', '"e1"', listed), undefined);
+  assert.equal(cache.written('b', 'timed', '"e1"', listed), 7_000, 'a stored mtime is what HEAD reports on any store');
+});
+
+test('records of what was written are bounded in number', () => {
+  const cache = new MtimeCache({ maxEntries: 2, now: () => NOW });
+  for (const key of ['a', 'b', 'c']) wroteAt(cache, key, 1);
+  assert.equal(cache.written('b', 'a', '"e1"', new Date(NOW)), undefined);
+  assert.equal(cache.written('b', 'c', '"e1"', new Date(NOW)), 1);
+});

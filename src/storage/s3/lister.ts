@@ -11,6 +11,7 @@
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { toStorageError } from './errors.ts';
 import { isReservedKey } from './reserved-keys.ts';
+import { keepResponseDate } from './response-date.ts';
 
 /** One name in a directory, before it becomes a FileInfo. */
 export interface ListedEntry {
@@ -68,17 +69,9 @@ export async function* listPages(request: ListRequest): AsyncGenerator<ListedPag
         ...(token === undefined && request.startAfter !== undefined ? { StartAfter: request.startAfter } : {}),
       });
       // The listing index (listing-index.ts) dates what a listing saw by S3's clock, not ours.
-      command.middlewareStack.add(
-        (next) => async (args) => {
-          const result = await next(args);
-          const header = (result.response as { headers?: Record<string, string> }).headers?.date;
-          const parsed = header ? new Date(header) : undefined;
-          if (parsed && !Number.isNaN(parsed.getTime())) date = parsed;
-          return result;
-        },
-        { step: 'deserialize', name: 'listingDate' },
-      );
+      const responseDate = keepResponseDate(command);
       page = await client.send(command, request.signal ? { abortSignal: request.signal } : {});
+      date = responseDate();
     } catch (err) {
       throw toStorageError(err, context);
     }

@@ -9,12 +9,21 @@
  * made through this server drop the entry (forget()), and objects modified in
  * the last few seconds, which another replica may still be changing, are not
  * cached at all.
+ *
+ * Objects this server stored with one PutObject in the last minute are the
+ * exception (docs/adr/0022): it knows what it wrote, so a listing that shows
+ * the ETag it got back, dated within the PUT's own seconds, is answered
+ * without a HEAD.
  */
+
+import { impliedMtime } from './listing-index.ts';
 
 /** Entries kept by default: a few MB, enough for the directories being synced right now. */
 const DEFAULT_MAX_ENTRIES = 50_000;
 /** Objects younger than this are not cached (see above). */
 const SETTLE_MS = 10_000;
+/** How long what this server wrote answers listings (docs/adr/0022). */
+const WRITTEN_MS = 60_000;
 
 interface Entry {
   etag: string;
@@ -22,9 +31,23 @@ interface Entry {
   mtimeMs: number;
 }
 
+/** An object this server just stored with one PutObject, as S3 may list it. */
+export interface WrittenObject {
+  /** The ETag PutObject answered. */
+  etag: string;
+  /** The `mtime` metadata sent with it (ms); undefined: none, so STAT reports Last-Modified. */
+  storedMtimeMs: number | undefined;
+  /** The earliest and latest Last-Modified S3 can have given it (ms, S3's clock). */
+  lastModifiedFromMs: number;
+  lastModifiedToMs: number;
+}
+
 /** A bounded map from object to its mtime, valid for one version of the object. */
 export class MtimeCache {
   #entries = new Map<string, Entry>();
+  #written = new Map<string, WrittenObject & { recordedAt: number }>();
+  /** Set once a HEAD showed a Last-Modified other than the listing's second (see #impliedTrusted). */
+  #listingSecondsDiffer = false;
   #max: number;
   #now: () => number;
 
@@ -55,7 +78,55 @@ export class MtimeCache {
   /** Drops what is known about an object this server just changed. */
   forget(bucket: string, key: string): void {
     this.#entries.delete(cacheKey(bucket, key));
+    this.#written.delete(cacheKey(bucket, key));
   }
+
+  /** Records an object this server has just stored (after forget(), which its change needs anyway). */
+  wrote(bucket: string, key: string, object: WrittenObject): void {
+    const id = cacheKey(bucket, key);
+    this.#written.delete(id);
+    this.#written.set(id, { ...object, recordedAt: this.#now() });
+    // Insertion order is age order: the oldest records go first.
+    for (const [oldest, record] of this.#written) {
+      if (this.#written.size <= this.#max && this.#now() - record.recordedAt < WRITTEN_MS) break;
+      this.#written.delete(oldest);
+    }
+  }
+
+  /**
+   * The mtime STAT reports for a listed version, if it is what this server stored in the last
+   * minute: same ETag, and a Last-Modified within the seconds of that PutObject. Another writer
+   * storing the same bytes under the same name in those seconds is the one case it can miss.
+   */
+  written(bucket: string, key: string, etag: string, lastModified: Date): number | undefined {
+    const record = this.#written.get(cacheKey(bucket, key));
+    if (!record || this.#now() - record.recordedAt >= WRITTEN_MS) return undefined;
+    const listedMs = lastModified.getTime();
+    if (unquoted(record.etag) !== unquoted(etag)) return undefined;
+    if (listedMs < record.lastModifiedFromMs || listedMs > record.lastModifiedToMs) return undefined;
+    if (record.storedMtimeMs !== undefined) return record.storedMtimeMs;
+    return this.#listingSecondsDiffer ? undefined : impliedMtime(listedMs);
+  }
+
+  /** The memory's answer for a listed version: a HEAD it read, or what this server wrote. */
+  known(bucket: string, key: string, etag: string, lastModified: Date): number | undefined {
+    return this.get(bucket, key, etag, lastModified) ?? this.written(bucket, key, etag, lastModified);
+  }
+
+  /**
+   * Told what a HEAD of a listed object without stored mtime answered. A file written here
+   * without a time is answered with its listed second, which is what HEAD reports on AWS, Swift,
+   * MinIO and Ceph; a store where HEAD says otherwise turns that off for the server's lifetime.
+   */
+  sawHeadOfListed(listedLastModified: Date, headLastModified: Date): void {
+    const listedMs = listedLastModified.getTime();
+    const headMs = headLastModified.getTime();
+    if (headMs !== impliedMtime(listedMs) && Math.abs(headMs - listedMs) < 1000) this.#listingSecondsDiffer = true;
+  }
+}
+
+function unquoted(etag: string): string {
+  return etag.replaceAll('"', '');
 }
 
 function cacheKey(bucket: string, key: string): string {

@@ -62,7 +62,7 @@ import { deadlineFor, withRetries } from './retry.ts';
 import { getFirstChunk, S3Reader, type FirstChunk } from './reader.ts';
 import type { Clock, UploadEvents } from './upload-pipeline.ts';
 import type { UploadRegistry } from './upload-registry.ts';
-import { ConditionalWrites, type DeferredUpload, mtimeMetadata, S3Writer } from './writer.ts';
+import { ConditionalWrites, type DeferredUpload, mtimeMetadata, parseMtime, S3Writer } from './writer.ts';
 import type { TempUploads } from './temp-uploads.ts';
 
 export interface S3StorageOptions {
@@ -415,8 +415,9 @@ export class S3Storage implements Storage {
       ...(finalPath && !finalTaken ? { deferred: this.#deferred(key, this.#key(finalPath), path) } : {}),
       storeChecksums: this.#o.storeChecksums ?? true,
       resume: this.#o.resume ?? true,
-      onCommitted: () => {
+      onCommitted: (written) => {
         this.#mtimeCache.forget(this.#bucket, key);
+        if (written) this.#mtimeCache.wrote(this.#bucket, key, written);
         this.#memory.changed(key);
         if (finalPath) this.#memory.changed(this.#key(finalPath));
       },
@@ -923,7 +924,7 @@ export class S3Storage implements Storage {
           if (!name || name.includes('/') || isReservedKey(object.Key!)) continue;
           const { Key: key, ETag: etag, LastModified: lastModified } = object;
           // The mtime stat reports, where the shared cache holds it for this version (no HEAD here).
-          const cached = etag && lastModified ? this.#mtimeCache.get(this.#bucket, key!, etag, lastModified) : undefined;
+          const cached = etag && lastModified ? this.#mtimeCache.known(this.#bucket, key!, etag, lastModified) : undefined;
           const file = { size: object.Size ?? 0, lastModified, ...(cached !== undefined ? { statMtime: new Date(cached) } : {}) };
           names.set(name, { file, directory: false });
         }
@@ -1067,6 +1068,12 @@ export class S3Storage implements Storage {
       run?.builder?.add(version, cached);
       return cached;
     }
+    // What this server itself just stored: known, but not read back, so not written to the index.
+    const written = this.#mtimeCache.written(this.#bucket, key, etag, lastModified);
+    if (written !== undefined) {
+      sameVersion?.();
+      return written;
+    }
     const indexed = index?.mtime(version);
     if (indexed !== undefined) {
       this.#mtimeCache.set(this.#bucket, key, etag, lastModified, indexed);
@@ -1084,8 +1091,10 @@ export class S3Storage implements Storage {
       return null;
     }
     if (!head) return null; // removed since the listing page was read
-    const mtime = (parseMtime(head.Metadata?.mtime) ?? head.LastModified)?.getTime();
+    const storedMtime = parseMtime(head.Metadata?.mtime);
+    const mtime = (storedMtime ?? head.LastModified)?.getTime();
     if (mtime === undefined) return null;
+    if (!storedMtime && head.ETag === etag && head.LastModified) this.#mtimeCache.sawHeadOfListed(lastModified, head.LastModified);
     // Cached only when HEAD saw the version the listing saw.
     if (head.ETag === etag) {
       this.#mtimeCache.set(this.#bucket, key, etag, lastModified, mtime);
@@ -1101,7 +1110,7 @@ export class S3Storage implements Storage {
   #cachedMtime(entry: ListedEntry): number | undefined {
     const { key, etag, lastModified } = entry;
     if (key === undefined || etag === undefined || lastModified === undefined) return undefined;
-    return this.#mtimeCache.get(this.#bucket, key, etag, lastModified);
+    return this.#mtimeCache.known(this.#bucket, key, etag, lastModified);
   }
 }
 
@@ -1111,9 +1120,3 @@ function splitKey(key: string): [prefix: string, name: string] {
   return [key.slice(0, slash + 1), key.slice(slash + 1)];
 }
 
-/** The `mtime` metadata: Unix seconds, possibly fractional (rclone, s3fs and we write it). */
-function parseMtime(value: string | undefined): Date | undefined {
-  if (value === undefined || value.trim() === '') return undefined;
-  const seconds = Number(value);
-  return Number.isFinite(seconds) ? new Date(seconds * 1000) : undefined;
-}

@@ -22,6 +22,8 @@ import { MAX_OBJECT_SIZE, MAX_PARTS, MIN_PART_SIZE, partSizeFor } from './part-s
 import { deadlineFor, withRetries } from './retry.ts';
 import { type Clock, type ObjectHeaders, safely, UploadPipeline, type UploadEvents } from './upload-pipeline.ts';
 import type { UploadRegistry } from './upload-registry.ts';
+import type { WrittenObject } from './mtime-cache.ts';
+import { keepResponseDate } from './response-date.ts';
 import type { ParkedUpload } from './temp-uploads.ts';
 
 /** How far ahead of the contiguous data a client may write (bytes held out of order). */
@@ -64,8 +66,11 @@ export interface S3WriterOptions {
   storeChecksums?: boolean;
   /** Allow continueExisting() (SFTP resume); false refuses it. */
   resume?: boolean;
-  /** Called once the object is stored (caches of the key's old version drop it). */
-  onCommitted?: () => void;
+  /**
+   * Called once the object is stored (caches of the key's old version drop it); `written` when one
+   * PutObject stored it at the opened key, as it was sent (docs/adr/0022).
+   */
+  onCommitted?: (written?: WrittenObject) => void;
   events?: UploadEvents;
   /** The server's part memory; absent: unlimited. */
   budget?: UploadBudget;
@@ -539,7 +544,7 @@ export class S3Writer implements FileWriter {
     }
     this.#state = 'committed';
     this.#deregister();
-    safely(() => this.#o.onCommitted?.());
+    safely(() => this.#o.onCommitted?.(this.#written));
     safely(() => this.#o.events?.onCommit?.((this.#o.clock.now() - commitStartedAt) / 1000));
   }
 
@@ -560,20 +565,23 @@ export class S3Writer implements FileWriter {
     this.#reserved = 0;
     this.#budget.submitted(this, reserved);
     const headers = this.#headers(this.#digests());
+    let answer: { etag: string | undefined; date: Date | undefined } | undefined;
     const put = (ifNoneMatch: boolean) =>
       withRetries(
-        (signal) =>
-          client.send(
-            new PutObjectCommand({
-              ...headers,
-              Bucket: bucket,
-              Key: key,
-              Body: body,
-              ContentLength: body.length,
-              ...(ifNoneMatch ? { IfNoneMatch: '*' } : {}),
-            }),
-            { abortSignal: signal },
-          ),
+        async (signal) => {
+          const command = new PutObjectCommand({
+            ...headers,
+            Bucket: bucket,
+            Key: key,
+            Body: body,
+            ContentLength: body.length,
+            ...(ifNoneMatch ? { IfNoneMatch: '*' } : {}),
+          });
+          const date = keepResponseDate(command);
+          const output = await client.send(command, { abortSignal: signal });
+          answer = { etag: output.ETag, date: date() };
+          return output;
+        },
         {
           attempts: 3,
           timeoutMs: deadlineFor(config.upload.partMaxTimeMs, body.length, 60_000, 2_000),
@@ -594,7 +602,14 @@ export class S3Writer implements FileWriter {
     }
     safely(() => events?.onPartDone?.(body.length, (clock.now() - startedAt) / 1000, true));
     this.#event('onStored', body.length);
+    // Uploads through a temporary name are copied or given metadata afterwards: not as sent.
+    if (answer?.etag && answer.date && !this.#o.deferred) {
+      this.#written = writtenObject(answer.etag, answer.date, clock.now() - startedAt, headers.Metadata?.mtime);
+    }
   }
+
+  /** What the single PutObject stored (docs/adr/0022), for the server's mtime memory. */
+  #written: WrittenObject | undefined;
 
   async #completeMultipart(): Promise<void> {
     if (this.#partFill > 0) this.#submitPart();
@@ -760,6 +775,28 @@ export class S3Writer implements FileWriter {
       ...(Object.keys(metadata).length > 0 ? { Metadata: metadata } : {}),
     };
   }
+}
+
+/**
+ * An object one PutObject stored, as a listing may show it. S3 dates it between the request's
+ * arrival and its answer; the answer's Date header is S3's clock at that end, to the second.
+ * Two seconds of slack either side cover rounding and a store that dates it by a ceiled second.
+ */
+function writtenObject(etag: string, answeredAt: Date, tookMs: number, storedMtime: string | undefined): WrittenObject {
+  const SLACK_MS = 2_000;
+  return {
+    etag,
+    storedMtimeMs: parseMtime(storedMtime)?.getTime(),
+    lastModifiedFromMs: answeredAt.getTime() - tookMs - SLACK_MS,
+    lastModifiedToMs: answeredAt.getTime() + SLACK_MS,
+  };
+}
+
+/** The `mtime` metadata: Unix seconds, possibly fractional (rclone, s3fs and we write it). */
+export function parseMtime(value: string | undefined): Date | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  const seconds = Number(value);
+  return Number.isFinite(seconds) ? new Date(seconds * 1000) : undefined;
 }
 
 /** The `mtime` metadata value: Unix seconds with milliseconds, as rclone writes it. */
