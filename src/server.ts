@@ -46,6 +46,7 @@ import { FlowControl } from './sftp/flow-control.ts';
 import { UploadBudget } from './storage/upload-budget.ts';
 import { RequestLimiter } from './storage/s3/request-limiter.ts';
 import { limitMetrics } from './metrics/limits.ts';
+import { listingMetrics } from './metrics/listing.ts';
 
 /**
  * A start-up failure, said in one line that names the cause and the fix. `configuration` failures
@@ -200,6 +201,7 @@ async function start(config: Config, log: Logger, started: StartedParts, options
   const mtimeCache = new MtimeCache();
   // Stored mtimes of listed directories, kept in the bucket for every replica (docs/adr/0020).
   const listingIndex = config.listing.index ? new ListingIndexStore({ log: log.child({ component: 'listing-index' }) }) : undefined;
+  listingMetrics(registry, mtimeCache, listingIndex);
   // Changes made through this server, so every session's held directory listings see them (docs/adr/0019).
   const changeLog = new ChangeLog();
   // Small files fetched before a session reading a directory in order opens them (docs/adr/0021).

@@ -27,6 +27,7 @@ import { UploadRegistry } from '../../src/storage/s3/upload-registry.ts';
 import { scanPrefixUsage } from '../../src/storage/s3/usage.ts';
 import { createBucket, makeClientKey, s3ClientFor, s3Env, s3Server, startTestServer, type TestServer } from '../support/harness.ts';
 import { countByKind, formatCounts, startS3LatencyProxy, type S3LatencyProxy } from '../support/s3-latency-proxy.ts';
+import { scrape } from '../support/prometheus.ts';
 import { openSftp, type SftpClient, statusOf } from '../support/sftp-client.ts';
 
 /** SSH_FX_PERMISSION_DENIED. */
@@ -131,6 +132,10 @@ test('a cold listing HEADs each file once and leaves an index; after a restart t
   for (let i = 0; i < 100 && indexWrites(proxy.requests).length === 0; i++) await sleep(100);
   assert.equal(indexWrites(proxy.requests).length, 1, 'one index written');
   await direct.send(new HeadObjectCommand({ Bucket: bucket, Key: indexKey('big/') }));
+  const coldMetrics = await scrape(server!.server.metrics.port);
+  assert.equal(coldMetrics.value('s3sftp_listing_mtimes_total', { source: 'head' }), STORED + PLAIN);
+  assert.equal(coldMetrics.value('s3sftp_listing_index_objects_total', { result: 'none' }), 1);
+  assert.equal(coldMetrics.value('s3sftp_listing_index_objects_total', { result: 'written' }), 1);
 
   sftp = await restart();
   let listed = new Map<string, FileEntryWithStats>();
@@ -144,6 +149,10 @@ test('a cold listing HEADs each file once and leaves an index; after a restart t
     warm.requests.filter((r) => r.kind === 'HeadObject').map((r) => r.path.split('?')[0]),
     [`/${bucket}/big`],
   );
+  const warmMetrics = await scrape(server!.server.metrics.port);
+  assert.equal(warmMetrics.value('s3sftp_listing_mtimes_total', { source: 'index' }), STORED + PLAIN);
+  assert.equal(warmMetrics.value('s3sftp_listing_mtimes_total', { source: 'head' }), 0);
+  assert.equal(warmMetrics.value('s3sftp_listing_index_objects_total', { result: 'found' }), 1);
   await assertAgreesWithStat(sftp, listed);
 });
 

@@ -19,6 +19,7 @@ import type ssh2 from 'ssh2';
 import type { SwiftS3 } from '../../dev/swift.ts';
 import { createBucket, makeClientKey, s3ClientFor, s3Server, startTestServer, type TestServer } from '../support/harness.ts';
 import { countByKind, formatCounts, startS3LatencyProxy, type S3LatencyProxy } from '../support/s3-latency-proxy.ts';
+import { scrape } from '../support/prometheus.ts';
 import { FLAGS, openSftp, SftpClient, statusOf } from '../support/sftp-client.ts';
 
 const NEW_FILE = FLAGS.WRITE | FLAGS.CREAT | FLAGS.TRUNC;
@@ -252,6 +253,8 @@ test('READDIR of files this server just stored: the listing alone, with the time
   await upload('/fresh/set-later.dat');
   await sftp.setstat('/fresh/set-later.dat', { atime: 1_400_000_000, mtime: 1_400_000_000 });
   expireMemories();
+  const written = async () => (await scrape(server.server.metrics.port)).value('s3sftp_listing_mtimes_total', { source: 'written' });
+  const writtenBefore = await written();
   let listed = new Map<string, number>();
   const counts = await counted(async () => {
     listed = new Map([...(await sftp.entries('/fresh'))].map(([name, e]) => [name, e.attrs.mtime]));
@@ -259,6 +262,7 @@ test('READDIR of files this server just stored: the listing alone, with the time
   t.diagnostic(formatCounts(counts));
   // The file given its time by a copy is asked about: the server did not store that version with a PutObject.
   assert.deepEqual(counts, { ListObjectsV2: 1, HeadObject: 2 }, 'the file-wins HEAD of the directory, and the copied file');
+  assert.equal((await written()) - writtenBefore, 4, 'the metric counts the files answered from what was written');
   assert.equal(listed.get('timed.dat'), 1_500_000_000);
   assert.equal(listed.get('set-later.dat'), 1_400_000_000);
   // The times are the ones STAT reports: S3's Last-Modified for a file stored without one.

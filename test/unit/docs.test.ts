@@ -22,6 +22,10 @@ import { describeConfigKeys } from '../../src/config/load.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
 import { hardeningMetrics } from '../../src/metrics/hardening.ts';
 import { limitMetrics } from '../../src/metrics/limits.ts';
+import { listingMetrics } from '../../src/metrics/listing.ts';
+import { ListingIndexStore } from '../../src/storage/s3/listing-index.ts';
+import { MtimeCache } from '../../src/storage/s3/mtime-cache.ts';
+import { pino } from 'pino';
 import { UploadBudget } from '../../src/storage/upload-budget.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -253,6 +257,7 @@ describe('docs/metrics.md', () => {
     registerQuotaMetrics(registry, new UsageTrackers({ rescanIntervalMs: 0, scanConcurrency: 1 }), true);
     hardeningMetrics(registry, { bannedSources: () => 0, unauthenticatedConnections: () => 0, verifications: () => ({ running: 0, queued: 0 }) });
     limitMetrics(registry, new UploadBudget(2 ** 30), new ReadAheadBudget(1));
+    listingMetrics(registry, new MtimeCache(), new ListingIndexStore({ log: pino({ level: 'silent' }) }));
     return (await registry.getMetricsAsJSON()).map((m) => ({
       name: m.name,
       type: String(m.type),

@@ -227,6 +227,8 @@ export function indexKey(prefix: string): string {
  * read or written again until a restart.
  */
 export class ListingIndexStore {
+  /** Index objects read (`found`: usable, `none`: missing, malformed or unreadable) and written; read by the metrics. */
+  readonly counts = { found: 0, none: 0, written: 0, failed: 0 };
   #log: Logger;
   /** Buckets whose index is not read or written any more (AccessDenied). */
   #refused = new Set<string>();
@@ -243,15 +245,18 @@ export class ListingIndexStore {
       const out = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: AbortSignal.timeout(INDEX_TIMEOUT_MS) });
       if ((out.ContentLength ?? 0) > MAX_INDEX_BYTES) {
         (out.Body as { destroy?: () => void } | undefined)?.destroy?.();
+        this.counts.none++;
         return undefined;
       }
       const text = (await out.Body?.transformToString('utf8')) ?? '';
       const index = ListingIndex.parse(text, prefix);
       if (!index) this.#log.debug({ bucket, key }, 'ignored a malformed listing index');
+      this.counts[index ? 'found' : 'none']++;
       return index;
     } catch (err) {
       // A missing key without s3:ListBucket on it is a 403 too, so a refused read only counts as "none".
       this.#log.debug({ err, bucket, key }, 'no listing index read');
+      this.counts.none++;
       return undefined;
     }
   }
@@ -265,7 +270,9 @@ export class ListingIndexStore {
         new PutObjectCommand({ Bucket: bucket, Key: key, Body: builder.serialize(prefix), ContentType: 'application/json' }),
         { abortSignal: AbortSignal.timeout(INDEX_TIMEOUT_MS) },
       );
+      this.counts.written++;
     } catch (err) {
+      this.counts.failed++;
       this.#failed(err, bucket, key);
     }
   }

@@ -42,8 +42,13 @@ export interface WrittenObject {
   lastModifiedToMs: number;
 }
 
+/** Where a listing found the mtime of each file it listed (for the metrics). */
+export type ListedMtimeSource = 'memory' | 'written' | 'index' | 'head';
+
 /** A bounded map from object to its mtime, valid for one version of the object. */
 export class MtimeCache {
+  /** Files listed with stored mtimes looked up, by where the answer came from; read by the metrics. */
+  readonly listed: Record<ListedMtimeSource, number> = { memory: 0, written: 0, index: 0, head: 0 };
   #entries = new Map<string, Entry>();
   #written = new Map<string, WrittenObject & { recordedAt: number }>();
   /** Set once a HEAD showed a Last-Modified other than the listing's second (see #impliedTrusted). */

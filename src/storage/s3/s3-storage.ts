@@ -1064,6 +1064,7 @@ export class S3Storage implements Storage {
     const version = { name: entry.name, etag, lastModifiedMs: lastModified.getTime() };
     const cached = this.#mtimeCache.get(this.#bucket, key, etag, lastModified);
     if (cached !== undefined) {
+      this.#mtimeCache.listed.memory++;
       sameVersion?.();
       run?.builder?.add(version, cached);
       return cached;
@@ -1071,17 +1072,20 @@ export class S3Storage implements Storage {
     // What this server itself just stored: known, but not read back, so not written to the index.
     const written = this.#mtimeCache.written(this.#bucket, key, etag, lastModified);
     if (written !== undefined) {
+      this.#mtimeCache.listed.written++;
       sameVersion?.();
       return written;
     }
     const indexed = index?.mtime(version);
     if (indexed !== undefined) {
+      this.#mtimeCache.listed.index++;
       this.#mtimeCache.set(this.#bucket, key, etag, lastModified, indexed);
       sameVersion?.();
       run?.builder?.add(version, indexed);
       return indexed;
     }
     if (run) run.heads++;
+    this.#mtimeCache.listed.head++;
     let head: HeadObjectCommandOutput | undefined;
     try {
       head = await this.#head(key, context);
