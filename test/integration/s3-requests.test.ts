@@ -241,7 +241,7 @@ test('STAT and LSTAT right after READDIR are answered from what the listing foun
   assert.deepEqual(missing, { HeadObject: 1, ListObjectsV2: 1 });
 });
 
-test('READDIR of files this server just stored: the listing alone, with the times a HEAD reports (docs/adr/0022)', async (t) => {
+test('READDIR of files this server just stored (uploads, SETSTAT, RENAME): the listing alone, with the times a HEAD reports (docs/adr/0022)', async (t) => {
   await sftp.mkdir('/fresh');
   for (let i = 0; i < 3; i++) await upload(`/fresh/plain${i}.dat`);
   // `put -p`: the client's time goes with the PutObject.
@@ -252,6 +252,10 @@ test('READDIR of files this server just stored: the listing alone, with the time
   // rclone's order: the time is set after CLOSE, a copy of the object onto itself.
   await upload('/fresh/set-later.dat');
   await sftp.setstat('/fresh/set-later.dat', { atime: 1_400_000_000, mtime: 1_400_000_000 });
+  // A rename is a copy too, keeping the time.
+  await upload('/fresh/moved-from.dat');
+  await sftp.setstat('/fresh/moved-from.dat', { atime: 1_450_000_000, mtime: 1_450_000_000 });
+  await sftp.rename('/fresh/moved-from.dat', '/fresh/moved.dat');
   expireMemories();
   const written = async () => (await scrape(server.server.metrics.port)).value('s3sftp_listing_mtimes_total', { source: 'written' });
   const writtenBefore = await written();
@@ -260,11 +264,12 @@ test('READDIR of files this server just stored: the listing alone, with the time
     listed = new Map([...(await sftp.entries('/fresh'))].map(([name, e]) => [name, e.attrs.mtime]));
   });
   t.diagnostic(formatCounts(counts));
-  // The file given its time by a copy is asked about: the server did not store that version with a PutObject.
-  assert.deepEqual(counts, { ListObjectsV2: 1, HeadObject: 2 }, 'the file-wins HEAD of the directory, and the copied file');
-  assert.equal((await written()) - writtenBefore, 4, 'the metric counts the files answered from what was written');
+  assert.deepEqual(counts, { ListObjectsV2: 1, HeadObject: 1 }, 'the file-wins HEAD of the directory, no file');
+  assert.equal((await written()) - writtenBefore, 6, 'the metric counts the files answered from what was written');
   assert.equal(listed.get('timed.dat'), 1_500_000_000);
   assert.equal(listed.get('set-later.dat'), 1_400_000_000);
+  assert.equal(listed.get('moved.dat'), 1_450_000_000);
+  assert.equal(listed.has('moved-from.dat'), false);
   // The times are the ones STAT reports: S3's Last-Modified for a file stored without one.
   for (let i = 0; i < 3; i++) {
     const head = await direct.send(new HeadObjectCommand({ Bucket: bucket, Key: `econ/fresh/plain${i}.dat` }));

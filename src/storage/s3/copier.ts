@@ -23,6 +23,8 @@ import { forEachBounded } from './bounded.ts';
 import { toStorageError } from './errors.ts';
 import { MAX_PART_SIZE, MAX_PARTS } from './part-size.ts';
 import { deadlineFor, withRetries } from './retry.ts';
+import { writtenObject, type WrittenObject } from './mtime-cache.ts';
+import { keepResponseDate } from './response-date.ts';
 
 const MiB = 1024 ** 2;
 
@@ -58,21 +60,22 @@ export class Copier {
 
   /**
    * Copies `source` to `toKey`. With `metadata`, the user metadata is replaced
-   * (the other headers are kept); without, everything is copied as is.
+   * (the other headers are kept); without, everything is copied as is. Returns
+   * what a single CopyObject stored where it knows the stored mtime (docs/adr/0022).
    */
-  async copy(source: CopySource, toKey: string, context: string, metadata?: Record<string, string>): Promise<void> {
+  async copy(source: CopySource, toKey: string, context: string, metadata?: Record<string, string>): Promise<WrittenObject | undefined> {
     try {
       if (source.size > (this.#o.multipartThreshold ?? MAX_PART_SIZE)) {
         await this.#copyMultipart(source, toKey, context, metadata);
-      } else {
-        await this.#copySingle(source, toKey, metadata);
+        return undefined;
       }
+      return await this.#copySingle(source, toKey, metadata);
     } catch (err) {
       throw toStorageError(err, context);
     }
   }
 
-  async #copySingle(source: CopySource, toKey: string, metadata?: Record<string, string>): Promise<void> {
+  async #copySingle(source: CopySource, toKey: string, metadata?: Record<string, string>): Promise<WrittenObject | undefined> {
     const { client, bucket } = this.#o;
     let input: CopyObjectCommandInput = {
       Bucket: bucket,
@@ -85,11 +88,19 @@ export class Copier {
       const head = source.head ?? (await this.#head(source.key));
       input = { ...input, ...keptHeaders(head), Metadata: metadata, MetadataDirective: 'REPLACE' };
     }
-    await withRetries((signal) => client.send(new CopyObjectCommand(input), { abortSignal: signal }), {
-      attempts: 3,
-      // Server-side copies run at S3's internal speed; allow for a slow one.
-      timeoutMs: deadlineFor(0, source.size, 60_000, 200),
-    });
+    const startedAt = performance.now();
+    let answer: { etag: string | undefined; date: Date | undefined } | undefined;
+    const send = async (signal: AbortSignal) => {
+      const command = new CopyObjectCommand(input);
+      const date = keepResponseDate(command);
+      const output = await client.send(command, { abortSignal: signal });
+      answer = { etag: output.CopyObjectResult?.ETag, date: date() };
+    };
+    // Server-side copies run at S3's internal speed; allow for a slow one.
+    await withRetries(send, { attempts: 3, timeoutMs: deadlineFor(0, source.size, 60_000, 200) });
+    const stored = metadata ?? source.head?.Metadata;
+    if (!answer?.etag || !answer.date || !stored) return undefined;
+    return writtenObject(answer.etag, answer.date, performance.now() - startedAt, stored.mtime);
   }
 
   async #copyMultipart(

@@ -137,3 +137,30 @@ function unquoted(etag: string): string {
 function cacheKey(bucket: string, key: string): string {
   return `${bucket}\u0000${key}`;
 }
+
+/**
+ * An object one request stored (a PutObject or a CopyObject), as a listing may show it. S3 dates it
+ * between the request's arrival and its answer; the answer's Date header is S3's clock at that end, to the second.
+ * Two seconds of slack either side cover rounding and a store that dates it by a ceiled second.
+ */
+export function writtenObject(etag: string, answeredAt: Date, tookMs: number, storedMtime: string | undefined): WrittenObject {
+  const SLACK_MS = 2_000;
+  return {
+    etag,
+    storedMtimeMs: parseMtime(storedMtime)?.getTime(),
+    lastModifiedFromMs: answeredAt.getTime() - tookMs - SLACK_MS,
+    lastModifiedToMs: answeredAt.getTime() + SLACK_MS,
+  };
+}
+
+/** The `mtime` metadata: Unix seconds, possibly fractional (rclone, s3fs and we write it). */
+export function parseMtime(value: string | undefined): Date | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  const seconds = Number(value);
+  return Number.isFinite(seconds) ? new Date(seconds * 1000) : undefined;
+}
+
+/** The `mtime` metadata value: Unix seconds with milliseconds, as rclone writes it. */
+export function mtimeMetadata(mtime: Date): string {
+  return (mtime.getTime() / 1000).toString();
+}

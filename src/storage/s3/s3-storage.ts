@@ -55,14 +55,14 @@ import {
   shouldReadIndex,
   shouldWriteIndex,
 } from './listing-index.ts';
-import { MtimeCache } from './mtime-cache.ts';
+import { MtimeCache, mtimeMetadata, parseMtime } from './mtime-cache.ts';
 import { READ_AHEAD_BYTES, ReadAhead, ReadAheadBudget, type ListedFile } from './read-ahead.ts';
 import { isReservedKey } from './reserved-keys.ts';
 import { deadlineFor, withRetries } from './retry.ts';
 import { getFirstChunk, S3Reader, type FirstChunk } from './reader.ts';
 import type { Clock, UploadEvents } from './upload-pipeline.ts';
 import type { UploadRegistry } from './upload-registry.ts';
-import { ConditionalWrites, type DeferredUpload, mtimeMetadata, parseMtime, S3Writer } from './writer.ts';
+import { ConditionalWrites, type DeferredUpload, S3Writer } from './writer.ts';
 import type { TempUploads } from './temp-uploads.ts';
 
 export interface S3StorageOptions {
@@ -507,6 +507,7 @@ export class S3Storage implements Storage {
       await this.#delete(key, context);
     } finally {
       this.#memory.changed(key);
+      this.#mtimeCache.forget(this.#bucket, key);
     }
     await this.#keepParent(path);
   }
@@ -609,10 +610,11 @@ export class S3Storage implements Storage {
     }
     // S3 changes metadata only by copying the object onto itself.
     this.#mtimeCache.forget(this.#bucket, key);
-    await this.#copier.copy({ key, size: head.ContentLength ?? 0, head }, key, context, {
+    const written = await this.#copier.copy({ key, size: head.ContentLength ?? 0, head }, key, context, {
       ...head.Metadata,
       mtime: mtimeMetadata(mtime),
     });
+    if (written) this.#mtimeCache.wrote(this.#bucket, key, written);
   }
 
   async checksum(path: string, algorithm: HashAlgorithm): Promise<string> {
@@ -678,8 +680,10 @@ export class S3Storage implements Storage {
         : new AlreadyExistsError(`${to}: already exists`);
     }
     this.#mtimeCache.forget(this.#bucket, toKey);
-    await this.#copier.copy({ key: fromKey, size: source.ContentLength ?? 0, head: source }, toKey, context);
+    const written = await this.#copier.copy({ key: fromKey, size: source.ContentLength ?? 0, head: source }, toKey, context);
+    if (written) this.#mtimeCache.wrote(this.#bucket, toKey, written);
     await this.#delete(fromKey, context);
+    this.#mtimeCache.forget(this.#bucket, fromKey);
     await this.#keepParent(from);
   }
 

@@ -22,7 +22,7 @@ import { MAX_OBJECT_SIZE, MAX_PARTS, MIN_PART_SIZE, partSizeFor } from './part-s
 import { deadlineFor, withRetries } from './retry.ts';
 import { type Clock, type ObjectHeaders, safely, UploadPipeline, type UploadEvents } from './upload-pipeline.ts';
 import type { UploadRegistry } from './upload-registry.ts';
-import type { WrittenObject } from './mtime-cache.ts';
+import { mtimeMetadata, writtenObject, type WrittenObject } from './mtime-cache.ts';
 import { keepResponseDate } from './response-date.ts';
 import type { ParkedUpload } from './temp-uploads.ts';
 
@@ -777,32 +777,6 @@ export class S3Writer implements FileWriter {
   }
 }
 
-/**
- * An object one PutObject stored, as a listing may show it. S3 dates it between the request's
- * arrival and its answer; the answer's Date header is S3's clock at that end, to the second.
- * Two seconds of slack either side cover rounding and a store that dates it by a ceiled second.
- */
-function writtenObject(etag: string, answeredAt: Date, tookMs: number, storedMtime: string | undefined): WrittenObject {
-  const SLACK_MS = 2_000;
-  return {
-    etag,
-    storedMtimeMs: parseMtime(storedMtime)?.getTime(),
-    lastModifiedFromMs: answeredAt.getTime() - tookMs - SLACK_MS,
-    lastModifiedToMs: answeredAt.getTime() + SLACK_MS,
-  };
-}
-
-/** The `mtime` metadata: Unix seconds, possibly fractional (rclone, s3fs and we write it). */
-export function parseMtime(value: string | undefined): Date | undefined {
-  if (value === undefined || value.trim() === '') return undefined;
-  const seconds = Number(value);
-  return Number.isFinite(seconds) ? new Date(seconds * 1000) : undefined;
-}
-
-/** The `mtime` metadata value: Unix seconds with milliseconds, as rclone writes it. */
-export function mtimeMetadata(mtime: Date): string {
-  return (mtime.getTime() / 1000).toString();
-}
 
 function isNotImplemented(err: unknown): boolean {
   return httpStatusOf(err) === 501 || errorCodeOf(err) === 'NotImplemented';
