@@ -9,7 +9,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -383,4 +383,42 @@ test('REMOVE in a directory the listing held: the DeleteObject alone while other
   t.diagnostic(`refused: ${formatCounts(refused)}`);
   assert.deepEqual(refused, { HeadObject: 2, ListObjectsV2: 2 });
   await sftp.rmdir('/batch/d');
+});
+
+/** Runs a command over an exec channel of the session's SSH connection; its standard output. */
+function exec(command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    client.exec(command, (err, channel) => {
+      if (err) return reject(err);
+      let out = '';
+      channel.on('data', (data: Buffer) => (out += data.toString()));
+      channel.on('close', () => resolve(out));
+      channel.stderr.resume();
+    });
+  });
+}
+
+test("rclone's upload: SETSTAT copies the file just stored without a HEAD of its own; STAT and md5sum after it ask nothing (docs/adr/0022)", async (t) => {
+  await upload('/rc.dat');
+  const md5 = createHash('md5').update(body).digest('hex');
+  // The session's lookup before a SETSTAT (is it a file, its size) is the HEAD; the copy needs no other.
+  const setstat = await counted(() => sftp.setstat('/rc.dat', { atime: 1_600_000_000, mtime: 1_600_000_000 }));
+  t.diagnostic(`setstat: ${formatCounts(setstat)}`);
+  assert.deepEqual(setstat, { HeadObject: 1, CopyObject: 1 });
+  const after = await counted(async () => {
+    assert.equal((await sftp.stat('/rc.dat')).mtime, 1_600_000_000);
+    assert.equal((await exec('md5sum /rc.dat')).split(' ')[0], md5);
+  });
+  t.diagnostic(`stat, md5sum: ${formatCounts(after)}`);
+  assert.deepEqual(after, {});
+  // Replaced behind the server's back: the copy is refused by If-Match, and a HEAD decides.
+  await direct.send(new PutObjectCommand({ Bucket: bucket, Key: 'econ/rc.dat', Body: 'elsewhere' }));
+  const again = await counted(() => sftp.setstat('/rc.dat', { atime: 1_650_000_000, mtime: 1_650_000_000 }));
+  t.diagnostic(`setstat after a change elsewhere: ${formatCounts(again)}`);
+  assert.deepEqual(again, { CopyObject: 2, HeadObject: 1 });
+  const head = await direct.send(new HeadObjectCommand({ Bucket: bucket, Key: 'econ/rc.dat' }));
+  assert.equal(head.ContentLength, 'elsewhere'.length, 'the new bytes kept');
+  assert.equal(head.Metadata?.mtime, '1650000000');
+  assert.equal(head.Metadata?.md5, undefined, 'no hash of the old bytes attached to the new');
+  await sftp.remove('/rc.dat');
 });

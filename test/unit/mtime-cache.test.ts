@@ -35,7 +35,7 @@ test('the least recently used entries go first', () => {
 
 /** An object this server stored at NOW with one PutObject, answered at NOW by S3's clock. */
 function wroteAt(cache: MtimeCache, key: string, storedMtimeMs?: number): void {
-  cache.wrote('b', key, { etag: '"e1"', storedMtimeMs, lastModifiedFromMs: NOW - 2_000, lastModifiedToMs: NOW + 2_000 });
+  cache.wrote('b', key, { etag: '"e1"', size: 4, metadata: {}, storedMtimeMs, lastModifiedFromMs: NOW - 2_000, lastModifiedToMs: NOW + 2_000 });
 }
 
 test('what this server just stored answers a listing of that version without a HEAD', () => {

@@ -71,13 +71,26 @@ test('two files opened in name order: the next ones are fetched, from the held l
   assert.equal(await f.ahead.take('d/f05'), undefined, 'handed over once');
 });
 
-test('without a held listing the next names come from one listing after the last opened', async () => {
+test('without a held listing the next names come from one listing after the first opened', async () => {
   const f = fake(names(5));
   await open(f, 'f00');
   await open(f, 'f01');
   await tick();
-  assert.deepEqual(f.listings, ['f01']);
+  assert.deepEqual(f.listings, ['f00']);
   assert.deepEqual(f.fetched, ['d/f02', 'd/f03', 'd/f04']);
+});
+
+test('two files opened in name order with names between them: nothing is fetched ahead', async () => {
+  const listed = fake(names(10));
+  await open(listed, 'f00');
+  await open(listed, 'f02');
+  await tick();
+  assert.deepEqual(listed.fetched, [], 'the listing shows f01 between them');
+  const held = fake(names(10), { held: true });
+  await open(held, 'f03');
+  await open(held, 'f07');
+  for (let i = 8; i < 10; i++) await open(held, `f0${i}`);
+  assert.deepEqual(held.fetched, [], 'the held listing shows names between them');
 });
 
 test('files opened against name order, or in another directory each time, fetch nothing ahead', async () => {
@@ -119,14 +132,19 @@ test('STAT may look at a fetched file without taking it from the OPEN', async ()
   assert.equal(await open(f, 'f02'), true);
 });
 
-test('skipping fetched files shrinks the window; the budget caps what is held', async () => {
+test('skipping fetched files shrinks the window, to nothing once more were skipped than used; the budget caps what is held', async () => {
   const f = fake(names(40), { held: true });
   await open(f, 'f00');
   await open(f, 'f01');
+  for (let i = 2; i < 10; i++) assert.equal(await open(f, `f0${i}`), true);
   const before = f.fetched.length;
-  await open(f, 'f20'); // skips everything fetched
-  // Window halved from 4 to 2 files ahead of f20.
-  assert.deepEqual(f.fetched.slice(before), ['d/f21', 'd/f22']);
+  await open(f, 'f20'); // skips the 8 fetched after f09: as many skipped as used
+  // Window halved from 8 to 4 files ahead of f20.
+  assert.deepEqual(f.fetched.slice(before), ['d/f21', 'd/f22', 'd/f23', 'd/f24']);
+  const again = f.fetched.length;
+  await open(f, 'f30'); // skips those too: more skipped than used, the client reads some other way
+  await open(f, 'f31');
+  assert.deepEqual(f.fetched.slice(again), []);
 
   const tight = fake(names(20, 100), { held: true, budgetBytes: 250 });
   await open(tight, 'f00');
@@ -137,6 +155,13 @@ test('skipping fetched files shrinks the window; the budget caps what is held', 
   assert.equal(tight.budget.usedBytes, 200, 'a taken file gives its bytes back, the next takes them');
   tight.ahead.clear();
   assert.equal(tight.budget.usedBytes, 0);
+});
+
+test('one of several connections reading a directory between them (rclone) stops after one window it did not use', async () => {
+  const f = fake(names(40), { held: true });
+  // Two neighbours by chance, then every fourth name: the other connections open the rest.
+  for (const i of [0, 1, ...Array.from({ length: 9 }, (_, k) => 5 + 4 * k)]) await open(f, `f${String(i).padStart(2, '0')}`);
+  assert.deepEqual(f.fetched, ['d/f02', 'd/f03', 'd/f04', 'd/f05']);
 });
 
 test('maxFiles 0 turns it off', async () => {

@@ -48,6 +48,8 @@ export interface CopySource {
   head?: HeadObjectCommandOutput;
   /** From a listing; S3 would otherwise reset copies to STANDARD. */
   storageClass?: string;
+  /** Copy only this version (a single-part ETag; S3 answers 412 otherwise). */
+  ifMatch?: string;
 }
 
 /** Copies objects within one bucket. */
@@ -82,6 +84,7 @@ export class Copier {
       Key: toKey,
       CopySource: copySource(bucket, source.key),
       ...this.#targetHeaders(source),
+      ...(source.ifMatch ? { CopySourceIfMatch: source.ifMatch } : {}),
       MetadataDirective: 'COPY',
     };
     if (metadata) {
@@ -100,7 +103,7 @@ export class Copier {
     await withRetries(send, { attempts: 3, timeoutMs: deadlineFor(0, source.size, 60_000, 200) });
     const stored = metadata ?? source.head?.Metadata;
     if (!answer?.etag || !answer.date || !stored) return undefined;
-    return writtenObject(answer.etag, answer.date, performance.now() - startedAt, stored.mtime);
+    return writtenObject(answer.etag, answer.date, performance.now() - startedAt, { size: source.size, metadata: stored, storageClass: input.StorageClass });
   }
 
   async #copyMultipart(

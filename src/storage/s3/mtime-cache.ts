@@ -24,6 +24,8 @@ const DEFAULT_MAX_ENTRIES = 50_000;
 const SETTLE_MS = 10_000;
 /** How long what this server wrote answers listings (docs/adr/0022). */
 const WRITTEN_MS = 60_000;
+/** How long it answers STAT, SETSTAT's lookup and the checksum commands, as a held listing does (ADR 0019). */
+const JUST_STORED_MS = 5_000;
 
 interface Entry {
   etag: string;
@@ -31,10 +33,15 @@ interface Entry {
   mtimeMs: number;
 }
 
-/** An object this server just stored with one PutObject, as S3 may list it. */
+/** An object this server just stored with one request (PutObject, CopyObject), as S3 may list it. */
 export interface WrittenObject {
-  /** The ETag PutObject answered. */
+  /** The ETag S3 answered. */
   etag: string;
+  size: number;
+  /** The user metadata it was stored with (the mtime, the content hashes). */
+  metadata: Record<string, string>;
+  /** The storage class it was stored with, if one was asked for. */
+  storageClass?: string;
   /** The `mtime` metadata sent with it (ms); undefined: none, so STAT reports Last-Modified. */
   storedMtimeMs: number | undefined;
   /** The earliest and latest Last-Modified S3 can have given it (ms, S3's clock). */
@@ -113,6 +120,15 @@ export class MtimeCache {
     return this.#listingSecondsDiffer ? undefined : impliedMtime(listedMs);
   }
 
+  /**
+   * What this server stored at the key in the last 5 s, unless it changed the key since. Another
+   * replica's change in those seconds is not seen, as with a held listing (docs/adr/0019, 0022).
+   */
+  justStored(bucket: string, key: string): WrittenObject | undefined {
+    const record = this.#written.get(cacheKey(bucket, key));
+    return record && this.#now() - record.recordedAt < JUST_STORED_MS ? record : undefined;
+  }
+
   /** The memory's answer for a listed version: a HEAD it read, or what this server wrote. */
   known(bucket: string, key: string, etag: string, lastModified: Date): number | undefined {
     return this.get(bucket, key, etag, lastModified) ?? this.written(bucket, key, etag, lastModified);
@@ -143,11 +159,20 @@ function cacheKey(bucket: string, key: string): string {
  * between the request's arrival and its answer; the answer's Date header is S3's clock at that end, to the second.
  * Two seconds of slack either side cover rounding and a store that dates it by a ceiled second.
  */
-export function writtenObject(etag: string, answeredAt: Date, tookMs: number, storedMtime: string | undefined): WrittenObject {
+export function writtenObject(
+  etag: string,
+  answeredAt: Date,
+  tookMs: number,
+  stored: { size: number; metadata: Record<string, string>; storageClass?: string | undefined },
+): WrittenObject {
   const SLACK_MS = 2_000;
+  const { size, metadata, storageClass } = stored;
   return {
     etag,
-    storedMtimeMs: parseMtime(storedMtime)?.getTime(),
+    size,
+    metadata,
+    ...(storageClass ? { storageClass } : {}),
+    storedMtimeMs: parseMtime(metadata.mtime)?.getTime(),
     lastModifiedFromMs: answeredAt.getTime() - tookMs - SLACK_MS,
     lastModifiedToMs: answeredAt.getTime() + SLACK_MS,
   };

@@ -4,11 +4,12 @@
  * `get dir/*` in OpenSSH's sftp, lftp's mget and the GUI clients' download of a selection fetch
  * files one after another, each STAT, OPEN, READ, CLOSE waiting for the one before. On S3 every
  * OPEN is a GET, so such a batch runs at one S3 round trip per file, however fast the link. When a
- * session opens two files of one directory in name order, the files that follow in the directory
- * are likely next: a few of them, small ones only, are fetched with the same first GET an OPEN
- * makes, and an OPEN or STAT of one of them within `ttlMs` uses that answer. The cost is the
- * files fetched and never opened (the client stopped or skipped names); the window shrinks each
- * time a fetched file is skipped, and a session that reads out of order fetches nothing ahead.
+ * session opens two neighbouring files of one directory in name order, the files that follow in
+ * the directory are likely next: a few of them, small ones only, are fetched with the same first
+ * GET an OPEN makes, and an OPEN or STAT of one of them within `ttlMs` uses that answer. The cost
+ * is the files fetched and never opened (the client stopped or skipped names); the window shrinks
+ * each time a fetched file is skipped and closes once more were skipped than used, and a session
+ * that reads out of order fetches nothing ahead.
  */
 import type { FirstChunk } from './reader.ts';
 import { compareKeys } from './lister.ts';
@@ -97,6 +98,8 @@ export class ReadAhead {
   #budget: ReadAheadBudget;
   /** The directory being read through, the last name opened in it, and how many in name order. */
   #prefix = '';
+  /** The first name opened in this run through the directory, and the last. */
+  #firstName = '';
   #lastName = '';
   /** A name of the directory an OPEN is fetching itself right now. */
   #opening = '';
@@ -111,6 +114,9 @@ export class ReadAhead {
   #listedUpTo = '';
   #batchFetched = false;
   #window: number;
+  /** In this run through the directory: fetched files an OPEN took, and fetched files the client skipped. */
+  #used = 0;
+  #skipped = 0;
   /** Bumped on every change of directory, so late answers for an old one are dropped. */
   #generation = 0;
 
@@ -134,6 +140,7 @@ export class ReadAhead {
       return undefined;
     }
     this.#drop(entry, false);
+    this.#used++;
     const first = await entry.chunk;
     return first ? { first, closer: entry.closer } : undefined;
   }
@@ -151,6 +158,7 @@ export class ReadAhead {
     const name = key.slice(slash + 1);
     if (prefix !== this.#prefix || compareKeys(name, this.#lastName) <= 0) {
       this.#restart(prefix);
+      this.#firstName = name;
       this.#lastName = name;
       this.#inOrder = 1;
       return;
@@ -162,18 +170,31 @@ export class ReadAhead {
       if (held) {
         this.#queue = held.filter((f) => compareKeys(f.name, name) > 0);
         this.#listedAll = true;
+        if (held.some((f) => compareKeys(f.name, this.#firstName) > 0 && compareKeys(f.name, name) < 0)) this.#notAdjacent();
       }
     }
-    // Fetched files sorting before this one were skipped: the client picks names, fetch fewer.
-    let skipped = false;
+    // Fetched files sorting before this one were skipped: the client picks names, fetch fewer. Once
+    // it has skipped more than it used, it reads the directory some other way (rclone spreads one
+    // over several connections, each opening names the others leave): fetch none.
+    let skipped = 0;
     for (const entry of this.#fetched.values()) {
       if (compareKeys(entry.name, name) > 0) break;
       this.#drop(entry, true);
-      skipped = true;
+      skipped++;
     }
-    this.#window = skipped ? Math.max(1, this.#window >> 1) : Math.min(this.#limits.maxFiles, this.#window * 2);
+    this.#skipped += skipped;
+    if (skipped > 0) this.#window = this.#skipped > this.#used ? 0 : Math.max(1, this.#window >> 1);
+    else if (this.#window > 0) this.#window = Math.min(this.#limits.maxFiles, this.#window * 2);
     while (this.#queue.length > 0 && compareKeys(this.#queue[0]!.name, name) <= 0) this.#queue.shift();
     this.#fill();
+  }
+
+  /**
+   * The first two names opened were not next to each other: the client picks names, or shares the
+   * directory with other connections (rclone), so the next name is no better a guess than any.
+   */
+  #notAdjacent(): void {
+    this.#window = 0;
   }
 
   /** Drops everything fetched ahead (the session ended). */
@@ -197,6 +218,7 @@ export class ReadAhead {
     for (const entry of [...this.#fetched.values()]) this.#drop(entry, true);
     this.#generation++;
     this.#prefix = prefix;
+    this.#firstName = '';
     this.#lastName = '';
     this.#opening = '';
     this.#inOrder = 0;
@@ -206,6 +228,8 @@ export class ReadAhead {
     this.#listedUpTo = '';
     this.#batchFetched = false;
     this.#window = Math.min(2, this.#limits.maxFiles);
+    this.#used = 0;
+    this.#skipped = 0;
   }
 
   #drop(entry: Fetched, abort: boolean): void {
@@ -242,12 +266,15 @@ export class ReadAhead {
     this.#listing = true;
     const generation = this.#generation;
     const prefix = this.#prefix;
-    const after = this.#listFrom();
+    // The first listing starts after the first name opened, so it shows whether the second was next.
+    const second = this.#listedUpTo === '' && this.#inOrder === 2 ? this.#lastName : undefined;
+    const after = second !== undefined ? this.#firstName : this.#listFrom();
     const previous = this.#listedUpTo;
     this.#source.filesAfter(prefix, after, NAMES_PER_LISTING).then(
       (files) => {
         if (generation !== this.#generation) return;
         this.#listing = false;
+        if (second !== undefined && files[0]?.name !== second) this.#notAdjacent();
         if (files.length < NAMES_PER_LISTING) this.#listedAll = true;
         const last = files.at(-1)?.name;
         // No progress (a store that ignored StartAfter): stop rather than list the same names again.

@@ -44,7 +44,7 @@ import type {
 } from '../storage.ts';
 import { forEachBounded } from './bounded.ts';
 import { Copier, type CopierOptions } from './copier.ts';
-import { toStorageError } from './errors.ts';
+import { errorCodeOf, httpStatusOf, toStorageError } from './errors.ts';
 import { type ChangeLog, DirectoryMemory, type KnownName, type ListedNames } from './directory-memory.ts';
 import { decodeKey, listPages, type ListedEntry } from './lister.ts';
 import {
@@ -218,6 +218,9 @@ export class S3Storage implements Storage {
     const [prefix, name] = splitKey(key);
     const held = live ? undefined : this.#memory.name(prefix, name);
     const known = held?.state === 'absent' ? undefined : (held as { state: KnownName } | undefined);
+    // A file this server stored in the last 5 s with a time (SETSTAT's copy, `put -p`): what a HEAD would tell (docs/adr/0022).
+    const stored = live ? undefined : this.#mtimeCache.justStored(this.#bucket, key);
+    if (stored?.storedMtimeMs !== undefined) return { name: basename(path), isDirectory: false, size: stored.size, mtime: new Date(stored.storedMtimeMs) };
     // A file read ahead (docs/adr/0021) carries what a HEAD would tell.
     const ahead = live || known?.state.file?.statMtime ? undefined : await this.#readAhead.peek(key);
     if (ahead) return { name: basename(path), isDirectory: false, size: ahead.size, mtime: this.#firstChunkMtime(ahead) };
@@ -601,6 +604,9 @@ export class S3Storage implements Storage {
       parked.setMtime(mtime);
       return;
     }
+    // What this server just stored is copied without a HEAD, if S3 still holds that version.
+    const stored = this.#mtimeCache.justStored(this.#bucket, key);
+    if (stored && (await this.#copyWithMtime(key, context, mtime, { ...stored, ifMatch: stored.etag }))) return;
     const head = path === '/' ? undefined : await this.#head(key, context);
     if (!head) {
       if (await this.#directory(path, context)) {
@@ -608,19 +614,47 @@ export class S3Storage implements Storage {
       }
       throw new NotFoundError(`${path}: no such file or directory`);
     }
-    // S3 changes metadata only by copying the object onto itself.
+    await this.#copyWithMtime(key, context, mtime, { size: head.ContentLength ?? 0, metadata: head.Metadata ?? {}, head });
+  }
+
+  /**
+   * S3 changes metadata only by copying the object onto itself. With `ifMatch`, false when the
+   * object is no longer that version (then nothing changed).
+   */
+  async #copyWithMtime(
+    key: string,
+    context: string,
+    mtime: Date,
+    source: { size: number; metadata: Record<string, string>; storageClass?: string; head?: HeadObjectCommandOutput; ifMatch?: string },
+  ): Promise<boolean> {
     this.#mtimeCache.forget(this.#bucket, key);
-    const written = await this.#copier.copy({ key, size: head.ContentLength ?? 0, head }, key, context, {
-      ...head.Metadata,
-      mtime: mtimeMetadata(mtime),
-    });
-    if (written) this.#mtimeCache.wrote(this.#bucket, key, written);
+    // Without a HEAD, the object's headers are what this server stored: its metadata and storage class.
+    const head = source.head ?? {
+      $metadata: {},
+      ETag: source.ifMatch,
+      ContentLength: source.size,
+      Metadata: source.metadata,
+      ...(source.storageClass ? { StorageClass: source.storageClass as HeadObjectCommandOutput['StorageClass'] } : {}),
+    };
+    const copy = { key, size: source.size, head, ...(source.ifMatch ? { ifMatch: source.ifMatch } : {}) };
+    try {
+      const written = await this.#copier.copy(copy, key, context, { ...source.metadata, mtime: mtimeMetadata(mtime) });
+      if (written) this.#mtimeCache.wrote(this.#bucket, key, written);
+      return true;
+    } catch (err) {
+      const cause = err instanceof Error ? err.cause : undefined;
+      if (source.ifMatch && (httpStatusOf(cause) === 412 || errorCodeOf(cause) === 'PreconditionFailed')) return false;
+      throw err;
+    }
   }
 
   async checksum(path: string, algorithm: HashAlgorithm): Promise<string> {
     const key = this.#key(path);
     const context = `checksum ${path}`;
     await this.#settleParked(key);
+    // The hashes of a file this server just stored (rclone verifies each upload with md5sum).
+    const justStored = this.#mtimeCache.justStored(this.#bucket, key)?.metadata[algorithm];
+    if (isHexDigest(algorithm, justStored)) return justStored;
     const head = path === '/' ? undefined : await this.#head(key, context);
     if (!head) {
       if (await this.#directory(path, context)) throw new WrongTypeError(`${path}: is a directory`);

@@ -604,7 +604,8 @@ export class S3Writer implements FileWriter {
     this.#event('onStored', body.length);
     // Uploads through a temporary name are copied or given metadata afterwards: not as sent.
     if (answer?.etag && answer.date && !this.#o.deferred) {
-      this.#written = writtenObject(answer.etag, answer.date, clock.now() - startedAt, headers.Metadata?.mtime);
+      const stored = { size: body.length, metadata: headers.Metadata ?? {}, storageClass: headers.StorageClass };
+      this.#written = writtenObject(answer.etag, answer.date, clock.now() - startedAt, stored);
     }
   }
 
