@@ -238,6 +238,8 @@ async function start(config: Config, log: Logger, started: StartedParts, options
         // The user's encryption applies to the home and to every folder.
         client: withEncryption(clients.forSession(location, storageLog), effectiveSse(sse, user.s3.sse, (path) => readFileSync(path))),
         bucket: location.s3.bucket,
+        // What one user's session learnt of an object answers another's only through the same store and role.
+        storeScope: [location.s3.endpoint ?? '', location.s3.region ?? '', location.s3.roleArn ?? ''].join('|'),
         keyPrefix: location.s3.keyPrefix,
         config: location.s3.storageClass ? { ...config.s3, storageClass: location.s3.storageClass } : config.s3,
         renameMode: config.renameMode,

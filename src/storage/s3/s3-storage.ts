@@ -93,6 +93,11 @@ export interface S3StorageOptions {
   listingMtime?: 'metadata' | 'lastModified';
   /** Shared across sessions so a directory listed again costs no HEADs. */
   mtimeCache?: MtimeCache;
+  /**
+   * Which store and credentials this storage reaches its bucket through (endpoint, region, role):
+   * what the shared mtime cache knows is shared only between storages of the same one. Default: the bucket.
+   */
+  storeScope?: string;
   /** Shared across sessions so each sees the others' changes at once (docs/adr/0019). */
   changeLog?: ChangeLog;
   /** Per-directory indexes of stored mtimes kept in the bucket (docs/adr/0020); absent: off. */
@@ -161,6 +166,8 @@ export class S3Storage implements Storage {
   #copier: Copier;
   #conditionalWrites: ConditionalWrites;
   #mtimeCache: MtimeCache;
+  /** The bucket as the shared mtime cache names it (see storeScope). */
+  #mtimeScope: string;
   /** Complete listings of directories this session fetched lately (docs/adr/0019). */
   #memory: DirectoryMemory;
   /** Listings of a parent started by an upload and not answered yet, by prefix. */
@@ -179,6 +186,7 @@ export class S3Storage implements Storage {
     this.#clock = options.clock ?? systemClock;
     this.#conditionalWrites = options.conditionalWrites ?? new ConditionalWrites();
     this.#mtimeCache = options.mtimeCache ?? new MtimeCache();
+    this.#mtimeScope = options.storeScope ? `${options.storeScope}\u0000${options.bucket}` : options.bucket;
     this.#memory = new DirectoryMemory({
       now: () => this.#clock.now(),
       ttlMs: SEEN_DIRECTORY_MS,
@@ -219,7 +227,7 @@ export class S3Storage implements Storage {
     const held = live ? undefined : this.#memory.name(prefix, name);
     const known = held?.state === 'absent' ? undefined : (held as { state: KnownName } | undefined);
     // A file this server stored in the last 5 s with a time (SETSTAT's copy, `put -p`): what a HEAD would tell (docs/adr/0022).
-    const stored = live ? undefined : this.#mtimeCache.justStored(this.#bucket, key);
+    const stored = live ? undefined : this.#mtimeCache.justStored(this.#mtimeScope, key);
     if (stored?.storedMtimeMs !== undefined) return { name: basename(path), isDirectory: false, size: stored.size, mtime: new Date(stored.storedMtimeMs) };
     // A file read ahead (docs/adr/0021) carries what a HEAD would tell.
     const ahead = live || known?.state.file?.statMtime ? undefined : await this.#readAhead.peek(key);
@@ -419,8 +427,8 @@ export class S3Storage implements Storage {
       storeChecksums: this.#o.storeChecksums ?? true,
       resume: this.#o.resume ?? true,
       onCommitted: (written) => {
-        this.#mtimeCache.forget(this.#bucket, key);
-        if (written) this.#mtimeCache.wrote(this.#bucket, key, written);
+        this.#mtimeCache.forget(this.#mtimeScope, key);
+        if (written) this.#mtimeCache.wrote(this.#mtimeScope, key, written);
         this.#memory.changed(key);
         if (finalPath) this.#memory.changed(this.#key(finalPath));
       },
@@ -452,7 +460,7 @@ export class S3Storage implements Storage {
       move: async (fromKey, toKey, metadata) => {
         const head = await this.#head(fromKey, context);
         if (!head) throw new NotFoundError(`${path}: the upload vanished before it could be stored`);
-        this.#mtimeCache.forget(this.#bucket, toKey);
+        this.#mtimeCache.forget(this.#mtimeScope, toKey);
         this.#memory.changed(fromKey);
         this.#memory.changed(toKey);
         await this.#copier.copy({ key: fromKey, size: head.ContentLength ?? 0, head }, toKey, context, { ...head.Metadata, ...metadata });
@@ -510,7 +518,7 @@ export class S3Storage implements Storage {
       await this.#delete(key, context);
     } finally {
       this.#memory.changed(key);
-      this.#mtimeCache.forget(this.#bucket, key);
+      this.#mtimeCache.forget(this.#mtimeScope, key);
     }
     await this.#keepParent(path);
   }
@@ -586,7 +594,7 @@ export class S3Storage implements Storage {
     this.#memory.changed(fromKey);
     this.#memory.changed(toKey);
     if (toFinal) {
-      this.#mtimeCache.forget(this.#bucket, toKey);
+      this.#mtimeCache.forget(this.#mtimeScope, toKey);
       await parked.finish('final');
       return true;
     }
@@ -605,7 +613,7 @@ export class S3Storage implements Storage {
       return;
     }
     // What this server just stored is copied without a HEAD, if S3 still holds that version.
-    const stored = this.#mtimeCache.justStored(this.#bucket, key);
+    const stored = this.#mtimeCache.justStored(this.#mtimeScope, key);
     if (stored && (await this.#copyWithMtime(key, context, mtime, { ...stored, ifMatch: stored.etag }))) return;
     const head = path === '/' ? undefined : await this.#head(key, context);
     if (!head) {
@@ -627,7 +635,7 @@ export class S3Storage implements Storage {
     mtime: Date,
     source: { size: number; metadata: Record<string, string>; storageClass?: string; head?: HeadObjectCommandOutput; ifMatch?: string },
   ): Promise<boolean> {
-    this.#mtimeCache.forget(this.#bucket, key);
+    this.#mtimeCache.forget(this.#mtimeScope, key);
     // Without a HEAD, the object's headers are what this server stored: its metadata and storage class.
     const head = source.head ?? {
       $metadata: {},
@@ -639,7 +647,7 @@ export class S3Storage implements Storage {
     const copy = { key, size: source.size, head, ...(source.ifMatch ? { ifMatch: source.ifMatch } : {}) };
     try {
       const written = await this.#copier.copy(copy, key, context, { ...source.metadata, mtime: mtimeMetadata(mtime) });
-      if (written) this.#mtimeCache.wrote(this.#bucket, key, written);
+      if (written) this.#mtimeCache.wrote(this.#mtimeScope, key, written);
       return true;
     } catch (err) {
       const cause = err instanceof Error ? err.cause : undefined;
@@ -653,7 +661,7 @@ export class S3Storage implements Storage {
     const context = `checksum ${path}`;
     await this.#settleParked(key);
     // The hashes of a file this server just stored (rclone verifies each upload with md5sum).
-    const justStored = this.#mtimeCache.justStored(this.#bucket, key)?.metadata[algorithm];
+    const justStored = this.#mtimeCache.justStored(this.#mtimeScope, key)?.metadata[algorithm];
     if (isHexDigest(algorithm, justStored)) return justStored;
     const head = path === '/' ? undefined : await this.#head(key, context);
     if (!head) {
@@ -692,7 +700,7 @@ export class S3Storage implements Storage {
     const context = `setstat ${path}`;
     const head = await this.#head(key, context);
     if (!head || (etag !== undefined && head.ETag !== etag)) return;
-    this.#mtimeCache.forget(this.#bucket, key);
+    this.#mtimeCache.forget(this.#mtimeScope, key);
     this.#memory.changed(key);
     await this.#copier.copy({ key, size: head.ContentLength ?? 0, head }, key, context, { ...head.Metadata, ...metadata });
   }
@@ -713,11 +721,11 @@ export class S3Storage implements Storage {
         ? new WrongTypeError(`${to}: is a directory`)
         : new AlreadyExistsError(`${to}: already exists`);
     }
-    this.#mtimeCache.forget(this.#bucket, toKey);
+    this.#mtimeCache.forget(this.#mtimeScope, toKey);
     const written = await this.#copier.copy({ key: fromKey, size: source.ContentLength ?? 0, head: source }, toKey, context);
-    if (written) this.#mtimeCache.wrote(this.#bucket, toKey, written);
+    if (written) this.#mtimeCache.wrote(this.#mtimeScope, toKey, written);
     await this.#delete(fromKey, context);
-    this.#mtimeCache.forget(this.#bucket, fromKey);
+    this.#mtimeCache.forget(this.#mtimeScope, fromKey);
     await this.#keepParent(from);
   }
 
@@ -962,7 +970,7 @@ export class S3Storage implements Storage {
           if (!name || name.includes('/') || isReservedKey(object.Key!)) continue;
           const { Key: key, ETag: etag, LastModified: lastModified } = object;
           // The mtime stat reports, where the shared cache holds it for this version (no HEAD here).
-          const cached = etag && lastModified ? this.#mtimeCache.known(this.#bucket, key!, etag, lastModified) : undefined;
+          const cached = etag && lastModified ? this.#mtimeCache.known(this.#mtimeScope, key!, etag, lastModified) : undefined;
           const file = { size: object.Size ?? 0, lastModified, ...(cached !== undefined ? { statMtime: new Date(cached) } : {}) };
           names.set(name, { file, directory: false });
         }
@@ -1100,7 +1108,7 @@ export class S3Storage implements Storage {
     const { key, etag, lastModified } = entry;
     if (key === undefined || etag === undefined || lastModified === undefined) return null;
     const version = { name: entry.name, etag, lastModifiedMs: lastModified.getTime() };
-    const cached = this.#mtimeCache.get(this.#bucket, key, etag, lastModified);
+    const cached = this.#mtimeCache.get(this.#mtimeScope, key, etag, lastModified);
     if (cached !== undefined) {
       this.#mtimeCache.listed.memory++;
       sameVersion?.();
@@ -1108,7 +1116,7 @@ export class S3Storage implements Storage {
       return cached;
     }
     // What this server itself just stored: known, but not read back, so not written to the index.
-    const written = this.#mtimeCache.written(this.#bucket, key, etag, lastModified);
+    const written = this.#mtimeCache.written(this.#mtimeScope, key, etag, lastModified);
     if (written !== undefined) {
       this.#mtimeCache.listed.written++;
       sameVersion?.();
@@ -1117,7 +1125,7 @@ export class S3Storage implements Storage {
     const indexed = index?.mtime(version);
     if (indexed !== undefined) {
       this.#mtimeCache.listed.index++;
-      this.#mtimeCache.set(this.#bucket, key, etag, lastModified, indexed);
+      this.#mtimeCache.set(this.#mtimeScope, key, etag, lastModified, indexed);
       sameVersion?.();
       run?.builder?.add(version, indexed);
       return indexed;
@@ -1139,7 +1147,7 @@ export class S3Storage implements Storage {
     if (!storedMtime && head.ETag === etag && head.LastModified) this.#mtimeCache.sawHeadOfListed(lastModified, head.LastModified);
     // Cached only when HEAD saw the version the listing saw.
     if (head.ETag === etag) {
-      this.#mtimeCache.set(this.#bucket, key, etag, lastModified, mtime);
+      this.#mtimeCache.set(this.#mtimeScope, key, etag, lastModified, mtime);
       sameVersion?.();
       // A copy between the listing and this HEAD keeps the ETag but not the second.
       const headLastModified = head.LastModified?.getTime();
@@ -1152,7 +1160,7 @@ export class S3Storage implements Storage {
   #cachedMtime(entry: ListedEntry): number | undefined {
     const { key, etag, lastModified } = entry;
     if (key === undefined || etag === undefined || lastModified === undefined) return undefined;
-    return this.#mtimeCache.known(this.#bucket, key, etag, lastModified);
+    return this.#mtimeCache.known(this.#mtimeScope, key, etag, lastModified);
   }
 }
 
