@@ -458,6 +458,8 @@ export class SftpSession {
 
   async #setstat(id: number, rawPath: string, attrs: Attributes): Promise<void> {
     const path = this.#path(rawPath);
+    // A time alone (rclone after CLOSE, `put -rp` on directories): storage's own lookup decides, none here.
+    if (attrs.size === undefined && attrs.mtime !== undefined && this.#setstatMode !== 1) return this.#setTime(id, path, attrs);
     const info = await this.#storage.stat(path);
     const { mtime } = this.#checkSetstat(attrs, info.size);
     const upload = info.uploading ? this.#handles.uploadOf(path) : undefined;
@@ -467,6 +469,25 @@ export class SftpSession {
       this.#require('overwrite', path);
       await this.#storage.setMtime(path, mtime);
       this.#events.operation?.({ user: this.#user.username, op: 'setstat', path, ok: true });
+    }
+    this.#status(id, STATUS.OK);
+  }
+
+  /** SETSTAT with a time and no size: as below, with the lookup left to storage's setMtime. */
+  async #setTime(id: number, path: string, attrs: Attributes): Promise<void> {
+    const { mtime } = this.#checkSetstat(attrs);
+    const upload = this.#handles.uploadOf(path);
+    if (mtime && upload) upload.writer.setMtime(mtime);
+    else if (mtime) {
+      let set = false;
+      await this.#storage.setMtime(path, mtime, {
+        check: (found) => {
+          if (found.isDirectory || found.uploading) return false;
+          this.#require('overwrite', path);
+          return (set = true);
+        },
+      });
+      if (set) this.#events.operation?.({ user: this.#user.username, op: 'setstat', path, ok: true });
     }
     this.#status(id, STATUS.OK);
   }

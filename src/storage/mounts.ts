@@ -14,7 +14,7 @@
 import type { Logger } from 'pino';
 import { AlreadyExistsError, NotFoundError, PermissionDeniedError, UnsupportedError, WrongTypeError } from './errors.ts';
 import { basename, isWithin } from './paths.ts';
-import type { FileInfo, FileReader, FileWriter, HashAlgorithm, OpenWriteOptions, RenameOptions, Storage } from './storage.ts';
+import type { FileInfo, FileReader, FileWriter, HashAlgorithm, OpenWriteOptions, RenameOptions, SetMtimeOptions, Storage } from './storage.ts';
 
 /** One storage mounted at a path of the tree. */
 export interface Mount {
@@ -136,10 +136,13 @@ export class MountedStorage implements Storage {
     return this.#move(a, b, from, to, options);
   }
 
-  async setMtime(path: string, mtime: Date): Promise<void> {
-    if (this.#isVirtualParent(path)) throw new UnsupportedError(`${path}: directories have no stored modification time`);
+  async setMtime(path: string, mtime: Date, options?: SetMtimeOptions): Promise<void> {
+    if (this.#isVirtualParent(path)) {
+      if (options?.check?.({ isDirectory: true }) === false) return;
+      throw new UnsupportedError(`${path}: directories have no stored modification time`);
+    }
     const r = this.#route(path);
-    return r.storage.setMtime(r.inner, mtime);
+    return r.storage.setMtime(r.inner, mtime, options);
   }
 
   async checksum(path: string, algorithm: HashAlgorithm): Promise<string> {

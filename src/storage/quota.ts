@@ -21,7 +21,7 @@
  * Storage (an S3 home, a virtual folder, a composite of them).
  */
 import { NotFoundError, QuotaExceededError } from './errors.ts';
-import type { FileInfo, FileReader, FileWriter, OpenWriteOptions, RenameOptions, Storage } from './storage.ts';
+import type { FileInfo, FileReader, FileWriter, OpenWriteOptions, RenameOptions, SetMtimeOptions, Storage } from './storage.ts';
 
 /** Bytes and files stored. */
 export interface Usage {
@@ -275,8 +275,8 @@ export class QuotaStorage implements Storage {
     if (options?.overwrite && replaced !== undefined) this.#tracker.add({ bytes: -replaced, files: -1 });
   }
 
-  setMtime(path: string, mtime: Date): Promise<void> {
-    return this.#inner.setMtime(path, mtime);
+  setMtime(path: string, mtime: Date, options?: SetMtimeOptions): Promise<void> {
+    return this.#inner.setMtime(path, mtime, options);
   }
 
   checksum(path: string, algorithm: 'md5' | 'sha1' | 'sha256'): Promise<string> {

@@ -100,6 +100,17 @@ export interface RenameOptions {
   check?(existing: FileInfo | undefined): void;
 }
 
+export interface SetMtimeOptions {
+  /**
+   * Called once the store has looked at the path, with what it holds (a file, a directory, or a
+   * file another session is still uploading) and before anything is changed. Returning false leaves
+   * it as it is; an error it throws refuses. Without it a directory is refused (UnsupportedError).
+   * As OpenWriteOptions.check: the caller's rules (SETSTAT ignores times on directories and on
+   * uploads in progress; overwrite permission) without a lookup of its own.
+   */
+  check?(found: { isDirectory: boolean; uploading?: boolean }): boolean;
+}
+
 /** The content hashes the checksum commands (md5sum, sha1sum, sha256sum) offer. */
 export type HashAlgorithm = 'md5' | 'sha1' | 'sha256';
 
@@ -116,7 +127,7 @@ export interface Storage {
   rmdir(path: string): Promise<void>;
   rename(from: string, to: string, options?: RenameOptions): Promise<void>;
   /** Changes the stored modification time of an existing file. */
-  setMtime(path: string, mtime: Date): Promise<void>;
+  setMtime(path: string, mtime: Date, options?: SetMtimeOptions): Promise<void>;
   /**
    * Lower-case hex digest of a file's content. Hashes recorded when the file
    * was uploaded through this server are returned as they are (one metadata

@@ -11,6 +11,7 @@ import {
   AlreadyExistsError,
   InvalidRequestError,
   NotEmptyError,
+  PermissionDeniedError,
   NotFoundError,
   UnsupportedError,
   WrongTypeError,
@@ -461,6 +462,31 @@ export function storageConformance(
         assert.equal((await storage.stat('/timed')).mtime.getTime(), mtime.getTime());
         assert.deepEqual(await readFile(storage, '/timed'), data, 'content survives');
         await assert.rejects(storage.setMtime('/nope', mtime), NotFoundError);
+      });
+
+      test("setMtime hands what it found to the caller's check: a directory or an upload in progress is left alone, a refusal changes nothing", async ({ storage }) => {
+        const seen: { isDirectory: boolean; uploading?: boolean }[] = [];
+        const leaveAlone = { check: (found: { isDirectory: boolean; uploading?: boolean }) => (seen.push(found), !found.isDirectory && !found.uploading) };
+        const mtime = new Date('2002-02-02T02:02:02.000Z');
+        await storage.mkdir('/d');
+        await storage.setMtime('/d', mtime, leaveAlone);
+        await assert.rejects(storage.setMtime('/d', mtime), UnsupportedError, 'without a check, as before');
+        const upload = await storage.openWrite('/growing');
+        await upload.write(0, Buffer.from('part'));
+        await storage.setMtime('/growing', mtime, leaveAlone);
+        await upload.abort();
+        const data = Buffer.from('kept');
+        await writeFile(storage, '/f', data);
+        const before = (await storage.stat('/f')).mtime.getTime();
+        const refuse = () => {
+          throw new PermissionDeniedError('/f: no');
+        };
+        await assert.rejects(storage.setMtime('/f', mtime, { check: refuse }), PermissionDeniedError);
+        assert.equal((await storage.stat('/f')).mtime.getTime(), before, 'refused: unchanged');
+        await storage.setMtime('/f', mtime, leaveAlone);
+        assert.equal((await storage.stat('/f')).mtime.getTime(), mtime.getTime());
+        assert.deepEqual(seen, [{ isDirectory: true }, { isDirectory: false, uploading: true }, { isDirectory: false }]);
+        await assert.rejects(storage.setMtime('/missing', mtime, leaveAlone), NotFoundError);
       });
 
       test('an mtime set on the writer is stored with the object', async ({ storage }) => {

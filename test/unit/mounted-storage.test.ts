@@ -24,7 +24,7 @@ function subtree(storage: Storage, root: string): Storage {
     remove: (p) => storage.remove(at(p)),
     rmdir: (p) => storage.rmdir(at(p)),
     rename: (a, b, o) => (a === '/' || b === '/' ? Promise.reject(new PermissionDeniedError('/: cannot rename the root directory')) : storage.rename(at(a), at(b), o)),
-    setMtime: (p, t) => storage.setMtime(at(p), t),
+    setMtime: (p, t, o) => storage.setMtime(at(p), t, o),
     checksum: (p, h) => storage.checksum(at(p), h),
   };
 }

@@ -22,7 +22,7 @@ import {
 } from '../errors.ts';
 import { basename, dirname, isWithin, keyUnder, MAX_KEY_BYTES } from '../paths.ts';
 import { createHash } from 'node:crypto';
-import type { FileInfo, FileReader, FileWriter, HashAlgorithm, OpenWriteOptions, RenameOptions, Storage } from '../storage.ts';
+import type { FileInfo, FileReader, FileWriter, HashAlgorithm, OpenWriteOptions, RenameOptions, SetMtimeOptions, Storage } from '../storage.ts';
 
 /** Out-of-order write window per upload, as S3Writer's default. */
 const DEFAULT_WINDOW_BYTES = 16 * 1024 ** 2;
@@ -260,13 +260,21 @@ export class MemoryStorage implements Storage {
     return this.#renameDirectory(from, to);
   }
 
-  async setMtime(path: string, mtime: Date): Promise<void> {
+  async setMtime(path: string, mtime: Date, options?: SetMtimeOptions): Promise<void> {
     const key = this.#key(path);
     const object = path === '/' ? undefined : this.#bucket.get(key);
     if (!object) {
-      if (this.#directory(path)) throw new UnsupportedError(`${path}: directories have no stored modification time`);
+      if (path !== '/' && this.#bucket.upload(key)) {
+        if (options?.check?.({ isDirectory: false, uploading: true }) === false) return;
+        throw new NotFoundError(`${path}: no such file or directory (still being uploaded)`);
+      }
+      if (this.#directory(path)) {
+        if (options?.check?.({ isDirectory: true }) === false) return;
+        throw new UnsupportedError(`${path}: directories have no stored modification time`);
+      }
       throw new NotFoundError(`${path}: no such file or directory`);
     }
+    if (options?.check?.({ isDirectory: false }) === false) return;
     // As on S3, a metadata change is a copy of the object onto itself.
     this.#bucket.put(key, object.data, mtime);
   }

@@ -11,7 +11,7 @@
  * one or a few S3 requests. Upload parts are not counted here: they are bounded already by
  * s3.upload.concurrency per open file and by the handle cap.
  */
-import type { FileReader, FileWriter, HashAlgorithm, OpenWriteOptions, RenameOptions, Storage, FileInfo } from '../storage.ts';
+import type { FileReader, FileWriter, HashAlgorithm, OpenWriteOptions, RenameOptions, SetMtimeOptions, Storage, FileInfo } from '../storage.ts';
 
 /** A counting semaphore with a FIFO queue. */
 export class Semaphore {
@@ -111,7 +111,7 @@ export function limitStorage(storage: Storage, gate: Gate): Storage {
     remove: (path: string) => gate(() => storage.remove(path)),
     rmdir: (path: string) => gate(() => storage.rmdir(path)),
     rename: (from: string, to: string, options?: RenameOptions) => gate(() => storage.rename(from, to, options)),
-    setMtime: (path: string, mtime: Date) => gate(() => storage.setMtime(path, mtime)),
+    setMtime: (path: string, mtime: Date, options?: SetMtimeOptions) => gate(() => storage.setMtime(path, mtime, options)),
     checksum: (path: string, algorithm: HashAlgorithm) => gate(() => storage.checksum(path, algorithm)),
   };
 }

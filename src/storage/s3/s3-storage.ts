@@ -40,6 +40,7 @@ import type {
   HashAlgorithm,
   OpenWriteOptions,
   RenameOptions,
+  SetMtimeOptions,
   Storage,
 } from '../storage.ts';
 import { forEachBounded } from './bounded.ts';
@@ -602,26 +603,35 @@ export class S3Storage implements Storage {
     return false;
   }
 
-  async setMtime(path: string, mtime: Date): Promise<void> {
+  async setMtime(path: string, mtime: Date, options: SetMtimeOptions = {}): Promise<void> {
     const key = this.#key(path);
     const context = `setstat ${path}`;
+    const { check } = options;
     const parked = this.#o.tempUploads?.peek(this.#bucket, key);
     this.#memory.changed(key);
     if (parked) {
+      if (check?.({ isDirectory: false }) === false) return;
       // WinSCP sets the time between CLOSE and RENAME: it is stored when the upload is.
       parked.setMtime(mtime);
       return;
     }
+    // Another session's upload in progress: the caller decides (SETSTAT leaves it alone).
+    if (check && this.#o.uploads.get(this.#bucket, key) && !check({ isDirectory: false, uploading: true })) return;
     // What this server just stored is copied without a HEAD, if S3 still holds that version.
     const stored = this.#mtimeCache.justStored(this.#mtimeScope, key);
-    if (stored && (await this.#copyWithMtime(key, context, mtime, { ...stored, ifMatch: stored.etag }))) return;
+    if (stored) {
+      if (check?.({ isDirectory: false }) === false) return;
+      if (await this.#copyWithMtime(key, context, mtime, { ...stored, ifMatch: stored.etag })) return;
+    }
     const head = path === '/' ? undefined : await this.#head(key, context);
     if (!head) {
       if (await this.#directory(path, context)) {
+        if (check?.({ isDirectory: true }) === false) return;
         throw new UnsupportedError(`${path}: directories have no stored modification time`);
       }
       throw new NotFoundError(`${path}: no such file or directory`);
     }
+    if (!stored && check?.({ isDirectory: false }) === false) return;
     await this.#copyWithMtime(key, context, mtime, { size: head.ContentLength ?? 0, metadata: head.Metadata ?? {}, head });
   }
 
