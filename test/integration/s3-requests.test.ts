@@ -422,3 +422,27 @@ test("rclone's upload: SETSTAT copies the file just stored without a HEAD; STAT 
   assert.equal(head.Metadata?.md5, undefined, 'no hash of the old bytes attached to the new');
   await sftp.remove('/rc.dat');
 });
+
+test('STAT of a directory again within 5 s (rclone stats the parent before each upload): nothing is asked', async (t) => {
+  expireMemories();
+  let firstMtime = 0;
+  const first = await counted(async () => {
+    firstMtime = (await sftp.stat('/listed')).mtime;
+  });
+  t.diagnostic(`first: ${formatCounts(first)}`);
+  assert.ok((first.ListObjectsV2 ?? 0) >= 1, 'the first asks S3');
+  const again = await counted(async () => {
+    const st = await sftp.stat('/listed');
+    assert.equal(st.isDirectory(), true);
+    assert.equal(st.mtime, firstMtime, "the marker's time, as before");
+  });
+  t.diagnostic(`again: ${formatCounts(again)}`);
+  assert.deepEqual(again, {});
+  // Removed through the server, by another session: asked again at once.
+  await sftp.mkdir('/short-lived');
+  await sftp.stat('/short-lived');
+  const other = await connect();
+  await other.sftp.rmdir('/short-lived');
+  other.client.end();
+  assert.equal((await statusOf(sftp.stat('/short-lived'))).code, NO_SUCH_FILE);
+});

@@ -115,3 +115,21 @@ test('a directory seen counts for 5 s, until it or one above it changes through 
   clock.now += 5_000;
   assert.equal(mine.seenDirectory('home/d'), false, 'expired');
 });
+
+test("a directory's STAT answer (its marker's time) is kept while it is seen", () => {
+  const { memory: mine, clock } = memory();
+  const marked = new Date('2020-01-01T00:00:00Z');
+  mine.sawDirectory('home/up', { mtime: marked });
+  mine.sawDirectory('home/implicit', { mtime: undefined });
+  mine.sawDirectory('home/listed');
+  assert.deepEqual(mine.seenDirectoryMarker('home/up'), { mtime: marked });
+  assert.deepEqual(mine.seenDirectoryMarker('home/implicit'), { mtime: undefined });
+  assert.equal(mine.seenDirectoryMarker('home/listed'), undefined, 'seen by a listing: its time is not known');
+  // A file written into it changes nothing; the directory itself removed or renamed does.
+  mine.changed('home/up/file');
+  assert.deepEqual(mine.seenDirectoryMarker('home/up'), { mtime: marked });
+  mine.changed('home/up');
+  assert.equal(mine.seenDirectoryMarker('home/up'), undefined);
+  clock.now += 5_001;
+  assert.equal(mine.seenDirectoryMarker('home/implicit'), undefined, 'after the 5 s, S3 is asked again');
+});

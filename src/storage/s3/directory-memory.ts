@@ -89,7 +89,7 @@ const STALE_KEEP_MS = 60_000;
 export class DirectoryMemory {
   #dirs = new Map<string, Directory>();
   /** Directories seen to exist (listed, made, looked up; ADR 0018), by key: until when, and the log's position then. */
-  #seen = new Map<string, { until: number; seq: number }>();
+  #seen = new Map<string, { until: number; seq: number; marker?: { mtime: Date | undefined } }>();
   #now: () => number;
   #ttlMs: number;
   #bucket: string;
@@ -178,14 +178,22 @@ export class DirectoryMemory {
    * The directory `key` ("home/a/b", no trailing slash) was seen to exist: for the next `ttlMs` it is
    * taken to still exist (docs/adr/0018), unless it or a directory above it changes through this server.
    */
-  sawDirectory(key: string): void {
+  sawDirectory(key: string, marker?: { mtime: Date | undefined }): void {
     const now = this.#now();
     if (this.#seen.size >= MAX_SEEN) {
       for (const [k, seen] of this.#seen) if (seen.until <= now) this.#seen.delete(k);
       while (this.#seen.size >= MAX_SEEN) this.#seen.delete(this.#seen.keys().next().value as string);
     }
     this.#seen.delete(key);
-    this.#seen.set(key, { until: now + this.#ttlMs, seq: this.#log.seq });
+    this.#seen.set(key, { until: now + this.#ttlMs, seq: this.#log.seq, ...(marker ? { marker } : {}) });
+  }
+
+  /**
+   * What a STAT of the directory `key` found within `ttlMs` (its marker's time, undefined for a
+   * directory that exists only through its children), unless it changed through this server since.
+   */
+  seenDirectoryMarker(key: string): { mtime: Date | undefined } | undefined {
+    return this.seenDirectory(key) ? this.#seen.get(key)?.marker : undefined;
   }
 
   /** Whether the directory `key` was seen within `ttlMs` and has not changed through this server since. */

@@ -227,6 +227,9 @@ export class S3Storage implements Storage {
     const [prefix, name] = splitKey(key);
     const held = live ? undefined : this.#memory.name(prefix, name);
     const known = held?.state === 'absent' ? undefined : (held as { state: KnownName } | undefined);
+    // A directory this session stat'ed in the last 5 s (rclone stats the parent before each upload, docs/adr/0018).
+    const seenDirectory = live ? undefined : this.#memory.seenDirectoryMarker(key);
+    if (seenDirectory) return this.#directoryInfo(basename(path), seenDirectory.mtime);
     // A file this server stored in the last 5 s with a time (SETSTAT's copy, `put -p`): what a HEAD would tell (docs/adr/0022).
     const stored = live ? undefined : this.#mtimeCache.justStored(this.#mtimeScope, key);
     if (stored?.storedMtimeMs !== undefined) return { name: basename(path), isDirectory: false, size: stored.size, mtime: new Date(stored.storedMtimeMs) };
@@ -255,7 +258,7 @@ export class S3Storage implements Storage {
     }
     const directory = await this.#directory(path, context);
     if (directory) {
-      this.#sawDirectory(path);
+      this.#sawDirectory(path, { mtime: directory.markerMtime });
       return this.#directoryInfo(basename(path), directory.markerMtime);
     }
     throw new NotFoundError(`${path}: no such file or directory`);
@@ -934,8 +937,8 @@ export class S3Storage implements Storage {
     return path === '/' || this.#memory.seenDirectory(this.#key(path));
   }
 
-  #sawDirectory(path: string): void {
-    if (path !== '/') this.#memory.sawDirectory(this.#key(path));
+  #sawDirectory(path: string, marker?: { mtime: Date | undefined }): void {
+    if (path !== '/') this.#memory.sawDirectory(this.#key(path), marker);
   }
 
   /** A directory this session changes (removes, renames, writes a file over) is looked up afresh. */
