@@ -446,3 +446,18 @@ test('STAT of a directory again within 5 s (rclone stats the parent before each 
   other.client.end();
   assert.equal((await statusOf(sftp.stat('/short-lived'))).code, NO_SUCH_FILE);
 });
+
+test("md5sum right after a download (rclone checks each file it got) answers from the GET's headers", async (t) => {
+  const md5 = createHash('md5').update(body).digest('hex');
+  // Stored by another replica, with its hash, as uploads through any s3sftp are.
+  await direct.send(new PutObjectCommand({ Bucket: bucket, Key: 'econ/got.dat', Body: body, Metadata: { md5 } }));
+  const counts = await counted(async () => {
+    const handle = await sftp.open('/got.dat', 'r');
+    assert.deepEqual(await sftp.read(handle, 0, 32 * 1024), body);
+    await sftp.close(handle);
+    assert.equal((await exec('md5sum /got.dat')).split(' ')[0], md5);
+  });
+  t.diagnostic(formatCounts(counts));
+  assert.deepEqual(counts, { GetObject: 1 });
+  await sftp.remove('/got.dat');
+});

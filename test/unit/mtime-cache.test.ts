@@ -77,3 +77,18 @@ test('records of what was written are bounded in number', () => {
   assert.equal(cache.written('b', 'a', '"e1"', new Date(NOW)), undefined);
   assert.equal(cache.written('b', 'c', '"e1"', new Date(NOW)), 1);
 });
+
+test('the metadata a download just read answers for 5 s, until the server changes the key', () => {
+  let now = NOW;
+  const cache = new MtimeCache({ now: () => now });
+  cache.read('b', 'got', { md5: 'aa' });
+  assert.deepEqual(cache.justSeenMetadata('b', 'got'), { md5: 'aa' });
+  assert.equal(cache.justSeenMetadata('other', 'got'), undefined, 'another store or role');
+  wroteAt(cache, 'got', 7_000);
+  assert.deepEqual(cache.justSeenMetadata('b', 'got'), {}, 'what was stored since wins');
+  cache.forget('b', 'got');
+  assert.equal(cache.justSeenMetadata('b', 'got'), undefined);
+  cache.read('b', 'later', { md5: 'bb' });
+  now += 5_000;
+  assert.equal(cache.justSeenMetadata('b', 'later'), undefined);
+});

@@ -58,6 +58,8 @@ export class MtimeCache {
   readonly listed: Record<ListedMtimeSource, number> = { memory: 0, written: 0, index: 0, head: 0 };
   #entries = new Map<string, Entry>();
   #written = new Map<string, WrittenObject & { recordedAt: number }>();
+  /** The user metadata a download's GET returned, by key, for the checksum commands that follow it. */
+  #read = new Map<string, { metadata: Record<string, string>; recordedAt: number }>();
   /** Set once a HEAD showed a Last-Modified other than the listing's second (see #impliedTrusted). */
   #listingSecondsDiffer = false;
   #max: number;
@@ -91,6 +93,29 @@ export class MtimeCache {
   forget(bucket: string, key: string): void {
     this.#entries.delete(cacheKey(bucket, key));
     this.#written.delete(cacheKey(bucket, key));
+    this.#read.delete(cacheKey(bucket, key));
+  }
+
+  /**
+   * A download opened the object and its GET returned this metadata: rclone runs md5sum on each file
+   * it downloaded, right after, and the stored hashes are in it. Kept 5 s, as justStored().
+   */
+  read(bucket: string, key: string, metadata: Record<string, string>): void {
+    const id = cacheKey(bucket, key);
+    this.#read.delete(id);
+    this.#read.set(id, { metadata, recordedAt: this.#now() });
+    for (const [oldest, record] of this.#read) {
+      if (this.#read.size <= this.#max && this.#now() - record.recordedAt < JUST_STORED_MS) break;
+      this.#read.delete(oldest);
+    }
+  }
+
+  /** The user metadata of the object as this server last stored or read it, within the last 5 s. */
+  justSeenMetadata(bucket: string, key: string): Record<string, string> | undefined {
+    const stored = this.justStored(bucket, key);
+    if (stored) return stored.metadata;
+    const read = this.#read.get(cacheKey(bucket, key));
+    return read && this.#now() - read.recordedAt < JUST_STORED_MS ? read.metadata : undefined;
   }
 
   /** Records an object this server has just stored (after forget(), which its change needs anyway). */

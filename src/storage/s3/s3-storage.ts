@@ -353,6 +353,7 @@ export class S3Storage implements Storage {
       throw new NotFoundError(`${path}: no such file or directory`);
     }
     this.#readAhead.opened(key);
+    if (first !== 'empty' && first.metadata && Object.keys(first.metadata).length > 0) this.#mtimeCache.read(this.#mtimeScope, key, first.metadata);
     if (first === 'empty') {
       const info = this.#fileInfo(basename(path), head!);
       return new S3Reader({ ...object, size: info.size, mtime: info.mtime, ...(head!.ETag ? { etag: head!.ETag } : {}), closer });
@@ -673,9 +674,9 @@ export class S3Storage implements Storage {
     const key = this.#key(path);
     const context = `checksum ${path}`;
     await this.#settleParked(key);
-    // The hashes of a file this server just stored (rclone verifies each upload with md5sum).
-    const justStored = this.#mtimeCache.justStored(this.#mtimeScope, key)?.metadata[algorithm];
-    if (isHexDigest(algorithm, justStored)) return justStored;
+    // The hashes of a file this server just stored or downloaded (rclone runs md5sum after each).
+    const justSeen = this.#mtimeCache.justSeenMetadata(this.#mtimeScope, key)?.[algorithm];
+    if (isHexDigest(algorithm, justSeen)) return justSeen;
     const head = path === '/' ? undefined : await this.#head(key, context);
     if (!head) {
       if (await this.#directory(path, context)) throw new WrongTypeError(`${path}: is a directory`);
