@@ -228,7 +228,7 @@ export class S3Storage implements Storage {
     const held = live ? undefined : this.#memory.name(prefix, name);
     const known = held?.state === 'absent' ? undefined : (held as { state: KnownName } | undefined);
     // A directory this session stat'ed in the last 5 s (rclone stats the parent before each upload, docs/adr/0018).
-    const seenDirectory = live ? undefined : this.#memory.seenDirectoryMarker(key);
+    const seenDirectory = live || known?.state.file ? undefined : this.#memory.seenDirectoryMarker(key);
     if (seenDirectory) return this.#directoryInfo(basename(path), seenDirectory.mtime);
     // A file this server stored in the last 5 s with a time (SETSTAT's copy, `put -p`): what a HEAD would tell (docs/adr/0022).
     const stored = live ? undefined : this.#mtimeCache.justStored(this.#mtimeScope, key);
@@ -664,8 +664,10 @@ export class S3Storage implements Storage {
       if (written) this.#mtimeCache.wrote(this.#mtimeScope, key, written);
       return true;
     } catch (err) {
+      // Replaced since (412), or a store without conditional copies (501): the HEAD decides.
       const cause = err instanceof Error ? err.cause : undefined;
-      if (source.ifMatch && (httpStatusOf(cause) === 412 || errorCodeOf(cause) === 'PreconditionFailed')) return false;
+      const status = httpStatusOf(cause);
+      if (source.ifMatch && (status === 412 || status === 501 || ['PreconditionFailed', 'NotImplemented'].includes(errorCodeOf(cause)))) return false;
       throw err;
     }
   }
