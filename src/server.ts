@@ -20,7 +20,7 @@ import { MountedStorage } from './storage/mounts.ts';
 import { MtimeCache } from './storage/s3/mtime-cache.ts';
 import { READ_AHEAD_BYTES, ReadAheadBudget } from './storage/s3/read-ahead.ts';
 import { ListingIndexStore } from './storage/s3/listing-index.ts';
-import { ChangeLog } from './storage/s3/directory-memory.ts';
+import { ChangeLog, DirectoryPeers } from './storage/s3/directory-memory.ts';
 import { UploadRegistry } from './storage/s3/upload-registry.ts';
 import { TempUploads } from './storage/s3/temp-uploads.ts';
 import { effectiveSse, serverSse, type SseSettings, withEncryption } from './storage/s3/encryption.ts';
@@ -204,6 +204,9 @@ async function start(config: Config, log: Logger, started: StartedParts, options
   listingMetrics(registry, mtimeCache, listingIndex);
   // Changes made through this server, so every session's held directory listings see them (docs/adr/0019).
   const changeLog = new ChangeLog();
+  // Held listings of one user's sessions answer each other (rclone lists on one connection, removes on others).
+  const directoryPeers = new DirectoryPeers();
+  const storeScope = (location: AccessUser) => [location.s3.endpoint ?? '', location.s3.region ?? '', location.s3.roleArn ?? ''].join('|');
   // Small files fetched before a session reading a directory in order opens them (docs/adr/0021).
   const readAheadBudget = new ReadAheadBudget(READ_AHEAD_BYTES);
   // Bounded memory and fair S3 access (docs/security.md): every upload's part buffers are reserved from one budget.
@@ -239,7 +242,8 @@ async function start(config: Config, log: Logger, started: StartedParts, options
         client: withEncryption(clients.forSession(location, storageLog), effectiveSse(sse, user.s3.sse, (path) => readFileSync(path))),
         bucket: location.s3.bucket,
         // What one user's session learnt of an object answers another's only through the same store and role.
-        storeScope: [location.s3.endpoint ?? '', location.s3.region ?? '', location.s3.roleArn ?? ''].join('|'),
+        storeScope: storeScope(location),
+        directoryPeers: directoryPeers.group([user.username, storeScope(location), location.s3.bucket].join('\u0000')),
         keyPrefix: location.s3.keyPrefix,
         config: location.s3.storageClass ? { ...config.s3, storageClass: location.s3.storageClass } : config.s3,
         renameMode: config.renameMode,

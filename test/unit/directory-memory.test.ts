@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChangeLog, DirectoryMemory, type KnownName } from '../../src/storage/s3/directory-memory.ts';
+import { ChangeLog, DirectoryMemory, DirectoryPeers, type KnownName } from '../../src/storage/s3/directory-memory.ts';
 
 const file = (size: number): KnownName => ({ file: { size, lastModified: undefined }, directory: false });
 
@@ -132,4 +132,25 @@ test("a directory's STAT answer (its marker's time) is kept while it is seen", (
   assert.equal(mine.seenDirectoryMarker('home/up'), undefined);
   clock.now += 5_001;
   assert.equal(mine.seenDirectoryMarker('home/implicit'), undefined, 'after the 5 s, S3 is asked again');
+});
+
+test("one user's sessions through one store answer from each other's listings; other users' do not", () => {
+  const log = new ChangeLog();
+  const peers = new DirectoryPeers();
+  const clock = { now: 1_000_000 };
+  const session = (group: string) => new DirectoryMemory({ now: () => clock.now, ttlMs: 5_000, bucket: 'b', log, peers: peers.group(group) });
+  const lister = session('alice');
+  const remover = session('alice');
+  const stranger = session('bob');
+  lister.remember('home/d/', clock.now, lister.seq, new Map([['a', file(1)], ['b', file(2)]]));
+  assert.deepEqual(remover.name('home/d/', 'a')?.state, file(1), "the lister's listing answers the remover");
+  assert.equal(remover.name('home/d/', 'zz')?.state, 'absent');
+  assert.equal(stranger.name('home/d/', 'a'), undefined, 'another user keeps to their own');
+  // A change through any session counts against the shared listing at once.
+  remover.changed('home/d/a');
+  assert.equal(lister.name('home/d/', 'a'), undefined);
+  assert.equal(remover.holdsOtherThan('home/d/', 'b'), false, 'a is gone, only b is left');
+  assert.equal(remover.holdsOtherThan('home/d/', 'a'), true);
+  clock.now += 5_001;
+  assert.equal(remover.name('home/d/', 'b'), undefined, 'and expires with it');
 });

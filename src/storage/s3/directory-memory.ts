@@ -86,8 +86,30 @@ const MAX_SEEN = 1000;
  */
 const STALE_KEEP_MS = 60_000;
 
+/**
+ * The directory memories of one user's sessions through one store, so a listing one of them fetched
+ * answers the others: rclone, FileZilla and WinSCP list a directory on one connection and transfer,
+ * stat or remove its files on others. Held weakly: a session that ended drops out once collected.
+ */
+/** A complete listing held: until when it answers, the change log's position when it was requested, the names. */
+type HeldDirectory = { until: number; seq: number; names: ReadonlyMap<string, KnownName | 'unknown'> };
+
+export class DirectoryPeers {
+  #groups = new Map<string, Set<WeakRef<DirectoryMemory>>>();
+
+  /** The peers of `group` (a user and a store), live ones only. */
+  group(group: string): Set<WeakRef<DirectoryMemory>> {
+    let peers = this.#groups.get(group);
+    if (!peers) this.#groups.set(group, (peers = new Set()));
+    for (const ref of peers) if (ref.deref() === undefined) peers.delete(ref);
+    return peers;
+  }
+}
+
 export class DirectoryMemory {
   #dirs = new Map<string, Directory>();
+  /** The other sessions of the same user and store (DirectoryPeers); this one is among them. */
+  #peers: Set<WeakRef<DirectoryMemory>> | undefined;
   /** Directories seen to exist (listed, made, looked up; ADR 0018), by key: until when, and the log's position then. */
   #seen = new Map<string, { until: number; seq: number; marker?: { mtime: Date | undefined } }>();
   #now: () => number;
@@ -95,11 +117,13 @@ export class DirectoryMemory {
   #bucket: string;
   #log: ChangeLog;
 
-  constructor(options: { now: () => number; ttlMs: number; bucket: string; log?: ChangeLog }) {
+  constructor(options: { now: () => number; ttlMs: number; bucket: string; log?: ChangeLog; peers?: Set<WeakRef<DirectoryMemory>> }) {
     this.#now = options.now;
     this.#ttlMs = options.ttlMs;
     this.#bucket = options.bucket;
     this.#log = options.log ?? new ChangeLog();
+    this.#peers = options.peers;
+    this.#peers?.add(new WeakRef(this));
   }
 
   get ttlMs(): number {
@@ -126,8 +150,24 @@ export class DirectoryMemory {
     }
   }
 
-  /** The directory's listing while it counts: 'big' when it did not fit a page; undefined when none. */
-  directory(prefix: string): { until: number; seq: number; names: ReadonlyMap<string, KnownName | 'unknown'> } | 'big' | undefined {
+  /**
+   * The directory's listing while it counts, this session's or else the freshest another session of
+   * the same user and store holds: 'big' when it did not fit a page; undefined when none.
+   */
+  directory(prefix: string): HeldDirectory | 'big' | undefined {
+    const own = this.#held(prefix);
+    if (own !== undefined || !this.#peers) return own;
+    let best: HeldDirectory | 'big' | undefined;
+    for (const ref of this.#peers) {
+      const peer = ref.deref();
+      if (peer === undefined || peer === this) continue;
+      const held = peer.#held(prefix);
+      if (held !== undefined && (best === undefined || best === 'big' || (held !== 'big' && held.until > best.until))) best = held;
+    }
+    return best;
+  }
+
+  #held(prefix: string): HeldDirectory | 'big' | undefined {
     const dir = this.#dirs.get(prefix);
     if (!dir || dir.until <= this.#now()) return undefined;
     // The directory itself, or one above it, changed since: the listing no longer says anything.

@@ -101,6 +101,8 @@ export interface S3StorageOptions {
   storeScope?: string;
   /** Shared across sessions so each sees the others' changes at once (docs/adr/0019). */
   changeLog?: ChangeLog;
+  /** The directory memories of the same user's other sessions through this store, whose held listings answer here too (DirectoryPeers). */
+  directoryPeers?: Set<WeakRef<DirectoryMemory>>;
   /** Per-directory indexes of stored mtimes kept in the bucket (docs/adr/0020); absent: off. */
   listingIndex?: ListingIndexStore;
   /** Store MD5/SHA-1/SHA-256 with uploaded objects (default true). */
@@ -193,6 +195,7 @@ export class S3Storage implements Storage {
       ttlMs: SEEN_DIRECTORY_MS,
       bucket: options.bucket,
       ...(options.changeLog ? { log: options.changeLog } : {}),
+      ...(options.directoryPeers ? { peers: options.directoryPeers } : {}),
     });
     this.#copier = new Copier({
       client: options.client,
