@@ -60,7 +60,7 @@ export class MtimeCache {
   #written = new Map<string, WrittenObject & { recordedAt: number }>();
   /** The user metadata a download's GET returned, by key, for the checksum commands that follow it. */
   #read = new Map<string, { metadata: Record<string, string>; recordedAt: number }>();
-  /** Set once a HEAD showed a Last-Modified other than the listing's second (see #impliedTrusted). */
+  /** Set once a HEAD showed a Last-Modified other than the listing's second (see sawHeadOfListed). */
   #listingSecondsDiffer = false;
   #max: number;
   #now: () => number;
