@@ -86,14 +86,14 @@ const MAX_SEEN = 1000;
  */
 const STALE_KEEP_MS = 60_000;
 
+/** A complete listing held: until when it answers, the change log's position when it was requested, the names. */
+type HeldDirectory = { until: number; seq: number; names: ReadonlyMap<string, KnownName | 'unknown'> };
+
 /**
  * The directory memories of one user's sessions through one store, so a listing one of them fetched
  * answers the others: rclone, FileZilla and WinSCP list a directory on one connection and transfer,
  * stat or remove its files on others. Held weakly: a session that ended drops out once collected.
  */
-/** A complete listing held: until when it answers, the change log's position when it was requested, the names. */
-type HeldDirectory = { until: number; seq: number; names: ReadonlyMap<string, KnownName | 'unknown'> };
-
 export class DirectoryPeers {
   #groups = new Map<string, Set<WeakRef<DirectoryMemory>>>();
 
