@@ -461,3 +461,22 @@ test("md5sum right after a download (rclone checks each file it got) answers fro
   assert.deepEqual(counts, { GetObject: 1 });
   await sftp.remove('/got.dat');
 });
+
+test("a listing one connection fetched answers the same user's other connections (rclone lists on one, removes on others)", async (t) => {
+  await sftp.mkdir('/shared');
+  for (let i = 0; i < 3; i++) await upload(`/shared/f${i}.dat`);
+  expireMemories();
+  await sftp.entries('/shared');
+  const other = await connect();
+  const counts = await counted(async () => {
+    for (let i = 0; i < 2; i++) await other.sftp.remove(`/shared/f${i}.dat`);
+  });
+  t.diagnostic(formatCounts(counts));
+  // No HEAD before each delete, and f2 keeps the directory: no keep-parent listing.
+  assert.deepEqual(counts, { DeleteObject: 2 });
+  // Refusals are still S3's: a name the listing does not show is asked about.
+  assert.equal((await statusOf(other.sftp.remove('/shared/none.dat'))).code, NO_SUCH_FILE);
+  other.client.end();
+  await sftp.remove('/shared/f2.dat');
+  await sftp.rmdir('/shared');
+});
