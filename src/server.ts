@@ -237,13 +237,13 @@ async function start(config: Config, log: Logger, started: StartedParts, options
     storageFor: (user) => {
       const storageLog = log.child({ user: user.username, component: 'storage' });
       // The home, and one storage per virtual folder (its own bucket, prefix, role and region).
-      const s3Storage = (location: AccessUser) => new S3Storage({
+      const s3Storage = (location: AccessUser, scope = storeScope(location)) => new S3Storage({
         // The user's encryption applies to the home and to every folder.
         client: withEncryption(clients.forSession(location, storageLog), effectiveSse(sse, user.s3.sse, (path) => readFileSync(path))),
         bucket: location.s3.bucket,
         // What one user's session learnt of an object answers another's only through the same store and role.
-        storeScope: storeScope(location),
-        directoryPeers: directoryPeers.group([user.username, storeScope(location), location.s3.bucket].join('\u0000')),
+        storeScope: scope,
+        directoryPeers: directoryPeers.group([user.username, scope, location.s3.bucket].join('\u0000')),
         keyPrefix: location.s3.keyPrefix,
         config: location.s3.storageClass ? { ...config.s3, storageClass: location.s3.storageClass } : config.s3,
         renameMode: config.renameMode,

@@ -458,38 +458,33 @@ export class SftpSession {
 
   async #setstat(id: number, rawPath: string, attrs: Attributes): Promise<void> {
     const path = this.#path(rawPath);
-    // A time alone (rclone after CLOSE, `put -rp` on directories): storage's own lookup decides, none here.
-    if (attrs.size === undefined && attrs.mtime !== undefined && this.#setstatMode !== 1) return this.#setTime(id, path, attrs);
-    const info = await this.#storage.stat(path);
-    const { mtime } = this.#checkSetstat(attrs, info.size);
-    const upload = info.uploading ? this.#handles.uploadOf(path) : undefined;
-    // sshfs sets times by path while its own upload is open: keep them with that upload.
-    if (mtime && upload) upload.writer.setMtime(mtime);
-    else if (mtime && !info.isDirectory && !info.uploading) {
-      this.#require('overwrite', path);
-      await this.#storage.setMtime(path, mtime);
-      this.#events.operation?.({ user: this.#user.username, op: 'setstat', path, ok: true });
-    }
+    // A size is checked against the file's, and a request that sets no time is answered by the
+    // lookup alone (NO_SUCH_FILE for a missing path); a time is left to storage's own lookup.
+    const lookup = attrs.size !== undefined || attrs.mtime === undefined || this.#setstatMode === 1;
+    const current = lookup ? await this.#storage.stat(path) : undefined;
+    const { mtime } = this.#checkSetstat(attrs, current?.size);
+    if (mtime) await this.#setTime(path, mtime);
     this.#status(id, STATUS.OK);
   }
 
-  /** SETSTAT with a time and no size: as below, with the lookup left to storage's setMtime. */
-  async #setTime(id: number, path: string, attrs: Attributes): Promise<void> {
-    const { mtime } = this.#checkSetstat(attrs);
+  /**
+   * Sets a file's time by path. A directory (S3 stores no time for one) and another session's
+   * upload in progress (it stores its own) are left as they are, and the SETSTAT still succeeds;
+   * storage's check tells which it found.
+   */
+  async #setTime(path: string, mtime: Date): Promise<void> {
+    // sshfs sets times by path while its own upload is open: keep them with that upload.
     const upload = this.#handles.uploadOf(path);
-    if (mtime && upload) upload.writer.setMtime(mtime);
-    else if (mtime) {
-      let set = false;
-      await this.#storage.setMtime(path, mtime, {
-        check: (found) => {
-          if (found.isDirectory || found.uploading) return false;
-          this.#require('overwrite', path);
-          return (set = true);
-        },
-      });
-      if (set) this.#events.operation?.({ user: this.#user.username, op: 'setstat', path, ok: true });
-    }
-    this.#status(id, STATUS.OK);
+    if (upload) return upload.writer.setMtime(mtime);
+    let set = false;
+    await this.#storage.setMtime(path, mtime, {
+      check: (found) => {
+        if (found.isDirectory || found.uploading) return false;
+        this.#require('overwrite', path);
+        return (set = true);
+      },
+    });
+    if (set) this.#events.operation?.({ user: this.#user.username, op: 'setstat', path, ok: true });
   }
 
   async #fsetstat(id: number, handle: Handle, attrs: Attributes): Promise<void> {

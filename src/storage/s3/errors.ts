@@ -36,6 +36,16 @@ export function httpStatusOf(err: unknown): number | undefined {
   return typeof status === 'number' ? status : undefined;
 }
 
+/** A conditional request (If-Match, If-None-Match) the store refused: the object is not the one named. */
+export function isPreconditionFailed(err: unknown): boolean {
+  return httpStatusOf(err) === 412 || errorCodeOf(err) === 'PreconditionFailed';
+}
+
+/** A request the store does not implement (some S3 servers: conditional writes and copies). */
+export function isNotImplemented(err: unknown): boolean {
+  return httpStatusOf(err) === 501 || errorCodeOf(err) === 'NotImplemented';
+}
+
 /** The S3 error code ("NoSuchKey", "SlowDown", ...) or the error's name. */
 export function errorCodeOf(err: unknown): string {
   const e = err as SdkErrorShape | null;

@@ -57,9 +57,9 @@ export class MtimeCache {
   /** Files listed with stored mtimes looked up, by where the answer came from; read by the metrics. */
   readonly listed: Record<ListedMtimeSource, number> = { memory: 0, written: 0, index: 0, head: 0 };
   #entries = new Map<string, Entry>();
-  #written = new Map<string, WrittenObject & { recordedAt: number }>();
+  #written: RecentRecords<WrittenObject>;
   /** The user metadata a download's GET returned, by key, for the checksum commands that follow it. */
-  #read = new Map<string, { metadata: Record<string, string>; recordedAt: number }>();
+  #read: RecentRecords<Record<string, string>>;
   /** Set once a HEAD showed a Last-Modified other than the listing's second (see sawHeadOfListed). */
   #listingSecondsDiffer = false;
   #max: number;
@@ -68,6 +68,8 @@ export class MtimeCache {
   constructor(options: { maxEntries?: number; now?: () => number } = {}) {
     this.#max = Math.max(1, options.maxEntries ?? DEFAULT_MAX_ENTRIES);
     this.#now = options.now ?? Date.now;
+    this.#written = new RecentRecords(this.#max, WRITTEN_MS, this.#now);
+    this.#read = new RecentRecords(this.#max, JUST_STORED_MS, this.#now);
   }
 
   /** The mtime (ms) of this version of the object, if known. */
@@ -101,33 +103,17 @@ export class MtimeCache {
    * it downloaded, right after, and the stored hashes are in it. Kept 5 s, as justStored().
    */
   read(bucket: string, key: string, metadata: Record<string, string>): void {
-    const id = cacheKey(bucket, key);
-    this.#read.delete(id);
-    this.#read.set(id, { metadata, recordedAt: this.#now() });
-    for (const [oldest, record] of this.#read) {
-      if (this.#read.size <= this.#max && this.#now() - record.recordedAt < JUST_STORED_MS) break;
-      this.#read.delete(oldest);
-    }
+    this.#read.set(cacheKey(bucket, key), metadata);
   }
 
   /** The user metadata of the object as this server last stored or read it, within the last 5 s. */
   justSeenMetadata(bucket: string, key: string): Record<string, string> | undefined {
-    const stored = this.justStored(bucket, key);
-    if (stored) return stored.metadata;
-    const read = this.#read.get(cacheKey(bucket, key));
-    return read && this.#now() - read.recordedAt < JUST_STORED_MS ? read.metadata : undefined;
+    return this.justStored(bucket, key)?.metadata ?? this.#read.get(cacheKey(bucket, key), JUST_STORED_MS);
   }
 
   /** Records an object this server has just stored (after forget(), which its change needs anyway). */
   wrote(bucket: string, key: string, object: WrittenObject): void {
-    const id = cacheKey(bucket, key);
-    this.#written.delete(id);
-    this.#written.set(id, { ...object, recordedAt: this.#now() });
-    // Insertion order is age order: the oldest records go first.
-    for (const [oldest, record] of this.#written) {
-      if (this.#written.size <= this.#max && this.#now() - record.recordedAt < WRITTEN_MS) break;
-      this.#written.delete(oldest);
-    }
+    this.#written.set(cacheKey(bucket, key), object);
   }
 
   /**
@@ -136,8 +122,8 @@ export class MtimeCache {
    * storing the same bytes under the same name in those seconds is the one case it can miss.
    */
   written(bucket: string, key: string, etag: string, lastModified: Date): number | undefined {
-    const record = this.#written.get(cacheKey(bucket, key));
-    if (!record || this.#now() - record.recordedAt >= WRITTEN_MS) return undefined;
+    const record = this.#written.get(cacheKey(bucket, key), WRITTEN_MS);
+    if (!record) return undefined;
     const listedMs = lastModified.getTime();
     if (unquoted(record.etag) !== unquoted(etag)) return undefined;
     if (listedMs < record.lastModifiedFromMs || listedMs > record.lastModifiedToMs) return undefined;
@@ -150,8 +136,7 @@ export class MtimeCache {
    * replica's change in those seconds is not seen, as with a held listing (docs/adr/0019, 0022).
    */
   justStored(bucket: string, key: string): WrittenObject | undefined {
-    const record = this.#written.get(cacheKey(bucket, key));
-    return record && this.#now() - record.recordedAt < JUST_STORED_MS ? record : undefined;
+    return this.#written.get(cacheKey(bucket, key), JUST_STORED_MS);
   }
 
   /** The memory's answer for a listed version: a HEAD it read, or what this server wrote. */
@@ -168,6 +153,39 @@ export class MtimeCache {
     const listedMs = listedLastModified.getTime();
     const headMs = headLastModified.getTime();
     if (headMs !== impliedMtime(listedMs) && Math.abs(headMs - listedMs) < 1000) this.#listingSecondsDiffer = true;
+  }
+}
+
+/** Records kept for a while after they were made, at most `max`; insertion order is age order. */
+class RecentRecords<T> {
+  #records = new Map<string, { value: T; recordedAt: number }>();
+  #max: number;
+  #keepMs: number;
+  #now: () => number;
+
+  constructor(max: number, keepMs: number, now: () => number) {
+    this.#max = max;
+    this.#keepMs = keepMs;
+    this.#now = now;
+  }
+
+  set(id: string, value: T): void {
+    this.#records.delete(id);
+    this.#records.set(id, { value, recordedAt: this.#now() });
+    for (const [oldest, record] of this.#records) {
+      if (this.#records.size <= this.#max && this.#now() - record.recordedAt < this.#keepMs) break;
+      this.#records.delete(oldest);
+    }
+  }
+
+  /** The record, if made less than `maxAgeMs` ago. */
+  get(id: string, maxAgeMs: number): T | undefined {
+    const record = this.#records.get(id);
+    return record && this.#now() - record.recordedAt < maxAgeMs ? record.value : undefined;
+  }
+
+  delete(id: string): void {
+    this.#records.delete(id);
   }
 }
 

@@ -45,7 +45,7 @@ import type {
 } from '../storage.ts';
 import { forEachBounded } from './bounded.ts';
 import { Copier, type CopierOptions } from './copier.ts';
-import { errorCodeOf, httpStatusOf, toStorageError } from './errors.ts';
+import { isNotImplemented, isPreconditionFailed, toStorageError } from './errors.ts';
 import { type ChangeLog, DirectoryMemory, type KnownName, type ListedNames } from './directory-memory.ts';
 import { decodeKey, listPages, type ListedEntry } from './lister.ts';
 import {
@@ -669,8 +669,7 @@ export class S3Storage implements Storage {
     } catch (err) {
       // Replaced since (412), or a store without conditional copies (501): the HEAD decides.
       const cause = err instanceof Error ? err.cause : undefined;
-      const status = httpStatusOf(cause);
-      if (source.ifMatch && (status === 412 || status === 501 || ['PreconditionFailed', 'NotImplemented'].includes(errorCodeOf(cause)))) return false;
+      if (source.ifMatch && (isPreconditionFailed(cause) || isNotImplemented(cause))) return false;
       throw err;
     }
   }

@@ -17,7 +17,7 @@ import { UploadBudget } from '../upload-budget.ts';
 import { AlreadyExistsError, BackendError, InvalidRequestError, NotFoundError, UnsupportedError } from '../errors.ts';
 import type { FileWriter } from '../storage.ts';
 import { copySource } from './copier.ts';
-import { errorCodeOf, httpStatusOf, toStorageError } from './errors.ts';
+import { isNotImplemented, isPreconditionFailed, toStorageError } from './errors.ts';
 import { MAX_OBJECT_SIZE, MAX_PARTS, MIN_PART_SIZE, partSizeFor } from './part-size.ts';
 import { deadlineFor, withRetries } from './retry.ts';
 import { type Clock, type ObjectHeaders, safely, UploadPipeline, type UploadEvents } from './upload-pipeline.ts';
@@ -707,7 +707,7 @@ export class S3Writer implements FileWriter {
       await write(support[kind] !== false);
       return;
     } catch (err) {
-      if (httpStatusOf(err) === 412 || errorCodeOf(err) === 'PreconditionFailed') {
+      if (isPreconditionFailed(err)) {
         throw new AlreadyExistsError(`${path}: file already exists`, { cause: err });
       }
       if (support[kind] === false || !isNotImplemented(err)) throw err;
@@ -726,7 +726,7 @@ export class S3Writer implements FileWriter {
     try {
       await write(support[kind] !== false);
     } catch (err) {
-      if (httpStatusOf(err) === 412 || errorCodeOf(err) === 'PreconditionFailed') {
+      if (isPreconditionFailed(err)) {
         throw new AlreadyExistsError(`${path}: another client created the final name while this upload waited for its rename`, { cause: err });
       }
       if (support[kind] === false || !isNotImplemented(err)) throw err;
@@ -776,9 +776,4 @@ export class S3Writer implements FileWriter {
       ...(Object.keys(metadata).length > 0 ? { Metadata: metadata } : {}),
     };
   }
-}
-
-
-function isNotImplemented(err: unknown): boolean {
-  return httpStatusOf(err) === 501 || errorCodeOf(err) === 'NotImplemented';
 }
