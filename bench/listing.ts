@@ -42,8 +42,9 @@ async function main(): Promise<void> {
       await client.send(new PutObjectCommand({ Bucket: bucket, Key: `${prefix}dir/${name}`, Body: name, Metadata: { mtime: '1600000000' } }));
     });
     process.stdout.write(`seeded ${ENTRIES} objects in ${((Date.now() - seeded) / 1000).toFixed(1)} s\n`);
-    // The cache skips objects younger than 10 s (see mtime-cache.ts); a real directory is older.
-    await sleep(Math.max(0, 11_000 - (Date.now() - seeded)));
+    // The cache skips objects younger than 10 s (see mtime-cache.ts), and the index those a second
+    // younger than its listing; a real directory is older. Counted from the last object stored.
+    await sleep(11_000);
     const config = loadConfig({
       env: s3Env(s3, bucket),
     });

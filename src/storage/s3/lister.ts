@@ -8,7 +8,7 @@
  * instead of a set of every name seen, a ShadowChain keeps only the file names
  * that are prefixes of the current key.
  */
-import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, type _Object, type CommonPrefix, type S3Client } from '@aws-sdk/client-s3';
 import { toStorageError } from './errors.ts';
 import { isReservedKey } from './reserved-keys.ts';
 import { keepResponseDate } from './response-date.ts';
@@ -37,6 +37,11 @@ export interface ListRequest {
   /** Only keys after this one (a whole key). */
   startAfter?: string;
   signal?: AbortSignal;
+  /**
+   * Ask for the next page as soon as one arrives, so S3 answers it while the reader works on this
+   * one. Only for readers that read to the end: one that stops early has paid for a page unread.
+   */
+  readAhead?: boolean;
 }
 
 /** A raw page: whether S3 returned anything at all (the marker included), and the visible entries. */
@@ -50,68 +55,103 @@ export interface ListedPage {
 
 /** Yields the directory's entries page by page, each name at most once. */
 export async function* listPages(request: ListRequest): AsyncGenerator<ListedPage> {
-  const { client, bucket, prefix, context } = request;
   const chain = new ShadowChain();
-  let token: string | undefined;
-  do {
-    let page;
-    let date: Date | undefined;
-    try {
-      const command = new ListObjectsV2Command({
-        Bucket: bucket,
-        Prefix: prefix,
-        Delimiter: '/',
-        // Without it, one key holding a character XML cannot carry (U+0001, U+FFFF)
-        // breaks the listing of its whole range (Swift answers 500).
-        EncodingType: 'url',
-        MaxKeys: request.maxKeys ?? 1000,
-        ContinuationToken: token,
-        ...(token === undefined && request.startAfter !== undefined ? { StartAfter: request.startAfter } : {}),
-      });
-      // The listing index (listing-index.ts) dates what a listing saw by S3's clock, not ours.
-      const responseDate = keepResponseDate(command);
-      page = await client.send(command, request.signal ? { abortSignal: request.signal } : {});
-      date = responseDate();
-    } catch (err) {
-      throw toStorageError(err, context);
+  // A page asked for ahead is abandoned when the reader stops before it.
+  const stopped = new AbortController();
+  const signal = request.signal ? AbortSignal.any([request.signal, stopped.signal]) : stopped.signal;
+  let ahead: Promise<FetchedPage> | undefined;
+  try {
+    let fetched = await fetchPage(request, undefined, signal);
+    for (;;) {
+      const token = fetched.token;
+      if (token !== undefined && request.readAhead) {
+        ahead = fetchPage(request, token, signal);
+        // Awaited below; until then (or if the reader stops) its failure is not an unhandled one.
+        ahead.catch(() => {});
+      }
+      yield visiblePage(fetched, request.prefix, chain);
+      if (token === undefined) return;
+      fetched = await (ahead ?? fetchPage(request, token, signal));
+      ahead = undefined;
     }
-    const raw: { key: string; entry: ListedEntry | undefined }[] = [];
-    for (const object of page.Contents ?? []) {
-      if (object.Key === undefined) continue;
-      const key = decodeKey(object.Key);
-      const name = key.slice(prefix.length);
-      raw.push({
-        key,
-        entry: visibleName(name) && !isReservedKey(key)
-          ? {
-              name,
-              isDirectory: false,
-              size: object.Size ?? 0,
-              lastModified: object.LastModified,
-              key,
-              ...(object.ETag ? { etag: object.ETag } : {}),
-            }
-          : undefined,
-      });
-    }
-    for (const common of page.CommonPrefixes ?? []) {
-      if (common.Prefix === undefined) continue;
-      const key = decodeKey(common.Prefix);
-      const name = key.slice(prefix.length, -1);
-      raw.push({
-        key,
-        entry: visibleName(name) && !isReservedKey(key) ? { name, isDirectory: true, size: 0, lastModified: undefined } : undefined,
-      });
-    }
-    // Contents and CommonPrefixes are each sorted; the chain needs them merged.
-    raw.sort((a, b) => compareKeys(a.key, b.key));
-    const entries: ListedEntry[] = [];
-    for (const { entry } of raw) {
-      if (entry && chain.admit(entry.name, entry.isDirectory)) entries.push(entry);
-    }
-    yield { sawAnything: raw.length > 0, entries, ...(date ? { date } : {}) };
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
+  } finally {
+    if (ahead) stopped.abort();
+  }
+}
+
+/** One ListObjectsV2 response, as S3 gave it. */
+interface FetchedPage {
+  contents: _Object[];
+  commonPrefixes: CommonPrefix[];
+  /** The continuation token when S3 has more. */
+  token: string | undefined;
+  date: Date | undefined;
+}
+
+async function fetchPage(request: ListRequest, token: string | undefined, signal: AbortSignal): Promise<FetchedPage> {
+  try {
+    const command = new ListObjectsV2Command({
+      Bucket: request.bucket,
+      Prefix: request.prefix,
+      Delimiter: '/',
+      // Without it, one key holding a character XML cannot carry (U+0001, U+FFFF)
+      // breaks the listing of its whole range (Swift answers 500).
+      EncodingType: 'url',
+      MaxKeys: request.maxKeys ?? 1000,
+      ContinuationToken: token,
+      ...(token === undefined && request.startAfter !== undefined ? { StartAfter: request.startAfter } : {}),
+    });
+    // The listing index (listing-index.ts) dates what a listing saw by S3's clock, not ours.
+    const responseDate = keepResponseDate(command);
+    const page = await request.client.send(command, { abortSignal: signal });
+    return {
+      contents: page.Contents ?? [],
+      commonPrefixes: page.CommonPrefixes ?? [],
+      token: page.IsTruncated ? page.NextContinuationToken : undefined,
+      date: responseDate(),
+    };
+  } catch (err) {
+    throw toStorageError(err, request.context);
+  }
+}
+
+/** The names of one page a client may see, in key order. */
+function visiblePage(page: FetchedPage, prefix: string, chain: ShadowChain): ListedPage {
+  const raw: { key: string; entry: ListedEntry | undefined }[] = [];
+  for (const object of page.contents) {
+    if (object.Key === undefined) continue;
+    const key = decodeKey(object.Key);
+    const name = key.slice(prefix.length);
+    raw.push({
+      key,
+      entry: visibleName(name) && !isReservedKey(key)
+        ? {
+            name,
+            isDirectory: false,
+            size: object.Size ?? 0,
+            lastModified: object.LastModified,
+            key,
+            ...(object.ETag ? { etag: object.ETag } : {}),
+          }
+        : undefined,
+    });
+  }
+  for (const common of page.commonPrefixes) {
+    if (common.Prefix === undefined) continue;
+    const key = decodeKey(common.Prefix);
+    const name = key.slice(prefix.length, -1);
+    raw.push({
+      key,
+      entry: visibleName(name) && !isReservedKey(key) ? { name, isDirectory: true, size: 0, lastModified: undefined } : undefined,
+    });
+  }
+  // Contents and CommonPrefixes are each sorted; the chain needs them merged.
+  raw.sort((a, b) => compareKeys(a.key, b.key));
+  const entries: ListedEntry[] = [];
+  for (const { entry } of raw) {
+    if (entry && chain.admit(entry.name, entry.isDirectory)) entries.push(entry);
+  }
+  return { sawAnything: raw.length > 0, entries, ...(page.date ? { date: page.date } : {}) };
 }
 
 /**

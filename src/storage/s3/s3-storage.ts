@@ -291,6 +291,7 @@ export class S3Storage implements Storage {
       bucket: this.#bucket,
       prefix: this.#dirPrefix(path),
       context,
+      readAhead: true,
     })) {
       if (first) {
         first = false;
