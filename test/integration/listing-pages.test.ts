@@ -9,8 +9,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { pino } from 'pino';
 import type { SwiftS3 } from '../../dev/swift.ts';
+import type { FileInfo } from '../../src/storage/storage.ts';
 import { loadConfig } from '../../src/config/load.ts';
-import { NotFoundError, StorageError } from '../../src/storage/errors.ts';
+import { NotFoundError, StorageError, WrongTypeError } from '../../src/storage/errors.ts';
 import { listPages, type ListRequest } from '../../src/storage/s3/lister.ts';
 import { MtimeCache } from '../../src/storage/s3/mtime-cache.ts';
 import { S3Storage } from '../../src/storage/s3/s3-storage.ts';
@@ -38,6 +39,8 @@ before(async () => {
   viaProxy = s3ClientFor({ ...s3, endpoint: proxy.endpoint });
   const keys = [...SMALL.map((n) => `small/${n}`), 'small/x', 'small/x/inside'];
   for (let i = 0; i < BIG; i++) keys.push(`big/f${String(i).padStart(5, '0')}`);
+  // A directory past the first page of big/.
+  keys.push('big/zdir/inside');
   await forEachBounded(keys, 32, async (key) => {
     await direct.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: key }));
   });
@@ -129,9 +132,10 @@ test('a page that fails while read ahead fails the listing where the reader reac
   }
 });
 
-test('a directory listing reads its next page ahead: the second S3 page is on its way while the first is handed out', async () => {
+function storageViaProxy(clock = { now: () => Date.now() }): S3Storage {
   const config = loadConfig({ env: s3Env(s3, bucket) });
-  const storage = new S3Storage({
+  return new S3Storage({
+    clock,
     client: viaProxy,
     bucket,
     keyPrefix: '',
@@ -143,6 +147,10 @@ test('a directory listing reads its next page ahead: the second S3 page is on it
     listingMtime: 'lastModified',
     mtimeCache: new MtimeCache(),
   });
+}
+
+test('a directory listing reads its next page ahead: the second S3 page is on its way while the first is handed out', async () => {
+  const storage = storageViaProxy();
   const mark = proxy.requests.length;
   const pages = storage.list('/big');
   const first = await pages.next();
@@ -150,6 +158,31 @@ test('a directory listing reads its next page ahead: the second S3 page is on it
   assert.ok(await sawLists(mark, 2), 'the second page was asked for before the first was consumed');
   let count = first.value.length;
   for await (const page of pages) count += page.length;
-  assert.equal(count, BIG);
+  assert.equal(count, BIG + 1);
   assert.equal(listsSince(mark).length, 2);
+});
+
+test('an upload into a directory bigger than a page: the name is asked about once the listing did not answer for it', async () => {
+  let now = Date.now();
+  const storage = storageViaProxy({ now: () => now });
+  // A file past the first page is found, and handed to the caller's rules.
+  let mark = proxy.requests.length;
+  let found: FileInfo | undefined;
+  const writer = await storage.openWrite('/big/f01000', { createOrReplace: true, check: (existing) => void (found = existing) });
+  await writer.abort();
+  assert.equal(found?.size, 'big/f01000'.length);
+  // The parent's lookup beside the directory's first page (which says it does not fit), then the name.
+  assert.equal(listsSince(mark).length, 3);
+  // A directory past the first page is refused as one.
+  mark = proxy.requests.length;
+  await assert.rejects(storage.openWrite('/big/zdir', { createOrReplace: true }), WrongTypeError);
+  // The directory is remembered as too big to hold for a while, and as seen: the name alone.
+  assert.equal(listsSince(mark).length, 1);
+  // Well after a listing's 5 s, no page of it is read again for an upload: the parent's lookup
+  // (seen 5 s only) and the name.
+  now += 30_000;
+  mark = proxy.requests.length;
+  await (await storage.openWrite('/big/f00001', { createOrReplace: true })).abort();
+  const prefixes = listsSince(mark).map((r) => new URL(r.path, 'http://s3.invalid').searchParams.get('prefix'));
+  assert.deepEqual(prefixes.sort(), ['big', 'big/f00001']);
 });

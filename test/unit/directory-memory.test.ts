@@ -25,13 +25,24 @@ test('a held listing answers for its names and says the others do not exist, unt
   assert.equal(m.stale('home/d/'), false);
 });
 
-test('a big directory is held as such: no names, no relisting', () => {
+test('a big directory is held as such for a minute: no names, no relisting', () => {
   const { memory: m, clock } = memory();
   m.remember('big/', clock.now, m.seq, undefined);
   assert.equal(m.directory('big/'), 'big');
   assert.equal(m.name('big/', 'x'), undefined);
   clock.now += 5_000;
   assert.equal(m.stale('big/'), false);
+  assert.equal(m.directory('big/'), 'big', 'still big after a listing\'s 5 s');
+  clock.now += 55_000;
+  assert.equal(m.directory('big/'), undefined, 'looked at again after a minute');
+});
+
+test('a big directory that changes itself (removed, renamed) is forgotten at once', () => {
+  const log = new ChangeLog();
+  const { memory: m, clock } = memory(log);
+  m.remember('home/big/', clock.now, m.seq, undefined);
+  log.note('b', 'home/big');
+  assert.equal(m.directory('home/big/'), undefined);
 });
 
 test("the session's changes: the name is asked about again, listings at or under it are dropped", () => {

@@ -85,6 +85,12 @@ const MAX_SEEN = 1000;
  * then lists it again (one request) rather than asking about the one name.
  */
 const STALE_KEEP_MS = 60_000;
+/**
+ * How long a directory is remembered as too big for one page. It answers no name, it only spares
+ * listing a page of it again on the next upload (1,000 names read for nothing), so it may outlive a
+ * listing's 5 s: a directory that shrinks meanwhile only has its names looked up one by one longer.
+ */
+const BIG_KEEP_MS = 60_000;
 
 /** A complete listing held: until when it answers, the change log's position when it was requested, the names. */
 type HeldDirectory = { until: number; seq: number; names: ReadonlyMap<string, KnownName | 'unknown'> };
@@ -139,7 +145,7 @@ export class DirectoryMemory {
    * Records a listing requested at `listedAt`, with the log at `seq` (`names` undefined: a big
    * directory). Callers mark uploads in progress 'unknown'.
    */
-  remember(prefix: string, listedAt: number, seq: number, names: ListedNames | undefined, until = listedAt + this.#ttlMs): void {
+  remember(prefix: string, listedAt: number, seq: number, names: ListedNames | undefined, until = listedAt + (names ? this.#ttlMs : BIG_KEEP_MS)): void {
     if (until <= this.#now()) return;
     this.#dirs.delete(prefix);
     this.#dirs.set(prefix, { until, seq, names });

@@ -400,13 +400,9 @@ export class S3Storage implements Storage {
     const exclusive = options.exclusive === true;
     const finalPath = exclusive ? undefined : this.#o.tempUploads?.finalName(path);
     const [target, parent, finalTaken] = await Promise.all([
-      // Only an open that creates or replaces whole, whose result is the same either way, takes
-      // "free" or "a file" from a held listing; the rest (exclusive, append, refusals) ask S3.
-      this.#lookup(path, context, (known) => options.createOrReplace === true && (known === 'absent' || known.file !== undefined)),
+      this.#writeTarget(path, context, options.createOrReplace === true),
       this.#parent(path, context),
       finalPath ? this.#finalTaken(finalPath, context) : Promise.resolve(true),
-      // The whole parent at once, so the next uploads into it need no lookup (docs/adr/0019).
-      this.#learnDirectory(this.#dirPrefix(dirname(path)), context),
     ]);
     if (parent === 'file') throw new WrongTypeError(`${dirname(path)}: not a directory`);
     if (parent === 'missing' && options.requireParent) throw new NotFoundError(`${dirname(path)}: no such file or directory`);
@@ -447,6 +443,20 @@ export class S3Storage implements Storage {
       clock: this.#clock,
       log: this.#o.log,
     });
+  }
+
+  /**
+   * What an upload's name holds. The whole parent is listed too, so the next uploads into it need
+   * no lookup (docs/adr/0019). Only an open that creates or replaces whole, whose result is the
+   * same either way, takes "free" or "a file" from that listing: it waits for it, and asks S3 about
+   * the name only when the listing did not fit a page. The rest (exclusive, append, refusals) ask
+   * S3 at once, beside the listing.
+   */
+  async #writeTarget(path: string, context: string, createOrReplace: boolean): Promise<NameLookup> {
+    const learning = this.#learnDirectory(this.#dirPrefix(dirname(path)), context);
+    if (!createOrReplace) return (await Promise.all([this.#lookup(path, context), learning]))[0];
+    await learning;
+    return this.#lookup(path, context, (known) => known === 'absent' || known.file !== undefined);
   }
 
   /**
