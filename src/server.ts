@@ -21,6 +21,7 @@ import { MtimeCache } from './storage/s3/mtime-cache.ts';
 import { READ_AHEAD_BYTES, ReadAheadBudget } from './storage/s3/read-ahead.ts';
 import { ListingIndexStore } from './storage/s3/listing-index.ts';
 import { ChangeLog, DirectoryPeers } from './storage/s3/directory-memory.ts';
+import { DirectoryHints } from './storage/s3/directory-hints.ts';
 import { UploadRegistry } from './storage/s3/upload-registry.ts';
 import { TempUploads } from './storage/s3/temp-uploads.ts';
 import { effectiveSse, serverSse, type SseSettings, withEncryption } from './storage/s3/encryption.ts';
@@ -206,6 +207,7 @@ async function start(config: Config, log: Logger, started: StartedParts, options
   const changeLog = new ChangeLog();
   // Held listings of one user's sessions answer each other (rclone lists on one connection, removes on others).
   const directoryPeers = new DirectoryPeers();
+  const directoryHints = new DirectoryHints();
   const storeScope = (location: AccessUser) => [location.s3.endpoint ?? '', location.s3.region ?? '', location.s3.roleArn ?? ''].join('|');
   // Small files fetched before a session reading a directory in order opens them (docs/adr/0021).
   const readAheadBudget = new ReadAheadBudget(READ_AHEAD_BYTES);
@@ -258,6 +260,7 @@ async function start(config: Config, log: Logger, started: StartedParts, options
         ...(tempUploads ? { tempUploads } : {}),
         ...(options.storageClock ? { clock: options.storageClock } : {}),
         mtimeCache,
+        directoryHints,
         changeLog,
         readAheadBudget,
         ...(listingIndex ? { listingIndex } : {}),

@@ -481,3 +481,46 @@ test("a listing one connection fetched answers the same user's other connections
   await sftp.remove('/shared/f2.dat');
   await sftp.rmdir('/shared');
 });
+
+test('STAT of a directory this server saw lately, in a new session: its HEAD and its listing go out together', async (t) => {
+  await sftp.mkdir('/hinted');
+  await direct.send(new PutObjectCommand({ Bucket: bucket, Key: 'econ/unhinted/x', Body: 'x' }));
+  expireMemories();
+  proxy.setDelay(40);
+  const sessions: ssh2.Client[] = [];
+  /** STAT in a new session (nothing seen in it), with the requests it made. */
+  const statFresh = async (path: string) => {
+    const fresh = await connect();
+    sessions.push(fresh.client);
+    const mark = proxy.requests.length;
+    const attrs = await fresh.sftp.stat(path);
+    await sleep(100);
+    const made = proxy.since(mark);
+    return { attrs, made, head: made.find((r) => r.kind === 'HeadObject'), list: made.find((r) => r.kind === 'ListObjectsV2') };
+  };
+  try {
+    const hinted = await statFresh('/hinted');
+    assert.ok(hinted.attrs.isDirectory());
+    assert.deepEqual(countByKind(hinted.made), { HeadObject: 1, ListObjectsV2: 1 });
+    assert.ok(hinted.list!.arrivedAt < hinted.head!.answeredAt, 'the listing went out before the HEAD was answered');
+    // A directory this server never saw: the HEAD first, its listing only once the HEAD found nothing.
+    const unhinted = await statFresh('/unhinted');
+    assert.ok(unhinted.attrs.isDirectory());
+    assert.ok(unhinted.list!.arrivedAt >= unhinted.head!.answeredAt, 'asked one after the other');
+    // It is hinted now. Behind the server's back it becomes a file: STAT says so (the listing
+    // sent beside the HEAD is the only cost), and the next STAT is the HEAD alone.
+    await direct.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'econ/unhinted/x' }));
+    await direct.send(new PutObjectCommand({ Bucket: bucket, Key: 'econ/unhinted', Body: 'now a file' }));
+    const wrong = await statFresh('/unhinted');
+    assert.ok(wrong.attrs.isFile());
+    assert.equal(wrong.attrs.size, 'now a file'.length);
+    assert.deepEqual(countByKind(wrong.made), { HeadObject: 1, ListObjectsV2: 1 });
+    const after = await statFresh('/unhinted');
+    assert.ok(after.attrs.isFile());
+    assert.deepEqual(countByKind(after.made), { HeadObject: 1 });
+    t.diagnostic(`hinted ${hinted.made.at(-1)!.answeredAt - hinted.made[0]!.arrivedAt} ms, unhinted ${unhinted.made.at(-1)!.answeredAt - unhinted.made[0]!.arrivedAt} ms`);
+  } finally {
+    proxy.setDelay(0);
+    for (const c of sessions) c.end();
+  }
+});

@@ -46,6 +46,7 @@ import type {
 import { forEachBounded } from './bounded.ts';
 import { Copier, type CopierOptions } from './copier.ts';
 import { isNotImplemented, isPreconditionFailed, toStorageError } from './errors.ts';
+import { DirectoryHints } from './directory-hints.ts';
 import { type ChangeLog, DirectoryMemory, type KnownName, type ListedNames } from './directory-memory.ts';
 import { decodeKey, listPages, type ListedEntry } from './lister.ts';
 import {
@@ -105,6 +106,8 @@ export interface S3StorageOptions {
   directoryPeers?: Set<WeakRef<DirectoryMemory>>;
   /** Per-directory indexes of stored mtimes kept in the bucket (docs/adr/0020); absent: off. */
   listingIndex?: ListingIndexStore;
+  /** Names lately found to be directories, shared across sessions: a STAT of one asks its two questions at once. */
+  directoryHints?: DirectoryHints;
   /** Store MD5/SHA-1/SHA-256 with uploaded objects (default true). */
   storeChecksums?: boolean;
   /** Allow resumed uploads, FileWriter.continueExisting (default true). */
@@ -169,6 +172,7 @@ export class S3Storage implements Storage {
   #copier: Copier;
   #conditionalWrites: ConditionalWrites;
   #mtimeCache: MtimeCache;
+  #hints: DirectoryHints;
   /** The bucket as the shared mtime cache names it (see storeScope). */
   #mtimeScope: string;
   /** Complete listings of directories this session fetched lately (docs/adr/0019). */
@@ -189,6 +193,7 @@ export class S3Storage implements Storage {
     this.#clock = options.clock ?? systemClock;
     this.#conditionalWrites = options.conditionalWrites ?? new ConditionalWrites();
     this.#mtimeCache = options.mtimeCache ?? new MtimeCache();
+    this.#hints = options.directoryHints ?? new DirectoryHints();
     this.#mtimeScope = options.storeScope ? `${options.storeScope}\u0000${options.bucket}` : options.bucket;
     this.#memory = new DirectoryMemory({
       now: () => this.#clock.now(),
@@ -246,8 +251,14 @@ export class S3Storage implements Storage {
     if (knownFile?.statMtime) return { name: basename(path), isDirectory: false, size: knownFile.size, mtime: knownFile.statMtime };
     // Known to be a directory: the listing of it alone tells its marker's time.
     const knownDirectory = known !== undefined && !knownFile && known.state.directory;
+    // A name lately seen as a directory (directory-hints.ts): its listing goes out beside the HEAD.
+    const directoryAlongside = !live && !knownDirectory && this.#hints.has(this.#mtimeScope, key) ? this.#directory(path, context) : undefined;
+    directoryAlongside?.catch(() => {});
     const [head] = await Promise.all([live || knownDirectory ? undefined : this.#head(key, context), relisting]);
-    if (head) return this.#fileInfo(basename(path), head);
+    if (head) {
+      this.#hints.forget(this.#mtimeScope, key);
+      return this.#fileInfo(basename(path), head);
+    }
     if (live) {
       // A closed upload waiting for its rename (temp-uploads.ts) is a whole file to the client: SETSTAT applies to it.
       const parked = this.#o.tempUploads?.peek(this.#bucket, key) !== undefined;
@@ -259,11 +270,12 @@ export class S3Storage implements Storage {
         ...(parked ? {} : { uploading: true }),
       };
     }
-    const directory = await this.#directory(path, context);
+    const directory = await (directoryAlongside ?? this.#directory(path, context));
     if (directory) {
       this.#sawDirectory(path, { mtime: directory.markerMtime });
       return this.#directoryInfo(basename(path), directory.markerMtime);
     }
+    this.#hints.forget(this.#mtimeScope, key);
     throw new NotFoundError(`${path}: no such file or directory`);
   }
 
@@ -303,6 +315,7 @@ export class S3Storage implements Storage {
       pages++;
       for (const entry of page.entries) {
         listed.add(entry.name);
+        if (entry.isDirectory) this.#hints.note(this.#mtimeScope, this.#dirPrefix(path) + entry.name);
         if (pages === 1) names.set(entry.name, entry.isDirectory ? { directory: true } : { file: { size: entry.size, lastModified: entry.lastModified }, directory: false });
       }
       if (page.entries.length > 0) yield* this.#listedInfos(page.entries, context, statMtimes, index);
@@ -954,12 +967,16 @@ export class S3Storage implements Storage {
   }
 
   #sawDirectory(path: string, marker?: { mtime: Date | undefined }): void {
-    if (path !== '/') this.#memory.sawDirectory(this.#key(path), marker);
+    if (path === '/') return;
+    this.#memory.sawDirectory(this.#key(path), marker);
+    this.#hints.note(this.#mtimeScope, this.#key(path));
   }
 
   /** A directory this session changes (removes, renames, writes a file over) is looked up afresh. */
   #forgetDirectories(path: string): void {
-    if (path !== '/') this.#memory.changed(this.#key(path));
+    if (path === '/') return;
+    this.#memory.changed(this.#key(path));
+    this.#hints.forget(this.#mtimeScope, this.#key(path));
   }
 
   /**
