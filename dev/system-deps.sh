@@ -8,7 +8,7 @@ packages=(
   swift-proxy swift-account swift-container swift-object memcached
   openssh-client sshpass lftp rclone python3-paramiko haproxy
   openssh-server gnuplot-nox  # the benchmark: the sshd + sftp-server baseline, and its chart
-  openssh-sftp-server sshfs fuse3 rsync
+  openssh-sftp-server sshfs fuse3 rsync putty-tools
 )
 
 missing=()

@@ -22,8 +22,11 @@ export interface WriteHandle {
   kind: 'write';
   path: string;
   writer: FileWriter;
-  /** The target existed and was opened without TRUNC: a first write past 0 would be a resume. */
-  resumeRisk: boolean;
+  /**
+   * The stored file, when the target existed and was opened without TRUNC: a first write past 0
+   * would be a resume, and until a WRITE the file is still this one (what FSTAT reports).
+   */
+  stored: FileInfo | undefined;
   /** Opened READ|WRITE (rsync, sshfs): READ is answered where it can be truthful. */
   readable: boolean;
   /** At least one WRITE was accepted. */

@@ -259,7 +259,7 @@ export class SftpSession {
       kind: 'write',
       path,
       writer,
-      resumeRisk: existing !== undefined && !flags.truncate,
+      stored: flags.truncate ? undefined : existing,
       readable: flags.read,
       written: false,
       failed: false,
@@ -323,14 +323,14 @@ export class SftpSession {
    */
   async #readUpload(id: number, handle: WriteHandle, offset: number): Promise<void> {
     // Opened without TRUNC, the file still holds its old bytes: no EOF answer would be true.
-    if (!handle.resumeRisk && offset >= handle.writer.bytesReceived) return this.#status(id, STATUS.EOF);
+    if (!handle.stored && offset >= handle.writer.bytesReceived) return this.#status(id, STATUS.EOF);
     throw new UnsupportedError('reading back a file that is still being uploaded is not supported on S3 storage; close it first');
   }
 
   async #write(id: number, handle: Handle, offset: number, data: WriteData): Promise<void> {
     if (handle.kind !== 'write') throw new InvalidRequestError('handle is not open for writing');
     try {
-      if (handle.resumeRisk && offset > 0 && handle.writer.bytesReceived === 0) {
+      if (handle.stored && offset > 0 && handle.writer.bytesReceived === 0) {
         // A resume (reput, lftp put -c): the writer continues the existing file if it can, and refuses any offset but its size.
         if (!handle.writer.continueExisting) {
           throw new UnsupportedError('resuming an upload into an existing file is not supported on this storage; upload it again from the start');
@@ -387,7 +387,7 @@ export class SftpSession {
       this.#reportUpload(handle, false);
       throw new StorageError('the upload was discarded because a write failed; nothing was stored');
     }
-    if (handle.resumeRisk && !handle.written) return handle.writer.abort();
+    if (handle.stored && !handle.written) return handle.writer.abort();
     return this.#commit(handle);
   }
 
@@ -429,7 +429,11 @@ export class SftpSession {
     let info: FileInfo;
     if (handle.kind === 'read') info = handle.info;
     else if (handle.kind === 'write') {
-      info = { name: basename(handle.path), isDirectory: false, size: handle.writer.bytesReceived, mtime: this.#clock(), uploading: true };
+      // Opened without TRUNC and not written to yet, the file is still the stored one, as on a disk
+      // (psftp's reput reads the size to continue from this way): what the open found, whose time
+      // is S3's. A STAT now would report the upload the open started.
+      const unchanged = handle.stored && !handle.written && handle.writer.bytesReceived === 0 ? handle.stored : undefined;
+      info = unchanged ?? { name: basename(handle.path), isDirectory: false, size: handle.writer.bytesReceived, mtime: this.#clock(), uploading: true };
     } else info = await this.#storage.stat(handle.path);
     if (!this.#closed) this.#sftp.attrs(id, toAttrs(info));
   }

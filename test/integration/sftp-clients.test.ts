@@ -1,5 +1,5 @@
 /**
- * Other real clients (paramiko, rclone, lftp) and the situations OpenSSH's
+ * Other real clients (paramiko, rclone, lftp, curl, psftp) and the situations OpenSSH's
  * batch mode cannot set up: operations S3 cannot do, STAT of a file still
  * uploading, an interrupted upload, many sessions at once, a big directory.
  */
@@ -378,5 +378,53 @@ out["deep"] = sftp.open("lftp-mirror/inner/deep.txt").read().decode()
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /lftp\.txt/);
     assert.equal(await readFile(join(work, 'lftp-back.txt'), 'utf8'), 'via lftp');
+  });
+});
+
+describe('psftp (PuTTY)', () => {
+  /** Runs a psftp batch script as carol, trusting the server's host key by its SHA-256 fingerprint, as a user pins it. */
+  async function psftp(commands: string[], cwd: string) {
+    const scanned = await run('ssh-keyscan', ['-p', String(srv.port), '-t', 'ed25519', '127.0.0.1']);
+    await writeFile(join(work, 'psftp-hostkey'), scanned.stdout);
+    const fingerprint = (await run('ssh-keygen', ['-lf', join(work, 'psftp-hostkey')])).stdout.split(' ')[1] ?? '';
+    assert.match(fingerprint, /^SHA256:/, scanned.stderr);
+    await writeFile(join(work, 'psftp-script'), `${commands.join('\n')}\nquit\n`);
+    return run('psftp', ['-batch', '-hostkey', fingerprint, '-P', String(srv.port), '-pw', PASSWORD, '-b', join(work, 'psftp-script'), 'carol@127.0.0.1'], { cwd, timeoutMs: 120_000 });
+  }
+
+  test('mput, ls, ren, rm and mget with its defaults: the files come back identical', async () => {
+    const src = await mkdtemp(join(work, 'ps-src-'));
+    const dst = await mkdtemp(join(work, 'ps-dst-'));
+    const files = { 'a.dat': randomBytes(100_000), 'b.dat': randomBytes(3 * 1024 * 1024 + 5), 'c d.txt': Buffer.from('spaced name') };
+    for (const [name, data] of Object.entries(files)) await writeFile(join(src, name), data);
+    const r = await psftp(['mkdir ps', 'cd ps', `lcd ${src}`, 'mput *', 'ls', 'ren a.dat renamed.dat', 'rm "c d.txt"', `lcd ${dst}`, 'mget *'], src);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /a\.dat/);
+    assert.match(r.stdout, /c d\.txt/);
+    assert.deepEqual((await readdir(dst)).sort(), ['b.dat', 'renamed.dat']);
+    assert.equal(sha256(await readFile(join(dst, 'renamed.dat'))), sha256(files['a.dat']));
+    assert.equal(sha256(await readFile(join(dst, 'b.dat'))), sha256(files['b.dat']));
+  });
+
+  test('reput continues an interrupted upload: the stored file is the whole local one', async () => {
+    const src = await mkdtemp(join(work, 'ps-reput-'));
+    const data = randomBytes(2 * 1024 * 1024 + 3);
+    await writeFile(join(src, 'resume.bin'), data);
+    // What an interrupted upload left: the first part, stored.
+    const client = s3ClientFor(s3);
+    try {
+      await client.send(new PutObjectCommand({ Bucket: srv.bucket, Key: 'tenants/carol/resume.bin', Body: data.subarray(0, 1024 * 1024) }));
+    } finally {
+      client.destroy();
+    }
+    const r = await psftp([`lcd ${src}`, 'reput resume.bin'], src);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    // psftp reads the size to continue from with FSTAT on the handle it opened without TRUNC.
+    assert.match(r.stdout, /restarting at file position 1048576\b/);
+    const back = await paramiko(`
+import hashlib
+out["sha"] = hashlib.sha256(sftp.open("resume.bin").read()).hexdigest()
+`);
+    assert.equal(back.sha, sha256(data));
   });
 });

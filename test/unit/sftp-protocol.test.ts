@@ -370,6 +370,20 @@ describe('resume (an existing file opened for writing without TRUNC)', () => {
     assert.deepEqual(await alice.get('/continued'), Buffer.from('original and more'));
   });
 
+  test('FSTAT before the first WRITE reports the stored file, as a disk does (psftp reput reads where to continue this way)', async () => {
+    await alice.put('/fstat-resume', Buffer.from('original'));
+    const handle = await alice.open('/fstat-resume', FLAGS.WRITE);
+    assert.equal((await alice.fstat(handle)).size, 8);
+    await alice.write(handle, 8, Buffer.from('+'));
+    assert.equal((await alice.fstat(handle)).size, 9);
+    await alice.close(handle);
+    assert.deepEqual(await alice.get('/fstat-resume'), Buffer.from('original+'));
+    // Opened with TRUNC, the file is empty from the open on.
+    const truncated = await alice.open('/fstat-resume', FLAGS.WRITE | FLAGS.TRUNC);
+    assert.equal((await alice.fstat(truncated)).size, 0);
+    await alice.close(truncated);
+  });
+
   test('APPEND on an existing file writes at its end, whatever the offsets', async () => {
     await alice.put('/log', Buffer.from('line 1\n'));
     const handle = await alice.open('/log', FLAGS.WRITE | FLAGS.APPEND);
