@@ -1,7 +1,7 @@
 /**
  * `node bench/clients.ts`: what the sync clients cost per small file, in S3 requests and files/s.
  * rclone (copy up, copy again, lsl, copy down, delete) and lftp (mirror -R, again, mirror down,
- * rm -r) run with their defaults against s3sftp on Swift, behind the counting proxy that adds
+ * rm -r) and psftp (mput, mget, rm) run with their defaults against s3sftp on Swift, behind the counting proxy that adds
  * BENCH_LATENCY_MS (20) to every S3 request, over BENCH_FILES (50) files of 4 KiB. rclone runs
  * several connections at once and sets each file's time after CLOSE, then checks it with STAT and
  * md5sum; lftp runs one. Printed per step: seconds, files/s, S3 requests per file by operation,
@@ -69,6 +69,19 @@ async function main(): Promise<void> {
     await step(server, proxy, 'lftp mirror -R again', 'lftp', lftp(`mirror -R ${source} /lf`));
     await step(server, proxy, 'lftp mirror down', 'lftp', lftp(`mirror /lf ${join(work, 'lf-down')}`));
     await step(server, proxy, 'lftp rm -r', 'lftp', lftp('rm -r /lf'));
+    // psftp (PuTTY; FileZilla's SFTP engine comes from it): the host key pinned by its fingerprint, one batch file per step.
+    const scanned = await run('ssh-keyscan', ['-p', String(server.port), '-t', 'ed25519', '127.0.0.1']);
+    await writeFile(join(work, 'hostkey'), scanned.stdout);
+    const fingerprint = (await run('ssh-keygen', ['-lf', join(work, 'hostkey')])).stdout.split(' ')[1] ?? '';
+    const psftp = async (name: string, commands: string) => {
+      const script = join(work, `psftp-${name.replace(/\W+/g, '-')}`);
+      await writeFile(script, `${commands}\nquit\n`);
+      await step(server, proxy, name, 'psftp', ['-batch', '-hostkey', fingerprint, '-P', String(server.port), '-pw', PASSWORD, '-b', script, 'bench@127.0.0.1']);
+    };
+    await mkdir(join(work, 'ps-down'));
+    await psftp('psftp mput', `mkdir ps\ncd ps\nlcd ${source}\nmput *`);
+    await psftp('psftp mget', `cd ps\nlcd ${join(work, 'ps-down')}\nmget *`);
+    await psftp('psftp rm', 'cd ps\nrm *');
   } finally {
     await server.stop();
     await proxy.close();

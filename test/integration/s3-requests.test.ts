@@ -524,3 +524,24 @@ test('STAT of a directory this server saw lately, in a new session: its HEAD and
     for (const c of sessions) c.end();
   }
 });
+
+test("a wildcard worked through while its listing is read (psftp's mget and rm): a one-page directory answers from the first READDIR", async (t) => {
+  await sftp.mkdir('/wild');
+  for (let i = 0; i < 4; i++) await upload(`/wild/wild-${i}.dat`);
+  expireMemories();
+  const handle = await sftp.opendir('/wild');
+  const firstReply = await sftp.readdir(handle);
+  assert.deepEqual(firstReply.map((e) => e.filename).sort(), ['wild-0.dat', 'wild-1.dat', 'wild-2.dat', 'wild-3.dat']);
+  // psftp gets or removes each match before asking for the rest of the listing (the EOF).
+  const counts = await counted(async () => {
+    for (const { filename, attrs } of firstReply) {
+      const st = await sftp.stat(`/wild/${filename}`);
+      assert.equal(st.size, body.length);
+      assert.equal(st.mtime, attrs.mtime);
+    }
+    await sftp.remove('/wild/wild-0.dat');
+  });
+  t.diagnostic(formatCounts(counts));
+  assert.deepEqual(counts, { DeleteObject: 1 });
+  await sftp.close(handle);
+});

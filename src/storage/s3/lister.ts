@@ -49,6 +49,8 @@ export interface ListedPage {
   /** Anything exists under the prefix, including the directory's own marker. */
   sawAnything: boolean;
   entries: ListedEntry[];
+  /** S3 said there is nothing after this page. */
+  last: boolean;
   /** The response's `Date` header: S3's clock when it answered (whole seconds). */
   date?: Date;
 }
@@ -151,7 +153,7 @@ function visiblePage(page: FetchedPage, prefix: string, chain: ShadowChain): Lis
   for (const { entry } of raw) {
     if (entry && chain.admit(entry.name, entry.isDirectory)) entries.push(entry);
   }
-  return { sawAnything: raw.length > 0, entries, ...(page.date ? { date: page.date } : {}) };
+  return { sawAnything: raw.length > 0, entries, last: page.token === undefined, ...(page.date ? { date: page.date } : {}) };
 }
 
 /**

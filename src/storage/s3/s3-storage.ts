@@ -294,7 +294,6 @@ export class S3Storage implements Storage {
     const listedAt = this.#clock.now();
     // Everything the listing said, kept while it fits one page (docs/adr/0019).
     const names: ListedNames = new Map();
-    const statMtimes = new Map<string, Date>();
     let pages = 0;
     const index: IndexRun | undefined =
       this.#o.listingIndex && (this.#o.listingMtime ?? 'metadata') === 'metadata' ? { prefix: this.#dirPrefix(path), heads: 0, unanswered: 0 } : undefined;
@@ -318,19 +317,22 @@ export class S3Storage implements Storage {
         if (entry.isDirectory) this.#hints.note(this.#mtimeScope, this.#dirPrefix(path) + entry.name);
         if (pages === 1) names.set(entry.name, entry.isDirectory ? { directory: true } : { file: { size: entry.size, lastModified: entry.lastModified }, directory: false });
       }
-      if (page.entries.length > 0) yield* this.#listedInfos(page.entries, context, statMtimes, index);
+      // A whole directory in one page is held from now, not from when the client has read it all:
+      // psftp and FileZilla get or remove each file of a wildcard before asking for the rest of
+      // the listing. The mtimes STAT would report join it as the lookups find them.
+      const whole = pages === 1 && page.last;
+      if (whole) this.#remember(this.#dirPrefix(path), listedAt, seq, names);
+      const statMtime = whole ? (name: string, mtime: Date) => {
+        const held = names.get(name);
+        if (held !== undefined && held !== 'unknown' && held.file) held.file.statMtime = mtime;
+      } : undefined;
+      if (page.entries.length > 0) yield* this.#listedInfos(page.entries, context, statMtime, index);
     }
     // Complete: every page was read, so the index written now loses nothing the old one held.
     if (index && shouldWriteIndex({ complete: true, heads: index.heads, builder: index.builder })) {
       void this.#o.listingIndex!.write(this.#client, this.#bucket, index.prefix, index.builder!);
     }
-    if (pages === 1) {
-      for (const [name, mtime] of statMtimes) {
-        const known = names.get(name);
-        if (known !== undefined && known !== 'unknown' && known.file) known.file.statMtime = mtime;
-      }
-      this.#remember(this.#dirPrefix(path), listedAt, seq, names);
-    } else this.#remember(this.#dirPrefix(path), listedAt, seq, undefined);
+    if (pages > 1) this.#remember(this.#dirPrefix(path), listedAt, seq, undefined);
     const uploading = this.#temporaryUploads(this.#dirPrefix(path), listed);
     if (uploading.length > 0) yield uploading;
   }
@@ -1096,7 +1098,12 @@ export class S3Storage implements Storage {
    * two (rclone, lftp mirror) would see every file as changed, so by default
    * each file's metadata is looked up (cached by version, in parallel).
    */
-  async *#listedInfos(entries: ListedEntry[], context: string, statMtimes?: Map<string, Date>, run?: IndexRun): AsyncGenerator<FileInfo[]> {
+  async *#listedInfos(
+    entries: ListedEntry[],
+    context: string,
+    statMtime?: (name: string, mtime: Date) => void,
+    run?: IndexRun,
+  ): AsyncGenerator<FileInfo[]> {
     const infos = entries.map((entry) => ({
       name: entry.name,
       isDirectory: entry.isDirectory,
@@ -1126,7 +1133,7 @@ export class S3Storage implements Storage {
         const stored = await this.#storedMtime(entry, context, () => (sameVersion = true), index, run);
         if (stored !== null) infos[i]!.mtime = new Date(stored);
         // What STAT would report for the version listed (size and time of one version).
-        if (stored !== null && sameVersion) statMtimes?.set(entry.name, infos[i]!.mtime);
+        if (stored !== null && sameVersion) statMtime?.(entry.name, infos[i]!.mtime);
       } finally {
         looked[i]!.resolve();
       }
