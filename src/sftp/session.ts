@@ -388,7 +388,24 @@ export class SftpSession {
       throw new StorageError('the upload was discarded because a write failed; nothing was stored');
     }
     if (handle.stored && !handle.written) return handle.writer.abort();
+    if (this.#wouldDropTail(handle)) {
+      await handle.writer.abort();
+      this.#reportUpload(handle, false);
+      throw new UnsupportedError(
+        `${handle.path}: overwriting the start of a file without truncating it is not supported on S3 storage (a disk would keep its old ${handle.stored!.size - handle.writer.bytesReceived} last bytes); the file was left as it was: open it with truncate to replace it`,
+      );
+    }
     return this.#commit(handle);
+  }
+
+  /**
+   * Opened without TRUNC and written from its start with fewer bytes than it held: on a disk the
+   * rest of the old file stays behind the new bytes; S3 cannot keep part of an object under a new
+   * one, and storing only the new bytes would cut the file without a word.
+   */
+  #wouldDropTail(handle: WriteHandle): boolean {
+    const stored = handle.stored;
+    return stored !== undefined && !stored.uploading && handle.writer.bytesReceived < stored.size;
   }
 
   async #commit(handle: WriteHandle): Promise<void> {

@@ -384,6 +384,20 @@ describe('resume (an existing file opened for writing without TRUNC)', () => {
     await alice.close(truncated);
   });
 
+  test('rewriting the start of a file without TRUNC: fewer bytes than it holds is refused at CLOSE and the file kept; as many or more replace it', async () => {
+    await alice.put('/no-trunc', Buffer.from('0123456789'));
+    const shorter = await alice.open('/no-trunc', FLAGS.WRITE);
+    await alice.write(shorter, 0, Buffer.from('abc'));
+    const st = await statusOf(alice.close(shorter));
+    assert.equal(st.code, OP_UNSUPPORTED);
+    assert.match(st.message, /without truncating/);
+    assert.deepEqual(await alice.get('/no-trunc'), Buffer.from('0123456789'));
+    const whole = await alice.open('/no-trunc', FLAGS.WRITE);
+    await alice.write(whole, 0, Buffer.from('abcdefghijkl'));
+    await alice.close(whole);
+    assert.deepEqual(await alice.get('/no-trunc'), Buffer.from('abcdefghijkl'));
+  });
+
   test('APPEND on an existing file writes at its end, whatever the offsets', async () => {
     await alice.put('/log', Buffer.from('line 1\n'));
     const handle = await alice.open('/log', FLAGS.WRITE | FLAGS.APPEND);
@@ -406,12 +420,6 @@ describe('resume (an existing file opened for writing without TRUNC)', () => {
     await alice.put('/untouched', Buffer.from('keep me'));
     await alice.close(await alice.open('/untouched', FLAGS.WRITE));
     assert.deepEqual(await alice.get('/untouched'), Buffer.from('keep me'));
-  });
-
-  test('written from offset 0: the new content replaces the file', async () => {
-    await alice.put('/rewrite', Buffer.from('old old old'));
-    await alice.put('/rewrite', Buffer.from('new'), FLAGS.WRITE);
-    assert.deepEqual(await alice.get('/rewrite'), Buffer.from('new'));
   });
 });
 
