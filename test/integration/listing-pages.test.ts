@@ -68,7 +68,7 @@ const small = (extra: Partial<ListRequest> = {}): ListRequest => ({ client: viaP
 
 test('reading ahead, the next page is asked for before the reader wants it, and a full read costs no extra page', async () => {
   const mark = proxy.requests.length;
-  const pages = listPages(small({ readAhead: true }));
+  const pages = listPages(small({ prefetch: true }));
   const names: string[] = [];
   const first = await pages.next();
   assert.ok(!first.done);
@@ -96,7 +96,7 @@ test('a reader that stops early abandons the page asked for ahead: one request m
   process.on('unhandledRejection', onUnhandled);
   try {
     const mark = proxy.requests.length;
-    const pages = listPages(small({ readAhead: true }));
+    const pages = listPages(small({ prefetch: true }));
     await pages.next();
     assert.ok(await sawLists(mark, 2));
     await pages.return(undefined);
@@ -120,7 +120,7 @@ test('a page that fails while read ahead fails the listing where the reader reac
     { step: 'initialize', name: 'failLaterPages' },
   );
   try {
-    const pages = listPages(small({ client: failing, readAhead: true }));
+    const pages = listPages(small({ client: failing, prefetch: true }));
     const first = await pages.next();
     assert.ok(!first.done);
     assert.deepEqual(first.value.entries.map((e) => e.name), ['a', 'b']);

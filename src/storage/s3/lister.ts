@@ -41,7 +41,7 @@ export interface ListRequest {
    * Ask for the next page as soon as one arrives, so S3 answers it while the reader works on this
    * one. Only for readers that read to the end: one that stops early has paid for a page unread.
    */
-  readAhead?: boolean;
+  prefetch?: boolean;
 }
 
 /** A raw page: whether S3 returned anything at all (the marker included), and the visible entries. */
@@ -66,7 +66,7 @@ export async function* listPages(request: ListRequest): AsyncGenerator<ListedPag
     let fetched = await fetchPage(request, undefined, signal);
     for (;;) {
       const token = fetched.token;
-      if (token !== undefined && request.readAhead) {
+      if (token !== undefined && request.prefetch) {
         ahead = fetchPage(request, token, signal);
         // Awaited below; until then (or if the reader stops) its failure is not an unhandled one.
         ahead.catch(() => {});

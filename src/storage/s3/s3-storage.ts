@@ -302,7 +302,7 @@ export class S3Storage implements Storage {
       bucket: this.#bucket,
       prefix: this.#dirPrefix(path),
       context,
-      readAhead: true,
+      prefetch: true,
     })) {
       if (first) {
         first = false;
@@ -312,15 +312,15 @@ export class S3Storage implements Storage {
         if (index && page.date) index.builder = new ListingIndexBuilder(coveredAtFrom(page.date));
       }
       pages++;
-      for (const entry of page.entries) {
-        listed.add(entry.name);
-        if (entry.isDirectory) this.#hints.note(this.#mtimeScope, this.#dirPrefix(path) + entry.name);
-        if (pages === 1) names.set(entry.name, entry.isDirectory ? { directory: true } : { file: { size: entry.size, lastModified: entry.lastModified }, directory: false });
-      }
       // A whole directory in one page is held from now, not from when the client has read it all:
       // psftp and FileZilla get or remove each file of a wildcard before asking for the rest of
       // the listing. The mtimes STAT would report join it as the lookups find them.
       const whole = pages === 1 && page.last;
+      for (const entry of page.entries) {
+        listed.add(entry.name);
+        if (entry.isDirectory) this.#hints.note(this.#mtimeScope, this.#dirPrefix(path) + entry.name);
+        if (whole) names.set(entry.name, entry.isDirectory ? { directory: true } : { file: { size: entry.size, lastModified: entry.lastModified }, directory: false });
+      }
       if (whole) this.#remember(this.#dirPrefix(path), listedAt, seq, names);
       const statMtime = whole ? (name: string, mtime: Date) => {
         const held = names.get(name);
