@@ -320,6 +320,9 @@ async function smallFiles(ctx: Ctx): Promise<void> {
   const rclone = await startRclone({ s3: ctx.s3, endpoint: proxy.endpoint, bucket: ctx.bucket, dir: join(ctx.work, 'small-rclone'), key: ctx.key, partSize: CFG.partSize, concurrency: CFG.concurrency });
   const phases = ['put', 'ls', 'get', 'rm'] as const;
   const rate = new Map<string, Record<(typeof phases)[number], number[]>>();
+  // Server CPU per file (user+sys of the server's process group during the phase, login included):
+  // what a small-file workload costs a pod, beside how fast it goes.
+  const cpuMsPerFile = new Map<string, Record<(typeof phases)[number], number[]>>();
   const requests: Record<string, number[]> = { session: [], put: [], ls: [], get: [], rm: [] };
   const kinds: Record<string, string> = {};
   try {
@@ -335,6 +338,7 @@ async function smallFiles(ctx: Ctx): Promise<void> {
         await mkdir(dst, { recursive: true });
         check(await runSftp(sys, ctx.key, `mkdir ${dir}\n`, { cwd: src, workDir: ctx.work }), `${sys.name} mkdir`);
         const r = rate.get(sys.name) ?? rate.set(sys.name, { put: [], ls: [], get: [], rm: [] }).get(sys.name)!;
+        const cpu = cpuMsPerFile.get(sys.name) ?? cpuMsPerFile.set(sys.name, { put: [], ls: [], get: [], rm: [] }).get(sys.name)!;
         const cmds: Record<(typeof phases)[number], string> = {
           put: `cd ${dir}\nput *\n`,
           ls: `ls -l ${dir}\n`,
@@ -343,8 +347,11 @@ async function smallFiles(ctx: Ctx): Promise<void> {
         };
         for (const phase of phases) {
           const mark = proxy.requests.length;
+          const cpu0 = groupCpuSeconds(sys.pid);
           const run = check(await runSftp(sys, ctx.key, cmds[phase], { cwd: src, workDir: ctx.work }), `${sys.name} small ${phase}`);
           r[phase].push(n / (run.ms / 1000));
+          await sleep(300); // work the server finishes after the client left (a held upload's last request, logging)
+          cpu[phase].push(((groupCpuSeconds(sys.pid) - cpu0) * 1000) / n);
           if (sys === s3sftp) {
             requests[phase]!.push((proxy.since(mark).length - sessionCost) / n);
             kinds[phase] = formatCounts(countByKind(proxy.since(mark)));
@@ -370,10 +377,13 @@ async function smallFiles(ctx: Ctx): Promise<void> {
           ['**s3sftp**', ...phases.map((ph) => fmt(median(me[ph])))],
           ['s3sftp ÷ rclone (goal ≥ 2×)', ...phases.map((ph) => ratio(median(me[ph]), median(rc[ph])))],
           ['s3sftp S3 requests per file', ...phases.map((ph) => fmt(median(requests[ph]!), 2))],
+          [`\`${rclone.name}\` server CPU ms per file`, ...phases.map((ph) => fmt(median(cpuMsPerFile.get(rclone.name)![ph]), 2))],
+          ['s3sftp server CPU ms per file', ...phases.map((ph) => fmt(median(cpuMsPerFile.get('s3sftp')![ph]), 2))],
         ],
       ),
       '',
       `An sftp session on its own (login, realpath, \`pwd\`) costs s3sftp ${sessionCost} S3 request(s); subtracted above.`,
+      'Server CPU per file is user+sys of the server process during the phase, its one login included, divided by the files (docs/performance.md, "Server CPU per small file").',
       `S3 requests of the last round by kind (session included): ${phases.map((ph) => `${ph} ${kinds[ph]}`).join('; ')}.`,
       '',
       `### S3 requests per SFTP operation (s3sftp, counted at the proxy, ssh2 SFTP client, ${CFG.latencyMs} ms per request)`,
