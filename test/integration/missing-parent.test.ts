@@ -1,8 +1,9 @@
 /**
- * Creating a file in a directory that does not exist. S3 would accept the key
- * "a/b/c" and thereby create "a/" and "a/b/" implicitly, also for a user
- * without the create_dirs permission. The server answers as OpenSSH's
- * sftp-server does instead: NO_SUCH_FILE, and nothing is stored.
+ * Creating a file or a directory in a directory that does not exist, or
+ * renaming into one. S3 would accept the key "a/b/c" and thereby create "a/"
+ * and "a/b/" implicitly, also for a user without the create_dirs permission.
+ * The server answers as OpenSSH's sftp-server does instead: NO_SUCH_FILE,
+ * and nothing is stored or moved.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -73,4 +74,26 @@ test('a directory that exists only through its files (no marker) takes new files
   const r = await sftpBatch(srv.port, 'nodirs', noDirsKey, 'put a.txt implicit/new.txt\n', { cwd: work });
   assert.equal(r.code, 0, r.stderr);
   assert.ok((await keysUnder('nodirs/implicit/')).includes('nodirs/implicit/new.txt'));
+});
+
+test('mkdir in a missing directory fails as mkdir(2) does, and makes nothing', async () => {
+  const refused = await sftpBatch(srv.port, 'full', fullKey, 'mkdir nowhere/sub\n', { cwd: work });
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /No such file/i);
+  assert.deepEqual(await keysUnder('full/nowhere'), []);
+  const ok = await sftpBatch(srv.port, 'full', fullKey, 'mkdir nowhere\nmkdir nowhere/sub\n', { cwd: work });
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.deepEqual((await keysUnder('full/nowhere')).sort(), ['full/nowhere/', 'full/nowhere/sub/']);
+});
+
+test('a rename into a missing directory fails as rename(2) does: nothing moves and no directory appears, with or without create_dirs', async () => {
+  for (const [user, key] of [['full', fullKey], ['nodirs', noDirsKey]] as const) {
+    const put = await sftpBatch(srv.port, user, key, 'put a.txt moving.txt\n', { cwd: work });
+    assert.equal(put.code, 0, put.stderr);
+    const refused = await sftpBatch(srv.port, user, key, 'rename moving.txt elsewhere/moved.txt\n', { cwd: work });
+    assert.notEqual(refused.code, 0, `${user}: the rename was refused`);
+    assert.match(refused.stderr, /No such file/i);
+    assert.deepEqual(await keysUnder(`${user}/elsewhere`), [], `${user}: no directory made`);
+    assert.ok((await keysUnder(`${user}/`)).includes(`${user}/moving.txt`), `${user}: the file stayed`);
+  }
 });

@@ -318,6 +318,7 @@ describe('S3Storage specifics', () => {
       await writeFile(storage, '/big', data);
       const mtime = new Date('2020-05-05T05:05:05.500Z');
       await storage.setMtime('/big', mtime);
+      await storage.mkdir('/dir');
       await storage.rename('/big', '/dir/big2');
       await storage.rename('/dir', '/dir2');
       const info = await storage.stat('/dir2/big2');

@@ -99,10 +99,13 @@ export function storageConformance(
         assert.deepEqual(summary(await listAll(storage, '/')), ['present/', 'top']);
       });
 
-      test('mkdir without parents creates a usable directory', async ({ storage }) => {
+      test('mkdir in a missing directory is refused, as mkdir(2) refuses it, and makes nothing', async ({ storage }) => {
+        await assert.rejects(storage.mkdir('/a/b/c'), NotFoundError);
+        await assert.rejects(storage.stat('/a'), NotFoundError);
+        await storage.mkdir('/a');
+        await storage.mkdir('/a/b');
         await storage.mkdir('/a/b/c');
         assert.equal((await storage.stat('/a/b/c')).isDirectory, true);
-        assert.equal((await storage.stat('/a')).isDirectory, true);
       });
 
       test('rmdir of a non-empty directory fails and keeps it', async ({ storage }) => {
@@ -402,6 +405,10 @@ export function storageConformance(
         await storage.rename('/a', '/b', { overwrite: true });
         assert.deepEqual(await readFile(storage, '/b'), Buffer.from('A'));
         await assert.rejects(storage.stat('/a'), NotFoundError);
+        // As rename(2): into a missing directory is refused, and nothing moves.
+        await assert.rejects(storage.rename('/b', '/sub/c'), NotFoundError);
+        await assert.rejects(storage.stat('/sub'), NotFoundError);
+        await storage.mkdir('/sub');
         await storage.rename('/b', '/sub/c');
         assert.deepEqual(await readFile(storage, '/sub/c'), Buffer.from('A'));
         await assert.rejects(storage.rename('/missing', '/x'), NotFoundError);
@@ -630,6 +637,7 @@ export function storageConformance(
         if (seed) {
           await seed(paths);
         } else {
+          await storage.mkdir('/many');
           await inParallel(paths, 32, (path) =>
             path.endsWith('/')
               ? storage.mkdir(path.slice(0, -1))

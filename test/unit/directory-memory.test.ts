@@ -111,9 +111,9 @@ test('a directory seen counts for 5 s, until it or one above it changes through 
   const log = new ChangeLog();
   const { memory: mine, clock } = memory(log);
   const { memory: theirs } = memory(log);
-  mine.sawDirectory('home/a/b');
-  mine.sawDirectory('home/c');
-  mine.sawDirectory('home/d');
+  mine.sawDirectory('home/a/b', mine.seq);
+  mine.sawDirectory('home/c', mine.seq);
+  mine.sawDirectory('home/d', mine.seq);
   assert.equal(mine.seenDirectory('home/a/b'), true);
   assert.equal(mine.seenDirectory('home/a'), false, 'only what was seen');
   // A file written inside it does not make it doubtful; removing a directory above it does.
@@ -127,12 +127,25 @@ test('a directory seen counts for 5 s, until it or one above it changes through 
   assert.equal(mine.seenDirectory('home/d'), false, 'expired');
 });
 
+test("a directory seen by a request that another session's change overtook is not taken as seen", () => {
+  const log = new ChangeLog();
+  const { memory: mine } = memory(log);
+  const { memory: theirs } = memory(log);
+  // The STAT is sent, the other session removes the directory, then S3's (older) answer arrives.
+  const asked = mine.seq;
+  theirs.changed('home/gone');
+  mine.sawDirectory('home/gone', asked);
+  assert.equal(mine.seenDirectory('home/gone'), false);
+  mine.sawDirectory('home/here', mine.seq);
+  assert.equal(mine.seenDirectory('home/here'), true);
+});
+
 test("a directory's STAT answer (its marker's time) is kept while it is seen", () => {
   const { memory: mine, clock } = memory();
   const marked = new Date('2020-01-01T00:00:00Z');
-  mine.sawDirectory('home/up', { mtime: marked });
-  mine.sawDirectory('home/implicit', { mtime: undefined });
-  mine.sawDirectory('home/listed');
+  mine.sawDirectory('home/up', mine.seq, { mtime: marked });
+  mine.sawDirectory('home/implicit', mine.seq, { mtime: undefined });
+  mine.sawDirectory('home/listed', mine.seq);
   assert.deepEqual(mine.seenDirectoryMarker('home/up'), { mtime: marked });
   assert.deepEqual(mine.seenDirectoryMarker('home/implicit'), { mtime: undefined });
   assert.equal(mine.seenDirectoryMarker('home/listed'), undefined, 'seen by a listing: its time is not known');

@@ -35,7 +35,7 @@ test('the least recently used entries go first', () => {
 
 /** An object this server stored at NOW with one PutObject, answered at NOW by S3's clock. */
 function wroteAt(cache: MtimeCache, key: string, storedMtimeMs?: number): void {
-  cache.wrote('b', key, { etag: '"e1"', size: 4, metadata: {}, storedMtimeMs, lastModifiedFromMs: NOW - 2_000, lastModifiedToMs: NOW + 2_000 });
+  cache.wrote('b', key, { etag: '"e1"', size: 4, metadata: {}, storedMtimeMs, lastModifiedFromMs: NOW - 2_000, lastModifiedToMs: NOW + 2_000 }, 3);
 }
 
 test('what this server just stored answers a listing of that version without a HEAD', () => {
@@ -81,14 +81,14 @@ test('records of what was written are bounded in number', () => {
 test('the metadata a download just read answers for 5 s, until the server changes the key', () => {
   let now = NOW;
   const cache = new MtimeCache({ now: () => now });
-  cache.read('b', 'got', { md5: 'aa' });
-  assert.deepEqual(cache.justSeenMetadata('b', 'got'), { md5: 'aa' });
+  cache.read('b', 'got', { md5: 'aa' }, 1);
+  assert.deepEqual(cache.justSeenMetadata('b', 'got'), { metadata: { md5: 'aa' }, changeSeq: 1 }, 'with the change log position of the read');
   assert.equal(cache.justSeenMetadata('other', 'got'), undefined, 'another store or role');
   wroteAt(cache, 'got', 7_000);
-  assert.deepEqual(cache.justSeenMetadata('b', 'got'), {}, 'what was stored since wins');
+  assert.deepEqual(cache.justSeenMetadata('b', 'got'), { metadata: {}, changeSeq: 3 }, 'what was stored since wins');
   cache.forget('b', 'got');
   assert.equal(cache.justSeenMetadata('b', 'got'), undefined);
-  cache.read('b', 'later', { md5: 'bb' });
+  cache.read('b', 'later', { md5: 'bb' }, 1);
   now += 5_000;
   assert.equal(cache.justSeenMetadata('b', 'later'), undefined);
 });

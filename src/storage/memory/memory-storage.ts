@@ -216,6 +216,7 @@ export class MemoryStorage implements Storage {
     if (path === '/') throw new AlreadyExistsError('/: already exists');
     if (this.#parentIsFile(path)) throw new WrongTypeError(`${dirname(path)}: not a directory`);
     if (this.#exists(path)) throw new AlreadyExistsError(`${path}: already exists`);
+    if (!this.#directory(dirname(path))) throw new NotFoundError(`${dirname(path)}: no such file or directory`);
     this.#bucket.put(`${key}/`, Buffer.alloc(0));
   }
 
@@ -252,6 +253,7 @@ export class MemoryStorage implements Storage {
     if (this.#parentIsFile(to)) throw new WrongTypeError(`${dirname(to)}: not a directory`);
     const source = this.#bucket.get(fromKey);
     if (!source && !this.#directory(from)) throw new NotFoundError(`${from}: no such file or directory`);
+    if (!this.#directory(dirname(to))) throw new NotFoundError(`${dirname(to)}: no such file or directory`);
     if (from === to) return;
     const target = this.#bucket.get(toKey);
     const directory = target ? undefined : this.#directory(to);

@@ -221,17 +221,18 @@ export class DirectoryMemory {
   }
 
   /**
-   * The directory `key` ("home/a/b", no trailing slash) was seen to exist: for the next `ttlMs` it is
-   * taken to still exist (docs/adr/0018), unless it or a directory above it changes through this server.
+   * The directory `key` ("home/a/b", no trailing slash) was seen to exist by a request made at log
+   * position `seq` (take `seq` before asking S3): for the next `ttlMs` it is taken to still exist
+   * (docs/adr/0018), unless it or a directory above it changes through this server after `seq`.
    */
-  sawDirectory(key: string, marker?: { mtime: Date | undefined }): void {
+  sawDirectory(key: string, seq: number, marker?: { mtime: Date | undefined }): void {
     const now = this.#now();
     if (this.#seen.size >= MAX_SEEN) {
       for (const [k, seen] of this.#seen) if (seen.until <= now) this.#seen.delete(k);
       while (this.#seen.size >= MAX_SEEN) this.#seen.delete(this.#seen.keys().next().value as string);
     }
     this.#seen.delete(key);
-    this.#seen.set(key, { until: now + this.#ttlMs, seq: this.#log.seq, ...(marker ? { marker } : {}) });
+    this.#seen.set(key, { until: now + this.#ttlMs, seq, ...(marker ? { marker } : {}) });
   }
 
   /**

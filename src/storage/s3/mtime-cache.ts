@@ -49,6 +49,18 @@ export interface WrittenObject {
   lastModifiedToMs: number;
 }
 
+/**
+ * A WrittenObject as recorded, with the server's change log position (directory-memory.ts) once the
+ * store was noted there: the storage that answers from it checks that nothing changed the key since.
+ */
+export type StoredRecord = WrittenObject & { changeSeq: number };
+
+/** User metadata this server just stored or read, with the change log's position then. */
+export interface SeenMetadata {
+  metadata: Record<string, string>;
+  changeSeq: number;
+}
+
 /** Where a listing found the mtime of each file it listed (for the metrics). */
 export type ListedMtimeSource = 'memory' | 'written' | 'index' | 'head';
 
@@ -57,9 +69,9 @@ export class MtimeCache {
   /** Files listed with stored mtimes looked up, by where the answer came from; read by the metrics. */
   readonly listed: Record<ListedMtimeSource, number> = { memory: 0, written: 0, index: 0, head: 0 };
   #entries = new Map<string, Entry>();
-  #written: RecentRecords<WrittenObject>;
+  #written: RecentRecords<StoredRecord>;
   /** The user metadata a download's GET returned, by key, for the checksum commands that follow it. */
-  #read: RecentRecords<Record<string, string>>;
+  #read: RecentRecords<SeenMetadata>;
   /** Set once a HEAD showed a Last-Modified other than the listing's second (see sawHeadOfListed). */
   #listingSecondsDiffer = false;
   #max: number;
@@ -102,18 +114,23 @@ export class MtimeCache {
    * A download opened the object and its GET returned this metadata: rclone runs md5sum on each file
    * it downloaded, right after, and the stored hashes are in it. Kept 5 s, as justStored().
    */
-  read(bucket: string, key: string, metadata: Record<string, string>): void {
-    this.#read.set(cacheKey(bucket, key), metadata);
+  read(bucket: string, key: string, metadata: Record<string, string>, changeSeq: number): void {
+    this.#read.set(cacheKey(bucket, key), { metadata, changeSeq });
   }
 
   /** The user metadata of the object as this server last stored or read it, within the last 5 s. */
-  justSeenMetadata(bucket: string, key: string): Record<string, string> | undefined {
-    return this.justStored(bucket, key)?.metadata ?? this.#read.get(cacheKey(bucket, key), JUST_STORED_MS);
+  justSeenMetadata(bucket: string, key: string): SeenMetadata | undefined {
+    const stored = this.justStored(bucket, key);
+    if (stored) return { metadata: stored.metadata, changeSeq: stored.changeSeq };
+    return this.#read.get(cacheKey(bucket, key), JUST_STORED_MS);
   }
 
-  /** Records an object this server has just stored (after forget(), which its change needs anyway). */
-  wrote(bucket: string, key: string, object: WrittenObject): void {
-    this.#written.set(cacheKey(bucket, key), object);
+  /**
+   * Records an object this server has just stored (after forget(), which its change needs anyway),
+   * with the change log's position once that change was noted.
+   */
+  wrote(bucket: string, key: string, object: WrittenObject, changeSeq: number): void {
+    this.#written.set(cacheKey(bucket, key), { ...object, changeSeq });
   }
 
   /**
@@ -135,7 +152,7 @@ export class MtimeCache {
    * What this server stored at the key in the last 5 s, unless it changed the key since. Another
    * replica's change in those seconds is not seen, as with a held listing (docs/adr/0019, 0022).
    */
-  justStored(bucket: string, key: string): WrittenObject | undefined {
+  justStored(bucket: string, key: string): StoredRecord | undefined {
     return this.#written.get(cacheKey(bucket, key), JUST_STORED_MS);
   }
 

@@ -57,7 +57,7 @@ import {
   shouldReadIndex,
   shouldWriteIndex,
 } from './listing-index.ts';
-import { MtimeCache, mtimeMetadata, parseMtime } from './mtime-cache.ts';
+import { MtimeCache, mtimeMetadata, parseMtime, type StoredRecord, type WrittenObject } from './mtime-cache.ts';
 import { READ_AHEAD_BYTES, ReadAhead, ReadAheadBudget, type ListedFile } from './read-ahead.ts';
 import { isReservedKey } from './reserved-keys.ts';
 import { deadlineFor, withRetries } from './retry.ts';
@@ -65,7 +65,10 @@ import { getFirstChunk, S3Reader, type FirstChunk } from './reader.ts';
 import type { Clock, UploadEvents } from './upload-pipeline.ts';
 import type { UploadRegistry } from './upload-registry.ts';
 import { ConditionalWrites, type DeferredUpload, S3Writer } from './writer.ts';
-import type { TempUploads } from './temp-uploads.ts';
+import type { ParkedUpload, TempUploads } from './temp-uploads.ts';
+
+/** Hands what a change stored to #changing, which records it once the change is noted (#wrote). */
+type RecordWrite = (key: string, written: WrittenObject) => void;
 
 export interface S3StorageOptions {
   client: S3Client;
@@ -227,6 +230,8 @@ export class S3Storage implements Storage {
     const key = this.#key(path);
     const context = `stat ${path}`;
     if (path === '/') return this.#directoryInfo('/', undefined);
+    // What S3 answers is remembered as of now, before it is asked (a change meanwhile counts against it).
+    const seq = this.#memory.seq;
     // An upload in progress wins over the object it will replace: an overwrite reports the bytes
     // received so far, as a new file does (and as a disk would after O_TRUNC).
     const live = this.#o.uploads.get(this.#bucket, key);
@@ -239,7 +244,7 @@ export class S3Storage implements Storage {
     const seenDirectory = live || known?.state.file ? undefined : this.#memory.seenDirectoryMarker(key);
     if (seenDirectory) return this.#directoryInfo(basename(path), seenDirectory.mtime);
     // A file this server stored in the last 5 s with a time (SETSTAT's copy, `put -p`): what a HEAD would tell (docs/adr/0022).
-    const stored = live ? undefined : this.#mtimeCache.justStored(this.#mtimeScope, key);
+    const stored = live ? undefined : this.#justStored(key);
     if (stored?.storedMtimeMs !== undefined) return { name: basename(path), isDirectory: false, size: stored.size, mtime: new Date(stored.storedMtimeMs) };
     // A file read ahead (docs/adr/0021) carries what a HEAD would tell.
     const ahead = live || known?.state.file?.statMtime ? undefined : await this.#readAhead.peek(key);
@@ -272,7 +277,7 @@ export class S3Storage implements Storage {
     }
     const directory = await (directoryAlongside ?? this.#directory(path, context));
     if (directory) {
-      this.#sawDirectory(path, { mtime: directory.markerMtime });
+      this.#sawDirectory(path, seq, { mtime: directory.markerMtime });
       return this.#directoryInfo(basename(path), directory.markerMtime);
     }
     this.#hints.forget(this.#mtimeScope, key);
@@ -308,7 +313,7 @@ export class S3Storage implements Storage {
         first = false;
         if (await shadowingFile) throw new WrongTypeError(`${path}: not a directory`);
         if (!page.sawAnything && path !== '/') throw new NotFoundError(`${path}: no such file or directory`);
-        this.#sawDirectory(path);
+        this.#sawDirectory(path, seq);
         if (index && page.date) index.builder = new ListingIndexBuilder(coveredAtFrom(page.date));
       }
       pages++;
@@ -358,6 +363,7 @@ export class S3Storage implements Storage {
     const context = `open ${path}`;
     await this.#settleParked(key);
     if (path === '/') throw new WrongTypeError('/: is a directory');
+    const readSeq = this.#memory.seq;
     const object = this.#readerOptions(key, path);
     // The first ranged GET is the open: no HEAD before it (docs/adr/0018), and none at all for a
     // file read ahead (docs/adr/0021).
@@ -372,7 +378,7 @@ export class S3Storage implements Storage {
       throw new NotFoundError(`${path}: no such file or directory`);
     }
     this.#readAhead.opened(key);
-    if (first !== 'empty' && first.metadata && Object.keys(first.metadata).length > 0) this.#mtimeCache.read(this.#mtimeScope, key, first.metadata);
+    if (first !== 'empty' && first.metadata && Object.keys(first.metadata).length > 0) this.#mtimeCache.read(this.#mtimeScope, key, first.metadata, readSeq);
     if (first === 'empty') {
       const info = this.#fileInfo(basename(path), head!);
       return new S3Reader({ ...object, size: info.size, mtime: info.mtime, ...(head!.ETag ? { etag: head!.ETag } : {}), closer });
@@ -448,9 +454,9 @@ export class S3Storage implements Storage {
       resume: this.#o.resume ?? true,
       onCommitted: (written) => {
         this.#mtimeCache.forget(this.#mtimeScope, key);
-        if (written) this.#mtimeCache.wrote(this.#mtimeScope, key, written);
         this.#memory.changed(key);
         if (finalPath) this.#memory.changed(this.#key(finalPath));
+        if (written) this.#wrote(key, written);
       },
       ...(this.#o.events ? { events: this.#o.events } : {}),
       ...(this.#o.uploadBudget ? { budget: this.#o.uploadBudget } : {}),
@@ -495,10 +501,10 @@ export class S3Storage implements Storage {
         const head = await this.#head(fromKey, context);
         if (!head) throw new NotFoundError(`${path}: the upload vanished before it could be stored`);
         this.#mtimeCache.forget(this.#mtimeScope, toKey);
-        this.#memory.changed(fromKey);
-        this.#memory.changed(toKey);
-        await this.#copier.copy({ key: fromKey, size: head.ContentLength ?? 0, head }, toKey, context, { ...head.Metadata, ...metadata });
-        await this.#delete(fromKey, context);
+        await this.#changing([fromKey, toKey], async () => {
+          await this.#copier.copy({ key: fromKey, size: head.ContentLength ?? 0, head }, toKey, context, { ...head.Metadata, ...metadata });
+          await this.#delete(fromKey, context);
+        });
       },
       remove: (key) => this.#delete(key, context),
     };
@@ -520,9 +526,10 @@ export class S3Storage implements Storage {
     if (target.file || target.directory || this.#o.uploads.get(this.#bucket, key)) {
       throw new AlreadyExistsError(`${path}: already exists`);
     }
-    this.#memory.changed(key);
-    await this.#putMarker(`${key}/`, context);
-    this.#sawDirectory(path);
+    // As mkdir(2): S3 would make the missing parents exist implicitly.
+    if (parent === 'missing') throw new NotFoundError(`${dirname(path)}: no such file or directory`);
+    await this.#changing([key], () => this.#putMarker(`${key}/`, context));
+    this.#sawDirectory(path, this.#memory.seq);
     // Nothing was under the name when it was looked up: the new directory is known to be empty for
     // the 5 s from that lookup (changes after the marker count against it, as against any listing).
     this.#memory.remember(`${key}/`, lookedAt, this.#memory.seq, new Map());
@@ -572,8 +579,7 @@ export class S3Storage implements Storage {
     if (keys.some((k) => k !== marker) || (page.CommonPrefixes?.length ?? 0) > 0) {
       throw new NotEmptyError('directory not empty');
     }
-    this.#forgetDirectories(path);
-    await this.#delete(marker, context);
+    await this.#changing([], () => this.#delete(marker, context), [path]);
     await this.#keepParent(path);
   }
 
@@ -592,12 +598,15 @@ export class S3Storage implements Storage {
     ]);
     if (parent === 'file') throw new WrongTypeError(`${dirname(to)}: not a directory`);
     if (!source && !(await this.#directory(from, context))) throw new NotFoundError(`${from}: no such file or directory`);
+    // As rename(2): S3 would make the target's missing parents exist implicitly, also for a user who may not create directories.
+    if (parent === 'missing') throw new NotFoundError(`${dirname(to)}: no such file or directory`);
     if (from === to) return;
     options.check?.(this.#lookedUpInfo(to, target));
-    this.#forgetDirectories(from);
-    this.#forgetDirectories(to);
-    if (source) return this.#renameFile(from, to, fromKey, toKey, source, target, options, context);
-    return this.#renameDirectory(from, to, target, context);
+    await this.#changing(
+      [],
+      (record) => (source ? this.#renameFile(from, to, fromKey, toKey, source, target, options, context, record) : this.#renameDirectory(from, to, target, context)),
+      [from, to],
+    );
   }
 
   /** A lookup's answer as the FileInfo a check is given (a directory's time is not looked up). */
@@ -641,7 +650,21 @@ export class S3Storage implements Storage {
     const context = `setstat ${path}`;
     const { check } = options;
     const parked = this.#o.tempUploads?.peek(this.#bucket, key);
-    this.#memory.changed(key);
+    // Looked up before this change is noted, which would make it stale.
+    const stored = this.#justStored(key);
+    await this.#changing([key], (record) => this.#setMtime(path, key, context, mtime, check, parked, stored, record));
+  }
+
+  async #setMtime(
+    path: string,
+    key: string,
+    context: string,
+    mtime: Date,
+    check: SetMtimeOptions['check'],
+    parked: ParkedUpload | undefined,
+    stored: StoredRecord | undefined,
+    record: RecordWrite,
+  ): Promise<void> {
     if (parked) {
       if (check?.({ isDirectory: false }) === false) return;
       // WinSCP sets the time between CLOSE and RENAME: it is stored when the upload is.
@@ -651,10 +674,9 @@ export class S3Storage implements Storage {
     // Another session's upload in progress: the caller decides (SETSTAT leaves it alone).
     if (check && this.#o.uploads.get(this.#bucket, key) && !check({ isDirectory: false, uploading: true })) return;
     // What this server just stored is copied without a HEAD, if S3 still holds that version.
-    const stored = this.#mtimeCache.justStored(this.#mtimeScope, key);
     if (stored) {
       if (check?.({ isDirectory: false }) === false) return;
-      if (await this.#copyWithMtime(key, context, mtime, { ...stored, ifMatch: stored.etag })) return;
+      if (await this.#copyWithMtime(key, context, mtime, { ...stored, ifMatch: stored.etag }, record)) return;
     }
     const head = path === '/' ? undefined : await this.#head(key, context);
     if (!head) {
@@ -665,7 +687,7 @@ export class S3Storage implements Storage {
       throw new NotFoundError(`${path}: no such file or directory`);
     }
     if (!stored && check?.({ isDirectory: false }) === false) return;
-    await this.#copyWithMtime(key, context, mtime, { size: head.ContentLength ?? 0, metadata: head.Metadata ?? {}, head });
+    await this.#copyWithMtime(key, context, mtime, { size: head.ContentLength ?? 0, metadata: head.Metadata ?? {}, head }, record);
   }
 
   /**
@@ -677,6 +699,7 @@ export class S3Storage implements Storage {
     context: string,
     mtime: Date,
     source: { size: number; metadata: Record<string, string>; storageClass?: string; head?: HeadObjectCommandOutput; ifMatch?: string },
+    record: RecordWrite,
   ): Promise<boolean> {
     this.#mtimeCache.forget(this.#mtimeScope, key);
     // Without a HEAD, the object's headers are what this server stored: its metadata and storage class.
@@ -690,7 +713,7 @@ export class S3Storage implements Storage {
     const copy = { key, size: source.size, head, ...(source.ifMatch ? { ifMatch: source.ifMatch } : {}) };
     try {
       const written = await this.#copier.copy(copy, key, context, { ...source.metadata, mtime: mtimeMetadata(mtime) });
-      if (written) this.#mtimeCache.wrote(this.#mtimeScope, key, written);
+      if (written) record(key, written);
       return true;
     } catch (err) {
       // Replaced since (412), or a store without conditional copies (501): the HEAD decides.
@@ -705,7 +728,7 @@ export class S3Storage implements Storage {
     const context = `checksum ${path}`;
     await this.#settleParked(key);
     // The hashes of a file this server just stored or downloaded (rclone runs md5sum after each).
-    const justSeen = this.#mtimeCache.justSeenMetadata(this.#mtimeScope, key)?.[algorithm];
+    const justSeen = this.#justSeenMetadata(key)?.[algorithm];
     if (isHexDigest(algorithm, justSeen)) return justSeen;
     const head = path === '/' ? undefined : await this.#head(key, context);
     if (!head) {
@@ -745,8 +768,7 @@ export class S3Storage implements Storage {
     const head = await this.#head(key, context);
     if (!head || (etag !== undefined && head.ETag !== etag)) return;
     this.#mtimeCache.forget(this.#mtimeScope, key);
-    this.#memory.changed(key);
-    await this.#copier.copy({ key, size: head.ContentLength ?? 0, head }, key, context, { ...head.Metadata, ...metadata });
+    await this.#changing([key], () => this.#copier.copy({ key, size: head.ContentLength ?? 0, head }, key, context, { ...head.Metadata, ...metadata }));
   }
 
   async #renameFile(
@@ -758,6 +780,7 @@ export class S3Storage implements Storage {
     target: NameLookup,
     options: RenameOptions,
     context: string,
+    record: RecordWrite,
   ): Promise<void> {
     if (target.file && !options.overwrite) throw new AlreadyExistsError(`${to}: file already exists`);
     if (!target.file && target.directory) {
@@ -767,7 +790,7 @@ export class S3Storage implements Storage {
     }
     this.#mtimeCache.forget(this.#mtimeScope, toKey);
     const written = await this.#copier.copy({ key: fromKey, size: source.ContentLength ?? 0, head: source }, toKey, context);
-    if (written) this.#mtimeCache.wrote(this.#mtimeScope, toKey, written);
+    if (written) record(toKey, written);
     await this.#delete(fromKey, context);
     this.#mtimeCache.forget(this.#mtimeScope, fromKey);
     await this.#keepParent(from);
@@ -954,12 +977,13 @@ export class S3Storage implements Storage {
   async #parent(path: string, context: string): Promise<'ok' | 'file' | 'missing'> {
     const parent = dirname(path);
     if (this.#recentlySeen(parent)) return 'ok';
+    const seq = this.#memory.seq;
     // Only "it is a directory" is taken from memory; the refusals are S3's answers.
     const found = await this.#lookup(parent, context, (known) => known !== 'absent' && !known.file && known.directory);
     if (found.until !== undefined) return 'ok';
     if (found.file) return 'file';
     if (!found.directory) return 'missing';
-    this.#sawDirectory(parent);
+    this.#sawDirectory(parent, seq);
     return 'ok';
   }
 
@@ -968,9 +992,10 @@ export class S3Storage implements Storage {
     return path === '/' || this.#memory.seenDirectory(this.#key(path));
   }
 
-  #sawDirectory(path: string, marker?: { mtime: Date | undefined }): void {
+  /** `seq`: the change log's position before S3 was asked (DirectoryMemory.seq). */
+  #sawDirectory(path: string, seq: number, marker?: { mtime: Date | undefined }): void {
     if (path === '/') return;
-    this.#memory.sawDirectory(this.#key(path), marker);
+    this.#memory.sawDirectory(this.#key(path), seq, marker);
     this.#hints.note(this.#mtimeScope, this.#key(path));
   }
 
@@ -979,6 +1004,47 @@ export class S3Storage implements Storage {
     if (path === '/') return;
     this.#memory.changed(this.#key(path));
     this.#hints.forget(this.#mtimeScope, this.#key(path));
+  }
+
+  /**
+   * Runs a change of `keys` (and of the directories `paths`) in S3, noting it in the change log
+   * before and after: a listing requested in between, which S3 may still answer with the old state,
+   * then counts as older than the change (docs/adr/0019). What the change stored (`record`) is
+   * recorded after the last note, so that note does not make it stale.
+   */
+  async #changing<T>(keys: readonly string[], change: (record: RecordWrite) => Promise<T>, paths: readonly string[] = []): Promise<T> {
+    const note = () => {
+      for (const key of keys) this.#memory.changed(key);
+      for (const path of paths) this.#forgetDirectories(path);
+    };
+    const stored: [string, WrittenObject][] = [];
+    note();
+    try {
+      return await change((key, written) => stored.push([key, written]));
+    } finally {
+      note();
+      for (const [key, written] of stored) this.#wrote(key, written);
+    }
+  }
+
+  /** Records what this server just stored at `key`, after the change log noted the change. */
+  #wrote(key: string, written: WrittenObject): void {
+    this.#mtimeCache.wrote(this.#mtimeScope, key, written, this.#memory.seq);
+  }
+
+  /**
+   * What this server stored at `key` in the last 5 s (docs/adr/0022), unless the key or a directory
+   * above it changed through this server since, by any session of any user of the bucket.
+   */
+  #justStored(key: string): StoredRecord | undefined {
+    const stored = this.#mtimeCache.justStored(this.#mtimeScope, key);
+    return stored && !this.#memory.changedAfter(key, stored.changeSeq) ? stored : undefined;
+  }
+
+  /** The metadata this server just stored or read at `key`, on the same terms as #justStored. */
+  #justSeenMetadata(key: string): Record<string, string> | undefined {
+    const seen = this.#mtimeCache.justSeenMetadata(this.#mtimeScope, key);
+    return seen && !this.#memory.changedAfter(key, seen.changeSeq) ? seen.metadata : undefined;
   }
 
   /**
