@@ -35,7 +35,7 @@ import { createBucket, s3ClientFor } from '../test/support/harness.ts';
 import { startSwift, type SwiftS3 } from '../dev/swift.ts';
 import { startS3LatencyProxy, countByKind, formatCounts, type S3LatencyProxy } from '../test/support/s3-latency-proxy.ts';
 import { median, percentile, fmt, ratio, markdownTable, mbps } from './lib/stats.ts';
-import { groupCpuSeconds, groupRssBytes, settledRssBytes, RssSampler } from './lib/procs.ts';
+import { groupCpuSeconds, groupRssBytes, settledRssBytes, machineBusySeconds, RssSampler } from './lib/procs.ts';
 import { startS3sftp, startRclone, startSshd, writeClientKey, type SftpSystem, type ClientKey } from './lib/systems.ts';
 import { runSftp, check, ioChars, storageWrites, openSsh2Sftp, p, type Ssh2Session } from './lib/client.ts';
 
@@ -97,8 +97,9 @@ interface Sample {
 }
 
 /** Runs one sftp transfer, measuring time, server CPU and a time series (client bytes, server RSS). */
-async function measuredTransfer(ctx: Ctx, sys: SftpSystem, commands: string, dir: 'put' | 'get'): Promise<{ ms: number; cpu: number; series: Sample[] }> {
+async function measuredTransfer(ctx: Ctx, sys: SftpSystem, commands: string, dir: 'put' | 'get'): Promise<{ ms: number; cpu: number; machine: number; series: Sample[] }> {
   const cpu0 = groupCpuSeconds(sys.pid);
+  const machine0 = machineBusySeconds();
   const series: Sample[] = [];
   let clientPid = 0;
   let last = { t: performance.now(), bytes: 0 };
@@ -116,8 +117,9 @@ async function measuredTransfer(ctx: Ctx, sys: SftpSystem, commands: string, dir
   const run = await runSftp(sys, ctx.key, commands, { cwd: ctx.work, workDir: ctx.work, onStart: (pid) => (clientPid = pid) });
   clearInterval(timer);
   check(run, `${sys.name} ${dir}`);
+  const machine = machineBusySeconds() - machine0;
   await sleep(300); // sshd reaps its per-connection children; their CPU lands in its cutime
-  return { ms: run.ms, cpu: groupCpuSeconds(sys.pid) - cpu0, series };
+  return { ms: run.ms, cpu: groupCpuSeconds(sys.pid) - cpu0, machine, series };
 }
 
 async function bigFiles(ctx: Ctx): Promise<void> {
@@ -138,9 +140,10 @@ async function bigFiles(ctx: Ctx): Promise<void> {
   const ids = new Map<SftpSystem | 'sdk', string>([[s3sftp, 's3sftp'], [rclone, 'rclone'], [sshd, 'sshd'], ['sdk', 'sdk'], ...(other ? [[other, 'compare'] as const] : [])]);
   const wanted = process.env.BENCH_BIG_SYSTEMS?.split(',').map((x) => x.trim());
   if (wanted) systems.splice(0, systems.length, ...systems.filter((x) => wanted.includes(ids.get(x)!)));
-  type Row = { put: number[]; get: number[]; cpuPut: number[]; cpuGet: number[] };
+  type Row = { put: number[]; get: number[]; cpuPut: number[]; cpuGet: number[]; machinePut: number[]; machineGet: number[] };
   const rows = new Map<string, Row>();
-  const row = (name: string) => rows.get(name) ?? rows.set(name, { put: [], get: [], cpuPut: [], cpuGet: [] }).get(name)!;
+  const empty = (): Row => ({ put: [], get: [], cpuPut: [], cpuGet: [], machinePut: [], machineGet: [] });
+  const row = (name: string) => rows.get(name) ?? rows.set(name, empty()).get(name)!;
   const chart: Record<string, Sample[]> = {};
   try {
     for (let round = 0; round < CFG.rounds; round++) {
@@ -149,9 +152,12 @@ async function bigFiles(ctx: Ctx): Promise<void> {
         if (sys === 'sdk') {
           const up = await timed(() => directUpload(ctx.client, ctx.bucket, 'direct/payload.bin', payload));
           const down = await timed(() => directDownload(ctx.client, ctx.bucket, 'direct/payload.bin', size, back));
-          row('AWS SDK straight to S3').put.push(mbps(size, up));
-          row('AWS SDK straight to S3').get.push(mbps(size, down));
-          log(`big round ${round + 1}: sdk put ${fmt(mbps(size, up))} get ${fmt(mbps(size, down))} MB/s`);
+          const r = row('AWS SDK straight to S3');
+          r.put.push(mbps(size, up.ms));
+          r.get.push(mbps(size, down.ms));
+          r.machinePut.push(up.machine / (size / GIB));
+          r.machineGet.push(down.machine / (size / GIB));
+          log(`big round ${round + 1}: sdk put ${fmt(mbps(size, up.ms))} get ${fmt(mbps(size, down.ms))} MB/s`);
         } else {
           const put = await measuredTransfer(ctx, sys, `put payload.bin ${sys.remoteDir}payload.bin\n`, 'put');
           const get = await measuredTransfer(ctx, sys, `get ${sys.remoteDir}payload.bin ${back}\n`, 'get');
@@ -160,6 +166,8 @@ async function bigFiles(ctx: Ctx): Promise<void> {
           r.get.push(mbps(size, get.ms));
           r.cpuPut.push(put.cpu / (size / GIB));
           r.cpuGet.push(get.cpu / (size / GIB));
+          r.machinePut.push(put.machine / (size / GIB));
+          r.machineGet.push(get.machine / (size / GIB));
           if (round === CFG.rounds - 1) {
             const offset = put.series.at(-1)?.t ?? 0;
             chart[sys.name] = [...put.series, ...get.series.map((s) => ({ ...s, t: s.t + offset + 0.25 }))];
@@ -174,21 +182,21 @@ async function bigFiles(ctx: Ctx): Promise<void> {
     await rm(payload, { force: true });
   }
   const m = (name: string) => {
-    const r = rows.get(name) ?? { put: [], get: [], cpuPut: [], cpuGet: [] };
-    return { put: median(r.put), get: median(r.get), cpuPut: median(r.cpuPut), cpuGet: median(r.cpuGet) };
+    const r = rows.get(name) ?? empty();
+    return { put: median(r.put), get: median(r.get), cpuPut: median(r.cpuPut), cpuGet: median(r.cpuGet), machinePut: median(r.machinePut), machineGet: median(r.machineGet) };
   };
   const me = m('s3sftp');
   const rc = m(rclone.name);
   const ssh = m(sshd.name);
   const sdk = m('AWS SDK straight to S3');
   const table = markdownTable(
-    ['system', 'put MB/s', 'get MB/s', 'server CPU-s/GiB put', 'get'],
+    ['system', 'put MB/s', 'get MB/s', 'server CPU-s/GiB put', 'get', 'machine CPU-s/GiB put', 'get'],
     [
-      [sshd.name + ' — SSH ceiling', fmt(ssh.put), fmt(ssh.get), fmt(ssh.cpuPut), fmt(ssh.cpuGet)],
-      ['AWS SDK straight to S3 — S3 ceiling', fmt(sdk.put), fmt(sdk.get), '–', '–'],
-      [`\`${rclone.name}\` — the peer`, fmt(rc.put), fmt(rc.get), fmt(rc.cpuPut), fmt(rc.cpuGet)],
-      ['**s3sftp**', fmt(me.put), fmt(me.get), fmt(me.cpuPut), fmt(me.cpuGet)],
-      ...(other ? [((o) => [other.name, fmt(o.put), fmt(o.get), fmt(o.cpuPut), fmt(o.cpuGet)])(m(other.name))] : []),
+      [sshd.name + ' — SSH ceiling', fmt(ssh.put), fmt(ssh.get), fmt(ssh.cpuPut), fmt(ssh.cpuGet), fmt(ssh.machinePut), fmt(ssh.machineGet)],
+      ['AWS SDK straight to S3 — S3 ceiling', fmt(sdk.put), fmt(sdk.get), '–', '–', fmt(sdk.machinePut), fmt(sdk.machineGet)],
+      [`\`${rclone.name}\` — the peer`, fmt(rc.put), fmt(rc.get), fmt(rc.cpuPut), fmt(rc.cpuGet), fmt(rc.machinePut), fmt(rc.machineGet)],
+      ['**s3sftp**', fmt(me.put), fmt(me.get), fmt(me.cpuPut), fmt(me.cpuGet), fmt(me.machinePut), fmt(me.machineGet)],
+      ...(other ? [((o) => [other.name, fmt(o.put), fmt(o.get), fmt(o.cpuPut), fmt(o.cpuGet), fmt(o.machinePut), fmt(o.machineGet)])(m(other.name))] : []),
     ],
   );
   const ratios = markdownTable(
@@ -202,7 +210,7 @@ async function bigFiles(ctx: Ctx): Promise<void> {
   ctx.report.push(
     `## Big files: ${CFG.mib} MiB, OpenSSH sftp client, median of ${CFG.rounds} rounds`,
     '',
-    `Upload parts ${CFG.partSize / MIB} MiB × ${CFG.concurrency}, download ranges ${CFG.downloadPart / MIB} MiB × ${CFG.concurrency} (s3sftp defaults; the SDK baseline and rclone use the same). Server CPU = user+sys of the server's process group during the transfer.`,
+    `Upload parts ${CFG.partSize / MIB} MiB × ${CFG.concurrency}, download ranges ${CFG.downloadPart / MIB} MiB × ${CFG.concurrency} (s3sftp defaults; the SDK baseline and rclone use the same). Server CPU = user+sys of the server's process group during the transfer. Machine CPU = every core's busy time during it (/proc/stat): client, server and the S3 server together, and anything else running; when a transfer keeps the machine busy, throughput between two systems goes as the inverse of their machine CPU per GiB (docs/performance.md, "Session 9: the put's ceiling on two cores").`,
     '',
     table,
     '',
@@ -214,10 +222,12 @@ async function bigFiles(ctx: Ctx): Promise<void> {
   await renderChart(chart);
 }
 
-async function timed(fn: () => Promise<void>): Promise<number> {
+/** Wall ms and the machine's busy CPU seconds over `fn`. */
+async function timed(fn: () => Promise<void>): Promise<{ ms: number; machine: number }> {
   const start = performance.now();
+  const machine0 = machineBusySeconds();
   await fn();
-  return performance.now() - start;
+  return { ms: performance.now() - start, machine: machineBusySeconds() - machine0 };
 }
 
 /** The S3 ceiling for uploads: SDK multipart with the same part size and concurrency. */
@@ -410,7 +420,7 @@ async function requestsPerOperation(ctx: Ctx, sys: SftpSystem, proxy: S3LatencyP
   const op = async (name: string, sftp: string, fn: () => Promise<void>) => {
     await sleep(50);
     const mark = proxy.requests.length;
-    const ms = await timed(fn);
+    const { ms } = await timed(fn);
     await sleep(100); // requests the server makes after replying (none expected) are still counted
     const reqs = proxy.since(mark);
     out.push({ name, sftp, count: reqs.length, kinds: formatCounts(countByKind(reqs)), ms });

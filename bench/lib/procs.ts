@@ -51,6 +51,16 @@ export function groupCpuSeconds(leader: number): number {
   return total;
 }
 
+/**
+ * CPU seconds the whole machine has spent busy so far (user, nice, system, irq, softirq over all
+ * cores, from /proc/stat): the client, the server and the S3 server together, plus anything else running.
+ */
+export function machineBusySeconds(): number {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq] = cpu;
+  return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0)) / TICKS;
+}
+
 /** Resident memory (bytes) of the process group now. */
 export function groupRssBytes(leader: number): number {
   let total = 0;
