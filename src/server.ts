@@ -245,6 +245,7 @@ async function start(config: Config, log: Logger, started: StartedParts, options
         bucket: location.s3.bucket,
         // What one user's session learnt of an object answers another's only through the same store and role.
         storeScope: scope,
+        endpoint: location.s3.endpoint ?? '',
         directoryPeers: directoryPeers.group([user.username, scope, location.s3.bucket].join('\u0000')),
         keyPrefix: location.s3.keyPrefix,
         config: location.s3.storageClass ? { ...config.s3, storageClass: location.s3.storageClass } : config.s3,

@@ -13,7 +13,7 @@
  */
 import type { Logger } from 'pino';
 import { AlreadyExistsError, NotFoundError, PermissionDeniedError, UnsupportedError, WrongTypeError } from './errors.ts';
-import { basename, isWithin } from './paths.ts';
+import { basename, dirname, isWithin } from './paths.ts';
 import type { FileInfo, FileReader, FileWriter, HashAlgorithm, OpenWriteOptions, RenameOptions, SetMtimeOptions, Storage } from './storage.ts';
 
 /** One storage mounted at a path of the tree. */
@@ -106,13 +106,13 @@ export class MountedStorage implements Storage {
   async openWrite(path: string, options?: OpenWriteOptions): Promise<FileWriter> {
     this.#refuseVirtual(path, () => new WrongTypeError(`${path} is a directory`));
     const r = this.#route(path);
-    return r.storage.openWrite(r.inner, options);
+    return this.#inVirtualParent(r, path, () => r.storage.openWrite(r.inner, options));
   }
 
   async mkdir(path: string): Promise<void> {
     this.#refuseVirtual(path, () => new AlreadyExistsError(`${path} already exists`));
     const r = this.#route(path);
-    return r.storage.mkdir(r.inner);
+    return this.#inVirtualParent(r, path, () => r.storage.mkdir(r.inner));
   }
 
   async remove(path: string): Promise<void> {
@@ -132,8 +132,12 @@ export class MountedStorage implements Storage {
     this.#refuseVirtual(to, () => new PermissionDeniedError(`${to} is a virtual folder (or holds one); choose another name`));
     const a = this.#route(from);
     const b = this.#route(to);
-    if (a.storage === b.storage) return a.storage.rename(a.inner, b.inner, options);
-    return this.#move(a, b, from, to, options);
+    if (a.storage === b.storage) return this.#inVirtualParent(b, to, () => a.storage.rename(a.inner, b.inner, options));
+    // Two names of one object (two folders on one bucket and prefix, or a folder inside the home's
+    // prefix): a rename onto itself, which changes nothing. A copy and a removal would delete it.
+    const here = a.storage.locate?.(a.inner);
+    if (here !== undefined && here === b.storage.locate?.(b.inner)) return a.storage.rename(a.inner, a.inner, options);
+    return this.#inVirtualParent(b, to, () => this.#move(a, b, from, to, options));
   }
 
   async setMtime(path: string, mtime: Date, options?: SetMtimeOptions): Promise<void> {
@@ -166,6 +170,28 @@ export class MountedStorage implements Storage {
   /** A strict ancestor of a mount point (not "/"): a directory made by the mounts. */
   #isVirtualParent(path: string): boolean {
     return path !== '/' && this.#childMounts(path).length > 0;
+  }
+
+  /**
+   * Runs a change that makes `path` in the home. A parent of a mount point is a directory to STAT
+   * and READDIR even where the home holds nothing; the home refuses a new name in it (no such
+   * directory, as mkdir(2) would), so that parent is made in the home, and the change runs again.
+   */
+  async #inVirtualParent<T>(r: Route, path: string, change: () => Promise<T>): Promise<T> {
+    try {
+      return await change();
+    } catch (err) {
+      const parent = dirname(path);
+      if (!(err instanceof NotFoundError) || r.storage !== this.#home || !this.#isVirtualParent(parent)) throw err;
+      for (let end = parent.indexOf('/', 1); ; end = parent.indexOf('/', end + 1)) {
+        const ancestor = end === -1 ? parent : parent.slice(0, end);
+        await this.#home.mkdir(ancestor).catch((mkdirErr: unknown) => {
+          if (!(mkdirErr instanceof AlreadyExistsError)) throw mkdirErr;
+        });
+        if (end === -1) break;
+      }
+      return change();
+    }
   }
 
   /** Throws `error()` for a mount point or one of its parents (not "/"). */

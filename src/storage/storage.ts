@@ -135,4 +135,9 @@ export interface Storage {
    * missing path, WrongTypeError for a directory.
    */
   checksum(path: string, algorithm: HashAlgorithm): Promise<string>;
+  /**
+   * Where `path` is kept: equal strings, from any two storages, name the same object (virtual
+   * folders can reach one bucket and prefix under two paths). Absent: cannot tell.
+   */
+  locate?(path: string): string;
 }

@@ -34,6 +34,9 @@ test('the least recently used entries go first', () => {
 });
 
 /** An object this server stored at NOW with one PutObject, answered at NOW by S3's clock. */
+/** The server changed nothing since a record (the storage asks its change log). */
+const current = () => true;
+
 function wroteAt(cache: MtimeCache, key: string, storedMtimeMs?: number): void {
   cache.wrote('b', key, { etag: '"e1"', size: 4, metadata: {}, storedMtimeMs, lastModifiedFromMs: NOW - 2_000, lastModifiedToMs: NOW + 2_000 }, 3);
 }
@@ -44,17 +47,18 @@ test('what this server just stored answers a listing of that version without a H
   wroteAt(cache, 'timed', 1_000_000);
   wroteAt(cache, 'plain');
   const listedAt = new Date(NOW - 400);
-  assert.equal(cache.written('b', 'timed', 'e1', listedAt), 1_000_000, 'the stored mtime (quotes do not matter)');
-  assert.equal(cache.written('b', 'plain', '"e1"', listedAt), Math.floor(listedAt.getTime() / 1000) * 1000, 'HEAD reports the listed second');
-  assert.equal(cache.known('b', 'plain', '"e1"', listedAt), Math.floor(listedAt.getTime() / 1000) * 1000);
+  assert.equal(cache.written('b', 'timed', 'e1', listedAt, current), 1_000_000, 'the stored mtime (quotes do not matter)');
+  assert.equal(cache.written('b', 'plain', '"e1"', listedAt, current), Math.floor(listedAt.getTime() / 1000) * 1000, 'HEAD reports the listed second');
+  assert.equal(cache.known('b', 'plain', '"e1"', listedAt, current), Math.floor(listedAt.getTime() / 1000) * 1000);
   assert.equal(cache.get('b', 'plain', '"e1"', listedAt), undefined, 'not a HEAD it read');
-  assert.equal(cache.written('b', 'timed', '"e2"', listedAt), undefined, 'other bytes: written by someone else');
-  assert.equal(cache.written('b', 'timed', '"e1"', new Date(NOW + 5_000)), undefined, 'same bytes stored again later (a copy elsewhere)');
-  assert.equal(cache.written('b', 'timed', '"e1"', new Date(NOW - 5_000)), undefined, 'dated before the PUT was sent');
+  assert.equal(cache.written('b', 'timed', '"e2"', listedAt, current), undefined, 'other bytes: written by someone else');
+  assert.equal(cache.written('b', 'timed', '"e1"', listedAt, (seq) => seq === 99), undefined, 'changed through the server since its record (another user, another role)');
+  assert.equal(cache.written('b', 'timed', '"e1"', new Date(NOW + 5_000), current), undefined, 'same bytes stored again later (a copy elsewhere)');
+  assert.equal(cache.written('b', 'timed', '"e1"', new Date(NOW - 5_000), current), undefined, 'dated before the PUT was sent');
   cache.forget('b', 'timed');
-  assert.equal(cache.written('b', 'timed', '"e1"', listedAt), undefined, 'changed here since');
+  assert.equal(cache.written('b', 'timed', '"e1"', listedAt, current), undefined, 'changed here since');
   now = NOW + 60_000;
-  assert.equal(cache.written('b', 'plain', '"e1"', listedAt), undefined, 'a minute later a HEAD decides again');
+  assert.equal(cache.written('b', 'plain', '"e1"', listedAt, current), undefined, 'a minute later a HEAD decides again');
 });
 
 test('a store whose HEAD does not report the listed second gets no answers for files written without a time', () => {
@@ -64,18 +68,18 @@ test('a store whose HEAD does not report the listed second gets no answers for f
   const listed = new Date(NOW - 1_400);
   // Same second: what every store seen so far does.
   cache.sawHeadOfListed(new Date(NOW - 60_400), new Date(NOW - 61_000));
-  assert.notEqual(cache.written('b', 'plain', '"e1"', listed), undefined);
+  assert.notEqual(cache.written('b', 'plain', '"e1"', listed, current), undefined);
   // A store that rounds up.
   cache.sawHeadOfListed(new Date(NOW - 60_400), new Date(NOW - 60_000));
-  assert.equal(cache.written('b', 'plain', '"e1"', listed), undefined);
-  assert.equal(cache.written('b', 'timed', '"e1"', listed), 7_000, 'a stored mtime is what HEAD reports on any store');
+  assert.equal(cache.written('b', 'plain', '"e1"', listed, current), undefined);
+  assert.equal(cache.written('b', 'timed', '"e1"', listed, current), 7_000, 'a stored mtime is what HEAD reports on any store');
 });
 
 test('records of what was written are bounded in number', () => {
   const cache = new MtimeCache({ maxEntries: 2, now: () => NOW });
   for (const key of ['a', 'b', 'c']) wroteAt(cache, key, 1);
-  assert.equal(cache.written('b', 'a', '"e1"', new Date(NOW)), undefined);
-  assert.equal(cache.written('b', 'c', '"e1"', new Date(NOW)), 1);
+  assert.equal(cache.written('b', 'a', '"e1"', new Date(NOW), current), undefined);
+  assert.equal(cache.written('b', 'c', '"e1"', new Date(NOW), current), 1);
 });
 
 test('the metadata a download just read answers for 5 s, until the server changes the key', () => {

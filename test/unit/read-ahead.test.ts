@@ -10,6 +10,10 @@ import type { FirstChunk } from '../../src/storage/s3/reader.ts';
 
 interface Fake {
   ahead: ReadAhead;
+  /** The directory's key prefix: "d/", or "" for a user whose home is the bucket's root. */
+  dir: string;
+  /** Files that grew since they were listed: S3 now holds twice their listed size. */
+  grown: Set<string>;
   fetched: string[];
   listings: string[];
   changed: Set<string>;
@@ -21,7 +25,9 @@ function chunk(key: string, size: number): FirstChunk {
   return { size, etag: `"${key}"`, lastModified: new Date(0), metadata: { mtime: '1600000000' }, end: size, data: Promise.resolve({} as never) };
 }
 
-function fake(files: ListedFile[], options: { held?: boolean; maxFiles?: number; budgetBytes?: number } = {}): Fake {
+function fake(files: ListedFile[], options: { held?: boolean; maxFiles?: number; budgetBytes?: number; dir?: string } = {}): Fake {
+  const dir = options.dir ?? 'd/';
+  const grown = new Set<string>();
   const fetched: string[] = [];
   const listings: string[] = [];
   const changed = new Set<string>();
@@ -33,10 +39,12 @@ function fake(files: ListedFile[], options: { held?: boolean; maxFiles?: number;
       listings.push(startAfter);
       return files.filter((f) => f.name > startAfter).slice(0, max);
     },
-    firstChunk: async (key) => {
+    firstChunk: async (key, _closer, maxBytes) => {
       fetched.push(key);
-      const file = files.find((f) => `d/${f.name}` === key);
-      return file ? chunk(key, file.size) : undefined;
+      const file = files.find((f) => `${dir}${f.name}` === key);
+      if (!file) return undefined;
+      if (!grown.has(file.name)) return chunk(key, file.size);
+      return { ...chunk(key, file.size * 2), end: Math.min(file.size * 2, maxBytes) };
     },
     seq: () => seq++,
     changedAfter: (key) => changed.has(key),
@@ -44,15 +52,15 @@ function fake(files: ListedFile[], options: { held?: boolean; maxFiles?: number;
   };
   const budget = new ReadAheadBudget(options.budgetBytes ?? 1 << 20);
   const ahead = new ReadAhead(source, { maxFiles: options.maxFiles ?? 8, maxFileBytes: 64 * 1024, ttlMs: 5_000 }, budget);
-  return { ahead, fetched, listings, changed, clock, budget };
+  return { ahead, dir, grown, fetched, listings, changed, clock, budget };
 }
 
 const names = (n: number, size = 100): ListedFile[] => Array.from({ length: n }, (_, i) => ({ name: `f${String(i).padStart(2, '0')}`, size }));
 
 /** Opens a file as S3Storage does: take what was fetched ahead, then report the open. */
 async function open(f: Fake, name: string): Promise<boolean> {
-  const got = await f.ahead.take(`d/${name}`);
-  f.ahead.opened(`d/${name}`);
+  const got = await f.ahead.take(`${f.dir}${name}`);
+  f.ahead.opened(`${f.dir}${name}`);
   await tick();
   return got !== undefined;
 }
@@ -69,6 +77,24 @@ test('two files opened in name order: the next ones are fetched, from the held l
   assert.equal(new Set(f.fetched).size, f.fetched.length, 'no file fetched twice');
   assert.ok(f.fetched.length <= 12 + 8);
   assert.equal(await f.ahead.take('d/f05'), undefined, 'handed over once');
+});
+
+test("a home at the bucket's root reads ahead in its top directory as in any other", async () => {
+  const f = fake(names(6), { held: true, dir: '' });
+  await open(f, 'f00');
+  await open(f, 'f01');
+  assert.deepEqual(f.fetched, ['f02', 'f03', 'f04', 'f05']);
+  assert.equal(await open(f, 'f02'), true);
+});
+
+test('a file that grew since it was listed is fetched only to its listed size, and its OPEN fetches it itself', async () => {
+  const f = fake(names(6), { held: true });
+  f.grown.add('f02');
+  await open(f, 'f00');
+  await open(f, 'f01');
+  assert.equal(await f.ahead.peek('d/f02'), undefined, 'no size or time from a partial fetch');
+  assert.equal(await open(f, 'f02'), false);
+  assert.equal(await open(f, 'f03'), true);
 });
 
 test('without a held listing the next names come from one listing after the first opened', async () => {

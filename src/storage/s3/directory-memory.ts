@@ -210,13 +210,15 @@ export class DirectoryMemory {
     return { state: state ?? 'absent', until: dir.until };
   }
 
-  /** The files of a directory's held listing, in key order; undefined when none is held. */
+  /** The files of a directory's held listing, in key order, but those changed since; undefined when none is held. */
   files(prefix: string): { name: string; size: number }[] | undefined {
     const dir = this.directory(prefix);
     if (dir === undefined || dir === 'big') return undefined;
     const files: { name: string; size: number }[] = [];
     // Listed names come first, in key order; names marked 'unknown' afterwards are uploads.
-    for (const [name, state] of dir.names) if (state !== 'unknown' && state.file) files.push({ name, size: state.file.size });
+    for (const [name, state] of dir.names) {
+      if (state !== 'unknown' && state.file && !this.#log.changedAfter(this.#bucket, prefix + name, dir.seq)) files.push({ name, size: state.file.size });
+    }
     return files;
   }
 

@@ -137,10 +137,12 @@ export class MtimeCache {
    * The mtime STAT reports for a listed version, if it is what this server stored in the last
    * minute: same ETag, and a Last-Modified within the seconds of that PutObject. Another writer
    * storing the same bytes under the same name in those seconds is the one case it can miss.
+   * `current` tells whether the server changed the key after the record's change log position
+   * (another user of the bucket, through another role, is another scope here).
    */
-  written(bucket: string, key: string, etag: string, lastModified: Date): number | undefined {
+  written(bucket: string, key: string, etag: string, lastModified: Date, current: (changeSeq: number) => boolean): number | undefined {
     const record = this.#written.get(cacheKey(bucket, key), WRITTEN_MS);
-    if (!record) return undefined;
+    if (!record || !current(record.changeSeq)) return undefined;
     const listedMs = lastModified.getTime();
     if (unquoted(record.etag) !== unquoted(etag)) return undefined;
     if (listedMs < record.lastModifiedFromMs || listedMs > record.lastModifiedToMs) return undefined;
@@ -156,9 +158,9 @@ export class MtimeCache {
     return this.#written.get(cacheKey(bucket, key), JUST_STORED_MS);
   }
 
-  /** The memory's answer for a listed version: a HEAD it read, or what this server wrote. */
-  known(bucket: string, key: string, etag: string, lastModified: Date): number | undefined {
-    return this.get(bucket, key, etag, lastModified) ?? this.written(bucket, key, etag, lastModified);
+  /** The memory's answer for a listed version: a HEAD it read, or what this server wrote (see written()). */
+  known(bucket: string, key: string, etag: string, lastModified: Date, current: (changeSeq: number) => boolean): number | undefined {
+    return this.get(bucket, key, etag, lastModified) ?? this.written(bucket, key, etag, lastModified, current);
   }
 
   /**

@@ -27,7 +27,8 @@ export interface ReadAheadSource {
   /** Up to `max` files after `startAfter` in the directory `prefix` ("a/b/"), in key order. */
   filesAfter(prefix: string, startAfter: string, max: number): Promise<ListedFile[]>;
   /** The first ranged GET an OPEN of `key` makes. */
-  firstChunk(key: string, closer: AbortController): Promise<FirstChunk | 'empty' | undefined>;
+  /** The object's first bytes, at most `maxBytes` (what the budget was charged) however large it is now. */
+  firstChunk(key: string, closer: AbortController, maxBytes: number): Promise<FirstChunk | 'empty' | undefined>;
   /** Where the server's change log is now; changedAfter tells whether a key changed since. */
   seq(): number;
   changedAfter(key: string, seq: number): boolean;
@@ -156,7 +157,8 @@ export class ReadAhead {
     const slash = key.lastIndexOf('/');
     const prefix = key.slice(0, slash + 1);
     const name = key.slice(slash + 1);
-    if (prefix !== this.#prefix || compareKeys(name, this.#lastName) <= 0) {
+    // A first OPEN starts a run, also in the directory the state starts in ("", a home at the bucket's root).
+    if (prefix !== this.#prefix || this.#inOrder === 0 || compareKeys(name, this.#lastName) <= 0) {
       this.#restart(prefix);
       this.#firstName = name;
       this.#lastName = name;
@@ -305,8 +307,9 @@ export class ReadAhead {
     const key = this.#prefix + file.name;
     const closer = new AbortController();
     const seq = this.#source.seq();
-    const chunk = this.#source.firstChunk(key, closer).then(
-      (first) => (first === undefined || first === 'empty' ? undefined : first),
+    const chunk = this.#source.firstChunk(key, closer, file.size).then(
+      // Grown since it was listed: what was fetched is only its start, which the OPEN does not take.
+      (first) => (first === undefined || first === 'empty' || first.end < first.size ? undefined : first),
       () => undefined,
     );
     const entry: Fetched = {

@@ -44,17 +44,19 @@ export interface FirstChunk {
 }
 
 /**
- * Opens an object with its first ranged GET (bytes 0 to partSize-1): the response headers carry
- * the size, ETag, Last-Modified and metadata that a HEAD would, so the open costs one request and
- * the first READs are served from its body. Undefined when there is no such object; "empty" when
- * the store refuses the range, which is how AWS answers (416) for an object of 0 bytes.
+ * Opens an object with its first ranged GET (bytes 0 to partSize-1, or to `maxBytes`-1 when
+ * smaller): the response headers carry the size, ETag, Last-Modified and metadata that a HEAD
+ * would, so the open costs one request and the first READs are served from its body. Undefined
+ * when there is no such object; "empty" when the store refuses the range, which is how AWS answers
+ * (416) for an object of 0 bytes.
  */
 export async function getFirstChunk(
   options: Pick<S3ReaderOptions, 'client' | 'bucket' | 'key' | 'path' | 'download'>,
   closer: AbortController,
+  maxBytes = Infinity,
 ): Promise<FirstChunk | 'empty' | undefined> {
   const { client, bucket, key, path, download } = options;
-  const partSize = Math.max(1, download.partSize);
+  const partSize = Math.max(1, Math.min(download.partSize, maxBytes));
   try {
     return await withRetries(
       async (signal) => {

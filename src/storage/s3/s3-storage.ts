@@ -103,6 +103,8 @@ export interface S3StorageOptions {
    * what the shared mtime cache knows is shared only between storages of the same one. Default: the bucket.
    */
   storeScope?: string;
+  /** The S3 endpoint ("" for AWS's own), so locate() tells objects of same-named buckets of two stores apart. */
+  endpoint?: string;
   /** Shared across sessions so each sees the others' changes at once (docs/adr/0019). */
   changeLog?: ChangeLog;
   /** The directory memories of the same user's other sessions through this store, whose held listings answer here too (DirectoryPeers). */
@@ -216,7 +218,7 @@ export class S3Storage implements Storage {
       {
         heldFiles: (prefix) => this.#memory.files(prefix),
         filesAfter: (prefix, startAfter, max) => this.#filesAfter(prefix, startAfter, max),
-        firstChunk: (key, closer) => getFirstChunk(this.#readerOptions(key), closer),
+        firstChunk: (key, closer, maxBytes) => getFirstChunk(this.#readerOptions(key), closer, maxBytes),
         seq: () => this.#memory.seq,
         changedAfter: (key, seq) => this.#memory.changedAfter(key, seq),
         now: () => this.#clock.now(),
@@ -224,6 +226,10 @@ export class S3Storage implements Storage {
       { maxFiles: options.config.download.readAheadFiles, maxFileBytes: READ_AHEAD_FILE_BYTES, ttlMs: SEEN_DIRECTORY_MS },
       options.readAheadBudget ?? new ReadAheadBudget(READ_AHEAD_BYTES),
     );
+  }
+
+  locate(path: string): string {
+    return [this.#o.endpoint ?? '', this.#bucket, this.#key(path)].join('\u0000');
   }
 
   async stat(path: string): Promise<FileInfo> {
@@ -1038,13 +1044,13 @@ export class S3Storage implements Storage {
    */
   #justStored(key: string): StoredRecord | undefined {
     const stored = this.#mtimeCache.justStored(this.#mtimeScope, key);
-    return stored && !this.#memory.changedAfter(key, stored.changeSeq) ? stored : undefined;
+    return stored && this.#unchangedSince(key)(stored.changeSeq) ? stored : undefined;
   }
 
   /** The metadata this server just stored or read at `key`, on the same terms as #justStored. */
   #justSeenMetadata(key: string): Record<string, string> | undefined {
     const seen = this.#mtimeCache.justSeenMetadata(this.#mtimeScope, key);
-    return seen && !this.#memory.changedAfter(key, seen.changeSeq) ? seen.metadata : undefined;
+    return seen && this.#unchangedSince(key)(seen.changeSeq) ? seen.metadata : undefined;
   }
 
   /**
@@ -1084,7 +1090,7 @@ export class S3Storage implements Storage {
           if (!name || name.includes('/') || isReservedKey(object.Key!)) continue;
           const { Key: key, ETag: etag, LastModified: lastModified } = object;
           // The mtime stat reports, where the shared cache holds it for this version (no HEAD here).
-          const cached = etag && lastModified ? this.#mtimeCache.known(this.#mtimeScope, key!, etag, lastModified) : undefined;
+          const cached = etag && lastModified ? this.#mtimeCache.known(this.#mtimeScope, key!, etag, lastModified, this.#unchangedSince(key!)) : undefined;
           const file = { size: object.Size ?? 0, lastModified, ...(cached !== undefined ? { statMtime: new Date(cached) } : {}) };
           names.set(name, { file, directory: false });
         }
@@ -1235,7 +1241,7 @@ export class S3Storage implements Storage {
       return cached;
     }
     // What this server itself just stored: known, but not read back, so not written to the index.
-    const written = this.#mtimeCache.written(this.#mtimeScope, key, etag, lastModified);
+    const written = this.#mtimeCache.written(this.#mtimeScope, key, etag, lastModified, this.#unchangedSince(key));
     if (written !== undefined) {
       this.#mtimeCache.listed.written++;
       sameVersion?.();
@@ -1279,7 +1285,12 @@ export class S3Storage implements Storage {
   #cachedMtime(entry: ListedEntry): number | undefined {
     const { key, etag, lastModified } = entry;
     if (key === undefined || etag === undefined || lastModified === undefined) return undefined;
-    return this.#mtimeCache.known(this.#mtimeScope, key, etag, lastModified);
+    return this.#mtimeCache.known(this.#mtimeScope, key, etag, lastModified, this.#unchangedSince(key));
+  }
+
+  /** Whether neither `key` nor a directory above it changed through this server after a change log position. */
+  #unchangedSince(key: string): (seq: number) => boolean {
+    return (seq) => !this.#memory.changedAfter(key, seq);
   }
 }
 
