@@ -547,9 +547,8 @@ export class S3Storage implements Storage {
     if (path === '/') throw new WrongTypeError('/: is a directory');
     const parked = this.#o.tempUploads?.take(this.#bucket, key);
     if (parked) {
-      this.#memory.changed(key);
       // Never stored under this name: dropping the upload is the removal (a resumed one's old object goes too).
-      await parked.abort();
+      await this.#changing([key], () => parked.abort());
       if (!(await this.#head(key, context))) return;
     }
     // DeleteObject succeeds on missing keys, so existence is checked first: in a directory listed
