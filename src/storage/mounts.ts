@@ -183,12 +183,12 @@ export class MountedStorage implements Storage {
     } catch (err) {
       const parent = dirname(path);
       if (!(err instanceof NotFoundError) || r.storage !== this.#home || !this.#isVirtualParent(parent)) throw err;
-      for (let end = parent.indexOf('/', 1); ; end = parent.indexOf('/', end + 1)) {
-        const ancestor = end === -1 ? parent : parent.slice(0, end);
-        await this.#home.mkdir(ancestor).catch((mkdirErr: unknown) => {
+      // "/a/b" → "/a", "/a/b": every directory above a mount point is one of its parents too.
+      const parts = parent.split('/').slice(1);
+      for (let depth = 1; depth <= parts.length; depth++) {
+        await this.#home.mkdir(`/${parts.slice(0, depth).join('/')}`).catch((mkdirErr: unknown) => {
           if (!(mkdirErr instanceof AlreadyExistsError)) throw mkdirErr;
         });
-        if (end === -1) break;
       }
       return change();
     }

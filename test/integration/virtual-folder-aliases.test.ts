@@ -77,3 +77,11 @@ test('a parent of a mount point that STAT and READDIR show as a directory takes 
   const upload = await outcome(s.openWrite('/p/file', { requireParent: true, createOrReplace: true }).then(async (w) => { await w.write(0, Buffer.from('x')); await w.commit(); return 'written'; }));
   assert.deepEqual([mkdir, upload], ['succeeded undefined', 'succeeded "written"'], `S3 holds ${JSON.stringify(await keys('h3/'))}`);
 });
+
+test('a MKDIR two levels above a mount point makes each parent the home lacks', async () => {
+  const s = session('h4/', [{ path: '/a/b/c', keyPrefix: 'elsewhere4/' }]);
+  await put('h4/');
+  assert.equal(await outcome(s.mkdir('/a/b/new')), 'succeeded undefined');
+  assert.deepEqual((await keys('h4/')).sort(), ['h4/', 'h4/a/', 'h4/a/b/', 'h4/a/b/new/']);
+  assert.equal(await outcome(s.mkdir('/nowhere/new')), 'NotFoundError: /nowhere: no such file or directory', 'elsewhere a missing parent is still refused');
+});

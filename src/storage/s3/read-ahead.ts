@@ -26,8 +26,7 @@ export interface ReadAheadSource {
   heldFiles(prefix: string): ListedFile[] | undefined;
   /** Up to `max` files after `startAfter` in the directory `prefix` ("a/b/"), in key order. */
   filesAfter(prefix: string, startAfter: string, max: number): Promise<ListedFile[]>;
-  /** The first ranged GET an OPEN of `key` makes. */
-  /** The object's first bytes, at most `maxBytes` (what the budget was charged) however large it is now. */
+  /** The first ranged GET an OPEN of `key` makes, for at most `maxBytes` (what the budget was charged) however large it is now. */
   firstChunk(key: string, closer: AbortController, maxBytes: number): Promise<FirstChunk | 'empty' | undefined>;
   /** Where the server's change log is now; changedAfter tells whether a key changed since. */
   seq(): number;
