@@ -199,6 +199,30 @@ describe('compared with OpenSSH sftp-server on a local directory', () => {
     assert.deepEqual(ours, theirs);
   });
 
+  test('overlapping WRITEs sent ahead of the data before them: the later WRITE wins, as on OpenSSH', async () => {
+    // 100..149 'x', then 120..169 'y' (held ahead, overlapping), then 0..99 'a'; then 140..144 'z'
+    // direct, over the held 'y'. Every WRITE answered OK, then read back whole.
+    const writes: [number, Buffer][] = [
+      [100, Buffer.alloc(50, 'x')],
+      [120, Buffer.alloc(50, 'y')],
+      [60, Buffer.alloc(10, 'w')],
+      [0, Buffer.alloc(100, 'a')],
+    ];
+    const run = async (sftp: RawSftp, path: string): Promise<string> => {
+      const h = handleOf(await sftp.open(path, FXF.WRITE | FXF.CREAT | FXF.TRUNC));
+      const answers = await Promise.all(writes.map(([at, data]) => sftp.write(h, at, data)));
+      assert.deepEqual(answers.map(status), writes.map(() => FX.OK), path);
+      assert.equal(status(await sftp.close(h)), FX.OK);
+      const r = handleOf(await sftp.open(path, FXF.READ));
+      const got = await sftp.read(r, 0, 1000);
+      await sftp.close(r);
+      return got.type === 'data' ? got.data.toString() : `not data: ${JSON.stringify(got)}`;
+    };
+    const theirs = await run(ref, join(local, 'overlap.bin'));
+    assert.equal(theirs, `${'a'.repeat(100)}${'x'.repeat(20)}${'y'.repeat(50)}`, 'a disk keeps the later bytes, and the last WRITE over a held range');
+    assert.equal(await run(c, '/cmp/overlap.bin'), theirs);
+  });
+
   test('READDIR long names of files match OpenSSH, and the owner shown is the uid and gid of the attributes', async () => {
     const files: [string, number][] = [['one.txt', 1], ['sized.bin', 123_456], ['spaced name.txt', 0]];
     for (const [name, n] of files) await put(c, `/cmp/${name}`, Buffer.alloc(n, 'x'));

@@ -200,3 +200,33 @@ test('removing the temporary name while parked drops the upload: nothing is stor
   assert.equal((await statusOf(win.stat('/gone.bin.filepart'))).code, 2);
   assert.equal((await statusOf(win.stat('/gone.bin'))).code, 2);
 });
+
+for (const size of [2000, 12 * MiB]) {
+  test(`the same temporary name uploaded twice (${size} bytes), then renamed: the final name holds the second upload, nothing else is left`, async () => {
+    const c = await sftp(server.port, 'win');
+    const [first, second] = [randomBytes(size), randomBytes(size)];
+    const name = `twice-${size}.bin`;
+    await upload(c, `/${name}.filepart`, first);
+    await upload(c, `/${name}.filepart`, second);
+    await c.rename(`/${name}.filepart`, `/${name}`);
+    // Anything the first upload could still do in the background has had its time.
+    await new Promise((r) => setTimeout(r, WINDOW_MS + 2000));
+    const back = await readBack(c, `/${name}`);
+    assert.ok(back.equals(second), `the final name holds ${back.equals(first) ? 'the first upload' : `${back.length} bytes`}`);
+    assert.equal((await statusOf(c.stat(`/${name}.filepart`))).code, 2, 'the temporary name is gone');
+  });
+}
+
+async function readBack(c: SftpClient, path: string): Promise<Buffer> {
+  const handle = await c.open(path, FLAGS.READ);
+  const parts: Buffer[] = [];
+  for (let offset = 0; ; ) {
+    const chunk = await c.read(handle, offset, 256 * 1024);
+    if (chunk.length === 0) break;
+    parts.push(chunk);
+    offset += chunk.length;
+  }
+  await c.close(handle);
+  return Buffer.concat(parts);
+}
+

@@ -54,9 +54,11 @@ export class TempUploads {
   /** Parks a closed upload; it is stored at its temporary name when the window passes without a rename. */
   park(bucket: string, tempKey: string, upload: ParkedUpload): void {
     const id = `${bucket}/${tempKey}`;
-    // A second upload to the same temporary name replaces the first, as on a disk.
+    // A second upload to the same temporary name replaces the first, as on a disk, where its TRUNC
+    // drops the first file's bytes: the first is dropped, never stored (storing it would race with
+    // this one for the same final key).
     const earlier = this.take(bucket, tempKey);
-    if (earlier) this.#settle(earlier.finish('temporary'), tempKey);
+    if (earlier) this.#settle(earlier.abort(), tempKey);
     const timer = setTimeout(() => {
       if (this.#parked.get(id)?.upload !== upload) return;
       this.#parked.delete(id);

@@ -354,12 +354,22 @@ export class S3Writer implements FileWriter {
     return this.#abort;
   }
 
-  /** Keeps a piece that arrived ahead of the contiguous data. */
+  /**
+   * Keeps a piece that arrived ahead of the contiguous data. Held pieces never overlap: where this
+   * one covers bytes of pieces held before, it replaces them (the later WRITE wins, as on a disk).
+   */
   #hold(offset: number, data: Buffer): void {
+    const end = offset + data.length;
+    const overlapped = [...this.#pending].filter(([at, piece]) => at < end && at + piece.length > offset);
+    const replaced = overlapped.reduce((sum, [at, piece]) => sum + Math.min(at + piece.length, end) - Math.max(at, offset), 0);
     const window = this.#o.windowBytes ?? DEFAULT_WINDOW_BYTES;
-    const replaced = this.#pending.get(offset)?.length ?? 0;
-    if (offset + data.length - this.#next > window || this.#pendingBytes - replaced + data.length > window) {
+    if (end - this.#next > window || this.#pendingBytes - replaced + data.length > window) {
       throw new InvalidRequestError(`write ${this.#o.path}: write too far ahead of the data received`);
+    }
+    for (const [at, piece] of overlapped) {
+      this.#pending.delete(at);
+      if (at < offset) this.#pending.set(at, piece.subarray(0, offset - at));
+      if (at + piece.length > end) this.#pending.set(end, piece.subarray(end - at));
     }
     // Copied: the caller may reuse its buffer once write() resolves.
     this.#pending.set(offset, Buffer.from(data));
