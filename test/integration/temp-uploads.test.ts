@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import type { SwiftS3 } from '../../dev/swift.ts';
-import { createBucket, makeClientKey, s3Server, startTestServer, type TestServer } from '../support/harness.ts';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import { createBucket, makeClientKey, s3ClientFor, s3Server, startTestServer, type TestServer } from '../support/harness.ts';
 import { countByKind, formatCounts, startS3LatencyProxy, type CountedRequest, type S3LatencyProxy } from '../support/s3-latency-proxy.ts';
 import { FLAGS, SftpClient, statusOf } from '../support/sftp-client.ts';
 import { readFile } from 'node:fs/promises';
@@ -229,4 +230,40 @@ async function readBack(c: SftpClient, path: string): Promise<Buffer> {
   await c.close(handle);
   return Buffer.concat(parts);
 }
+
+/** Waits until the window passed and the upload was completed at its final name, on its way to the temporary one. */
+async function completedAtFinal(key: string): Promise<void> {
+  const direct = s3ClientFor(s3);
+  try {
+    for (const deadline = Date.now() + 20_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
+      if (await direct.send(new HeadObjectCommand({ Bucket: server.bucket, Key: key })).then(() => true, () => false)) return;
+    }
+    throw new Error(`${key} never appeared`);
+  } finally {
+    direct.destroy();
+  }
+}
+
+test('a RENAME that comes while the window-passed upload is being stored at the temporary name waits for it, then succeeds', async () => {
+  const c = await sftp(server.port, 'win');
+  const data = randomBytes(48 * MiB);
+  await upload(c, '/late.bin.filepart', data);
+  await completedAtFinal('win/late.bin');
+  await c.rename('/late.bin.filepart', '/late.bin');
+  assert.ok((await readBack(c, '/late.bin')).equals(data));
+  assert.equal((await statusOf(c.stat('/late.bin.filepart'))).code, 2);
+});
+
+test('a file another session stores at the final name while a window-passed upload moves away from it is kept', async () => {
+  const c = await sftp(server.port, 'win');
+  const other = await sftp(server.port, 'win');
+  const data = randomBytes(48 * MiB);
+  await upload(c, '/race.bin.filepart', data);
+  await completedAtFinal('win/race.bin');
+  await upload(other, '/race.bin', Buffer.from('second writer'));
+  // The stat of the temporary name waits for the move to end.
+  assert.equal((await c.stat('/race.bin.filepart')).size, data.length);
+  assert.equal((await readBack(other, '/race.bin')).toString(), 'second writer');
+  assert.ok((await readBack(c, '/race.bin.filepart')).equals(data), 'the parked upload is at its temporary name');
+});
 

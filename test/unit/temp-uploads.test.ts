@@ -14,20 +14,21 @@ test('a temporary name maps to its final name; a bare suffix or another name doe
   assert.equal(temp.finalName('/dir.filepart/x'), undefined);
 });
 
-test('take and peek find a parked upload once; a second park of the same name stores the first at its temporary name', async () => {
+test('take and peek find a parked upload once; a second park of the same name drops the first, never stores it', async () => {
   const temp = new TempUploads({ suffixes: ['.filepart'], windowMs: 60_000, log: pino({ level: 'silent' }) });
   const finished: string[] = [];
   const upload = (id: string) => ({
     finalKey: 'k',
     finish: async (target: string) => void finished.push(`${id}:${target}`),
-    abort: async () => {},
+    abort: async () => void finished.push(`${id}:aborted`),
     setMtime: () => {},
   });
   const first = upload('first');
   temp.park('b', 'k.filepart', first);
   assert.equal(temp.peek('b', 'k.filepart'), first);
   temp.park('b', 'k.filepart', upload('second'));
-  assert.deepEqual(finished, ['first:temporary']);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(finished, ['first:aborted']);
   assert.ok(temp.take('b', 'k.filepart'));
   assert.equal(temp.take('b', 'k.filepart'), undefined);
   assert.equal(temp.size, 0);

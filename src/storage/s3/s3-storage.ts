@@ -240,6 +240,9 @@ export class S3Storage implements Storage {
     const seq = this.#memory.seq;
     // An upload in progress wins over the object it will replace: an overwrite reports the bytes
     // received so far, as a new file does (and as a disk would after O_TRUNC).
+    // Being stored at this temporary name in the background (the window passed): STAT waits for it.
+    const storing = this.#o.tempUploads?.storing(this.#bucket, key);
+    if (storing) await storing;
     const live = this.#o.uploads.get(this.#bucket, key);
     // A directory listed within the last 5 s answers without asking S3 (docs/adr/0019); "no such
     // file" is always S3's answer.
@@ -509,7 +512,11 @@ export class S3Storage implements Storage {
         this.#mtimeCache.forget(this.#mtimeScope, toKey);
         await this.#changing([fromKey, toKey], async () => {
           await this.#copier.copy({ key: fromKey, size: head.ContentLength ?? 0, head }, toKey, context, { ...head.Metadata, ...metadata });
-          await this.#delete(fromKey, context);
+          // Removed only while it is still this upload's object: a client that stored the final
+          // name during the copy keeps its file (a few milliseconds between this HEAD and the
+          // DELETE remain; S3 has no conditional delete everywhere).
+          const now = await this.#head(fromKey, context);
+          if (now && now.ETag === head.ETag) await this.#delete(fromKey, context);
         });
       },
       remove: (key) => this.#delete(key, context),
@@ -520,6 +527,7 @@ export class S3Storage implements Storage {
   async #settleParked(key: string): Promise<void> {
     const parked = this.#o.tempUploads?.take(this.#bucket, key);
     if (parked) await parked.finish('temporary');
+    else await this.#o.tempUploads?.storing(this.#bucket, key);
   }
 
   async mkdir(path: string): Promise<void> {
@@ -628,7 +636,11 @@ export class S3Storage implements Storage {
    */
   async #renameParked(fromKey: string, toKey: string, to: string, options: RenameOptions): Promise<boolean> {
     const waiting = this.#o.tempUploads?.peek(this.#bucket, fromKey);
-    if (!waiting) return false;
+    if (!waiting) {
+      // A RENAME just after the window: the ordinary rename follows once the object is at the temporary name.
+      await this.#o.tempUploads?.storing(this.#bucket, fromKey);
+      return false;
+    }
     let toFinal = waiting.finalKey === toKey;
     if (toFinal && (options.check || !options.overwrite)) {
       const found = await this.#lookup(to, `rename ${to}`);
@@ -654,6 +666,7 @@ export class S3Storage implements Storage {
     const key = this.#key(path);
     const context = `setstat ${path}`;
     const { check } = options;
+    await this.#o.tempUploads?.storing(this.#bucket, key);
     const parked = this.#o.tempUploads?.peek(this.#bucket, key);
     // Looked up before this change is noted, which would make it stale.
     const stored = this.#justStored(key);

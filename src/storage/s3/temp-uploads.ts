@@ -37,6 +37,8 @@ export class TempUploads {
   #o: TempUploadsOptions;
   #parked = new Map<string, { upload: ParkedUpload; timer: NodeJS.Timeout }>();
   #finishing = new Set<Promise<void>>();
+  /** Uploads being stored at their temporary name in the background (the window passed), by id. */
+  #storing = new Map<string, Promise<void>>();
 
   constructor(options: TempUploadsOptions) {
     this.#o = options;
@@ -62,7 +64,7 @@ export class TempUploads {
     const timer = setTimeout(() => {
       if (this.#parked.get(id)?.upload !== upload) return;
       this.#parked.delete(id);
-      this.#settle(upload.finish('temporary'), tempKey);
+      this.#settle(upload.finish('temporary'), tempKey, id);
     }, this.#o.windowMs);
     this.#parked.set(id, { upload, timer });
   }
@@ -75,6 +77,14 @@ export class TempUploads {
     clearTimeout(entry.timer);
     this.#parked.delete(id);
     return entry.upload;
+  }
+
+  /**
+   * A background store of this temporary key that is running (the window passed): it resolves
+   * once the object is at the temporary name. Undefined when none is running.
+   */
+  storing(bucket: string, tempKey: string): Promise<void> | undefined {
+    return this.#storing.get(`${bucket}/${tempKey}`);
   }
 
   /** The parked upload of this temporary key, left in place. */
@@ -91,17 +101,22 @@ export class TempUploads {
     for (const [id, { upload, timer }] of this.#parked) {
       clearTimeout(timer);
       this.#parked.delete(id);
-      this.#settle(upload.finish('temporary'), id);
+      this.#settle(upload.finish('temporary'), id, id);
     }
     await Promise.allSettled([...this.#finishing]);
   }
 
-  #settle(done: Promise<void>, key: string): void {
+  /** Tracks a background finish; `id`: a store at the temporary name that requests on that name wait for. */
+  #settle(done: Promise<void>, key: string, id?: string): void {
     const tracked = done.catch((err: unknown) =>
       // The client was told CLOSE succeeded; this is the one place the failure can still be seen.
       this.#o.log.error({ err, key }, 'could not store a closed upload at its temporary name'),
     );
     this.#finishing.add(tracked);
-    void tracked.finally(() => this.#finishing.delete(tracked));
+    if (id !== undefined) this.#storing.set(id, tracked);
+    void tracked.finally(() => {
+      this.#finishing.delete(tracked);
+      if (id !== undefined && this.#storing.get(id) === tracked) this.#storing.delete(id);
+    });
   }
 }
