@@ -212,24 +212,12 @@ for (const size of [2000, 12 * MiB]) {
     await c.rename(`/${name}.filepart`, `/${name}`);
     // Anything the first upload could still do in the background has had its time.
     await new Promise((r) => setTimeout(r, WINDOW_MS + 2000));
-    const back = await readBack(c, `/${name}`);
+    const back = await c.get(`/${name}`);
     assert.ok(back.equals(second), `the final name holds ${back.equals(first) ? 'the first upload' : `${back.length} bytes`}`);
     assert.equal((await statusOf(c.stat(`/${name}.filepart`))).code, 2, 'the temporary name is gone');
   });
 }
 
-async function readBack(c: SftpClient, path: string): Promise<Buffer> {
-  const handle = await c.open(path, FLAGS.READ);
-  const parts: Buffer[] = [];
-  for (let offset = 0; ; ) {
-    const chunk = await c.read(handle, offset, 256 * 1024);
-    if (chunk.length === 0) break;
-    parts.push(chunk);
-    offset += chunk.length;
-  }
-  await c.close(handle);
-  return Buffer.concat(parts);
-}
 
 /** Waits until the window passed and the upload was completed at its final name, on its way to the temporary one. */
 async function completedAtFinal(key: string): Promise<void> {
@@ -250,7 +238,7 @@ test('a RENAME that comes while the window-passed upload is being stored at the 
   await upload(c, '/late.bin.filepart', data);
   await completedAtFinal('win/late.bin');
   await c.rename('/late.bin.filepart', '/late.bin');
-  assert.ok((await readBack(c, '/late.bin')).equals(data));
+  assert.ok((await c.get('/late.bin')).equals(data));
   assert.equal((await statusOf(c.stat('/late.bin.filepart'))).code, 2);
 });
 
@@ -263,7 +251,7 @@ test('a file another session stores at the final name while a window-passed uplo
   await upload(other, '/race.bin', Buffer.from('second writer'));
   // The stat of the temporary name waits for the move to end.
   assert.equal((await c.stat('/race.bin.filepart')).size, data.length);
-  assert.equal((await readBack(other, '/race.bin')).toString(), 'second writer');
-  assert.ok((await readBack(c, '/race.bin.filepart')).equals(data), 'the parked upload is at its temporary name');
+  assert.equal((await other.get('/race.bin')).toString(), 'second writer');
+  assert.ok((await c.get('/race.bin.filepart')).equals(data), 'the parked upload is at its temporary name');
 });
 

@@ -510,7 +510,7 @@ export class S3Storage implements Storage {
         const head = await this.#head(fromKey, context);
         if (!head) throw new NotFoundError(`${path}: the upload vanished before it could be stored`);
         this.#mtimeCache.forget(this.#mtimeScope, toKey);
-        await this.#changing([fromKey, toKey], async () => {
+        await this.#changing({ keys: [fromKey, toKey] }, async () => {
           await this.#copier.copy({ key: fromKey, size: head.ContentLength ?? 0, head }, toKey, context, { ...head.Metadata, ...metadata });
           // Removed only while it is still this upload's object: a client that stored the final
           // name during the copy keeps its file (a few milliseconds between this HEAD and the
@@ -542,7 +542,7 @@ export class S3Storage implements Storage {
     }
     // As mkdir(2): S3 would make the missing parents exist implicitly.
     if (parent === 'missing') throw new NotFoundError(`${dirname(path)}: no such file or directory`);
-    await this.#changing([key], () => this.#putMarker(`${key}/`, context));
+    await this.#changing({ keys: [key] }, () => this.#putMarker(`${key}/`, context));
     this.#sawDirectory(path, this.#memory.seq);
     // Nothing was under the name when it was looked up: the new directory is known to be empty for
     // the 5 s from that lookup (changes after the marker count against it, as against any listing).
@@ -556,7 +556,7 @@ export class S3Storage implements Storage {
     const parked = this.#o.tempUploads?.take(this.#bucket, key);
     if (parked) {
       // Never stored under this name: dropping the upload is the removal (a resumed one's old object goes too).
-      await this.#changing([key], () => parked.abort());
+      await this.#changing({ keys: [key] }, () => parked.abort());
       if (!(await this.#head(key, context))) return;
     }
     // DeleteObject succeeds on missing keys, so existence is checked first: in a directory listed
@@ -592,7 +592,7 @@ export class S3Storage implements Storage {
     if (keys.some((k) => k !== marker) || (page.CommonPrefixes?.length ?? 0) > 0) {
       throw new NotEmptyError('directory not empty');
     }
-    await this.#changing([], () => this.#delete(marker, context), [path]);
+    await this.#changing({ directories: [path] }, () => this.#delete(marker, context));
     await this.#keepParent(path);
   }
 
@@ -615,10 +615,8 @@ export class S3Storage implements Storage {
     if (parent === 'missing') throw new NotFoundError(`${dirname(to)}: no such file or directory`);
     if (from === to) return;
     options.check?.(this.#lookedUpInfo(to, target));
-    await this.#changing(
-      [],
-      (record) => (source ? this.#renameFile(from, to, fromKey, toKey, source, target, options, context, record) : this.#renameDirectory(from, to, target, context)),
-      [from, to],
+    await this.#changing({ directories: [from, to] }, (record) =>
+      source ? this.#renameFile(from, to, fromKey, toKey, source, target, options, context, record) : this.#renameDirectory(from, to, target, context),
     );
   }
 
@@ -670,7 +668,7 @@ export class S3Storage implements Storage {
     const parked = this.#o.tempUploads?.peek(this.#bucket, key);
     // Looked up before this change is noted, which would make it stale.
     const stored = this.#justStored(key);
-    await this.#changing([key], (record) => this.#setMtime(path, key, context, mtime, check, parked, stored, record));
+    await this.#changing({ keys: [key] }, (record) => this.#setMtime(path, key, context, mtime, check, parked, stored, record));
   }
 
   async #setMtime(
@@ -786,7 +784,7 @@ export class S3Storage implements Storage {
     const head = await this.#head(key, context);
     if (!head || (etag !== undefined && head.ETag !== etag)) return;
     this.#mtimeCache.forget(this.#mtimeScope, key);
-    await this.#changing([key], () => this.#copier.copy({ key, size: head.ContentLength ?? 0, head }, key, context, { ...head.Metadata, ...metadata }));
+    await this.#changing({ keys: [key] }, () => this.#copier.copy({ key, size: head.ContentLength ?? 0, head }, key, context, { ...head.Metadata, ...metadata }));
   }
 
   async #renameFile(
@@ -1025,15 +1023,18 @@ export class S3Storage implements Storage {
   }
 
   /**
-   * Runs a change of `keys` (and of the directories `paths`) in S3, noting it in the change log
-   * before and after: a listing requested in between, which S3 may still answer with the old state,
-   * then counts as older than the change (docs/adr/0019). What the change stored (`record`) is
-   * recorded after the last note, so that note does not make it stale.
+   * Runs a change of objects (`keys`) or directories (`directories`, paths) in S3, noting it in the
+   * change log before and after: a listing requested in between, which S3 may still answer with the
+   * old state, then counts as older than the change (docs/adr/0019). What the change stored
+   * (`record`) is recorded after the last note, so that note does not make it stale.
    */
-  async #changing<T>(keys: readonly string[], change: (record: RecordWrite) => Promise<T>, paths: readonly string[] = []): Promise<T> {
+  async #changing<T>(
+    changed: { keys?: readonly string[]; directories?: readonly string[] },
+    change: (record: RecordWrite) => Promise<T>,
+  ): Promise<T> {
     const note = () => {
-      for (const key of keys) this.#memory.changed(key);
-      for (const path of paths) this.#forgetDirectories(path);
+      for (const key of changed.keys ?? []) this.#memory.changed(key);
+      for (const path of changed.directories ?? []) this.#forgetDirectories(path);
     };
     const stored: [string, WrittenObject][] = [];
     note();
@@ -1056,13 +1057,13 @@ export class S3Storage implements Storage {
    */
   #justStored(key: string): StoredRecord | undefined {
     const stored = this.#mtimeCache.justStored(this.#mtimeScope, key);
-    return stored && this.#unchangedSince(key)(stored.changeSeq) ? stored : undefined;
+    return stored && !this.#memory.changedAfter(key, stored.changeSeq) ? stored : undefined;
   }
 
   /** The metadata this server just stored or read at `key`, on the same terms as #justStored. */
   #justSeenMetadata(key: string): Record<string, string> | undefined {
     const seen = this.#mtimeCache.justSeenMetadata(this.#mtimeScope, key);
-    return seen && this.#unchangedSince(key)(seen.changeSeq) ? seen.metadata : undefined;
+    return seen && !this.#memory.changedAfter(key, seen.changeSeq) ? seen.metadata : undefined;
   }
 
   /**
