@@ -506,9 +506,11 @@ export class S3Storage implements Storage {
     return {
       finalKey,
       park: (upload) => this.#o.tempUploads!.park(this.#bucket, tempKey, upload),
-      move: async (fromKey, toKey, metadata) => {
+      move: async (fromKey, toKey, metadata, etag) => {
         const head = await this.#head(fromKey, context);
         if (!head) throw new NotFoundError(`${path}: the upload vanished before it could be stored`);
+        // Another client stored the final name right after the completion: theirs stays, this upload is lost (ADR 0017).
+        if (etag !== undefined && head.ETag !== etag) throw new AlreadyExistsError(`${path}: another client stored the final name before this upload could move to its temporary name`);
         this.#mtimeCache.forget(this.#mtimeScope, toKey);
         await this.#changing({ keys: [fromKey, toKey] }, async () => {
           await this.#copier.copy({ key: fromKey, size: head.ContentLength ?? 0, head }, toKey, context, { ...head.Metadata, ...metadata });

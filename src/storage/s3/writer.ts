@@ -90,7 +90,8 @@ export interface DeferredUpload {
   finalKey: string;
   park(upload: ParkedUpload): void;
   /** Copies a completed object to another key with this metadata merged in, then deletes the source. */
-  move(fromKey: string, toKey: string, metadata: Record<string, string>): Promise<void>;
+  /** `etag`: what the completion at `fromKey` answered; another object found there is not moved. */
+  move(fromKey: string, toKey: string, metadata: Record<string, string>, etag: string | undefined): Promise<void>;
   /** Deletes a key (the resumed temporary object, once its content lives at the final key). */
   remove(key: string): Promise<void>;
 }
@@ -330,7 +331,7 @@ export class S3Writer implements FileWriter {
     // then move the object to the temporary name in one copy, with its metadata.
     this.#exclusiveFinish = true;
     const metadata = await this.#commitCollectingMetadata();
-    await deferred.move(deferred.finalKey, tempKey, metadata);
+    await deferred.move(deferred.finalKey, tempKey, metadata, this.#completedEtag);
   }
 
   /** The rare path completes exclusively and leaves the metadata to the move. */
@@ -621,6 +622,8 @@ export class S3Writer implements FileWriter {
 
   /** What the single PutObject stored (docs/adr/0022), for the server's mtime memory. */
   #written: WrittenObject | undefined;
+  /** The ETag CompleteMultipartUpload answered. */
+  #completedEtag: string | undefined;
 
   async #completeMultipart(): Promise<void> {
     if (this.#partFill > 0) this.#submitPart();
@@ -630,6 +633,7 @@ export class S3Writer implements FileWriter {
       etag = (await this.#pipeline.complete({ ifNoneMatch })).etag;
     };
     await this.#conditionally(complete, 'complete', this.#o.path);
+    this.#completedEtag = etag;
     if (!this.#mtime || this.#mtime === this.#mtimeSentAtCreate) return;
     const metadata: Record<string, string> = { mtime: mtimeMetadata(this.#mtime) };
     if (this.#heldMetadata) {
